@@ -1,0 +1,286 @@
+"""Opening traces (any supported version, clean, crashed or still recording) and folding journals."""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from typing import Iterable, Iterator
+
+import h5py
+
+from telemrec.errors import TraceCorruptError, TraceError, TraceNotFoundError, TraceWriteError
+from telemrec.record import RawRecord
+from telemrec.trace import journal as _journal
+from telemrec.trace import v1
+from telemrec.trace._version import parse_format_version
+
+LIBVER = ("v108", "v110")
+"""HDF5 object-format bounds: files stay readable by HDF5 1.8 and later (docs/format.md)."""
+
+_READERS = {1: v1.V1Reader}
+
+
+def fold_journal(jpath: str, out: str | None, *, chunk_rows: int = v1.DEFAULT_CHUNK_ROWS) -> h5py.File | None:
+    """Fold a journal into a v1 trace.
+
+    With ``out`` the trace is written to ``out`` atomically (temporary name, fsync,
+    rename) and the journal is removed afterwards; returns None. With ``out=None``
+    the trace is built in memory and the open h5py.File is returned (a read-only
+    view of a recording that is still running).
+    """
+    scan = _journal.JournalScan()
+    tmp = None
+    if out is None:
+        h5 = h5py.File(f"telemrec-view-{id(scan)}", "w", driver="core", backing_store=False, libver=LIBVER)
+    else:
+        tmp = f"{out}.tmp-{os.getpid()}"
+        try:
+            h5 = h5py.File(tmp, "w", libver=LIBVER)
+        except OSError as exc:
+            raise TraceWriteError(f"cannot write {tmp}: {exc}", path=out) from exc
+    try:
+        manifest = _fold_into(h5, jpath, scan, chunk_rows)
+    except BaseException:
+        h5.close()
+        if tmp:
+            _unlink_quietly(tmp)
+        raise
+    if out is None:
+        return h5
+    h5.close()
+    _durable_rename(tmp, out)
+    os.unlink(jpath)
+    _fsync_dir(out)
+    return None
+
+
+def _fold_into(h5: h5py.File, jpath: str, scan: _journal.JournalScan, chunk_rows: int) -> dict:
+    writer = v1.V1Writer(h5, chunk_rows=chunk_rows)
+    manifest: dict | None = None
+    end: dict | None = None
+    readers: dict[str, dict] = {}
+    last_mono = last_wall = None
+    for frame in _journal._scan(jpath, scan):
+        kind = frame.get("t")
+        if kind == "rec":
+            for row in frame["r"]:
+                rec = _journal.decode_record(row)
+                writer.add_record(rec)
+                last_mono, last_wall = rec.mono_ns, rec.wall_ns
+        elif kind == "ticks":
+            for row in frame["rows"]:
+                writer.add_tick(frame["label"], dict(zip(v1.TICK_COLUMNS, row)))
+        elif kind == "reader":
+            readers[frame["reader"]["label"]] = frame["reader"]
+        elif kind == "ann":
+            writer.add_annotation(frame["row"])
+        elif kind == "start":
+            manifest = frame["manifest"]
+        elif kind == "end":
+            end = frame
+    if manifest is None:
+        raise TraceCorruptError(f"{jpath} holds no complete start frame: the recorder died before its first flush",
+                                "Nothing was recorded; delete the journal and record again.", path=jpath)
+    if readers:
+        by_label = {r["label"]: r for r in manifest.get("readers", [])}
+        by_label.update(readers)
+        manifest["readers"] = list(by_label.values())
+    stats = dict(manifest.get("stats") or {})
+    stats.update({"records": writer.seq, "values": writer.values})
+    if end is not None:
+        manifest["stop"] = end.get("stop")
+        if end.get("command") is not None:
+            manifest["command"] = end["command"]
+        stats.update(end.get("stats") or {})
+        stats.update({"records": writer.seq, "values": writer.values})
+        manifest["closed_cleanly"] = bool(end.get("clean", True))
+        if end.get("error"):
+            manifest["stop_reason"] = end["error"]
+    else:
+        manifest["closed_cleanly"] = False
+        manifest["stop"] = None if last_mono is None else {"wall_ns": last_wall, "mono_ns": last_mono,
+                                                             "reason": "recorder did not stop cleanly"}
+        manifest["recovery"] = {
+            "recovered_wall_ns": time.time_ns(),
+            "journal_valid_bytes": scan.valid_bytes,
+            "journal_discarded_bytes": scan.torn_bytes,
+            "discarded_reason": scan.torn_reason or None,
+        }
+    manifest["stats"] = stats
+    writer.finish(manifest)
+    return manifest
+
+
+def _durable_rename(tmp: str, out: str) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, out)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class Trace:
+    """A trace opened for reading. Use ``open_trace(path)``; close it (or use ``with``)."""
+
+    def __init__(self, path: str, h5: h5py.File, *, in_progress: bool = False, recovered: bool = False):
+        self.path = path
+        self._h5 = h5
+        self.format_version = parse_format_version(h5.attrs.get("format"), h5.attrs.get("format_version"), path=path)
+        try:
+            self._reader = _READERS[self.format_version](h5)
+        except (KeyError, OSError, ValueError) as exc:
+            raise TraceCorruptError(f"{path}: the trace's layout is damaged ({exc})", path=path) from exc
+        self.manifest: dict = self._reader.manifest
+        self.in_progress = in_progress
+        """True when this is a snapshot of a recording that is still running."""
+        self.recovered = recovered
+        """True when this open folded the journal of a recorder that died."""
+
+    # -- metadata ------------------------------------------------------------------------
+    @property
+    def closed_cleanly(self) -> bool:
+        return bool(self.manifest.get("closed_cleanly"))
+
+    def entities(self) -> list[tuple[str, str]]:
+        return sorted(self._reader.entities())
+
+    def sources(self) -> list[str]:
+        return sorted({s for s, _ in self._reader.entities()})
+
+    def entity(self, source: str, entity: str) -> v1.EntityReader:
+        try:
+            return self._reader.entities()[(source, entity)]
+        except KeyError:
+            from telemrec.errors import UsageError
+            raise UsageError(f"{self.path} has no entity {entity!r} from source {source!r}",
+                             "List them with `telemrec info PATH`.") from None
+
+    def fields(self, source: str, entity: str) -> list[str]:
+        return list(self.entity(source, entity).fields)
+
+    def caps(self) -> dict[str, dict]:
+        """Per source name: units, descriptions and counters, merged over the readers that wrote it."""
+        merged: dict[str, dict] = {}
+        for reader in self.manifest.get("readers", []):
+            caps = reader.get("caps") or {}
+            entry = merged.setdefault(caps.get("kind") or reader.get("name", ""),
+                                      {"units": {}, "descriptions": {}, "counters": set()})
+            entry["units"].update(caps.get("units", {}))
+            entry["descriptions"].update(caps.get("descriptions", {}))
+            entry["counters"].update(caps.get("counters", []))
+        return merged
+
+    def tick_labels(self) -> list[str]:
+        return self._reader.tick_labels()
+
+    def ticks(self, label: str):
+        return self._reader.ticks(label)
+
+    def annotations(self) -> list[dict]:
+        return self._reader.annotations()
+
+    def time_span(self) -> tuple[int | None, int | None]:
+        """(first, last) wall_ns over all records, None when the trace is empty."""
+        lo = hi = None
+        for ent in self._reader.entities().values():
+            if ent.rows:
+                ranges = ent.group["wall_range"][()]
+                a, b = int(ranges[:, 0].min()), int(ranges[:, 1].max())
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
+        return lo, hi
+
+    # -- data ----------------------------------------------------------------------------
+    def records(self, *, start_wall_ns: int | None = None, end_wall_ns: int | None = None,
+                sources: Iterable[str] | None = None, entities: Iterable[str] | None = None,
+                fields: Iterable[str] | None = None) -> Iterator[RawRecord]:
+        """Records in recorded order, streamed entity chunk by entity chunk (constant memory)."""
+        for _, rec in self.records_with_seq(start_wall_ns=start_wall_ns, end_wall_ns=end_wall_ns,
+                                            sources=sources, entities=entities, fields=fields):
+            yield rec
+
+    def records_with_seq(self, *, start_wall_ns=None, end_wall_ns=None, sources=None, entities=None,
+                         fields=None) -> Iterator[tuple[int, RawRecord]]:
+        srcs = set(sources) if sources is not None else None
+        ents = set(entities) if entities is not None else None
+        wanted = list(fields) if fields is not None else None
+        streams = []
+        for (source, name), ent in sorted(self._reader.entities().items()):
+            if (srcs is not None and source not in srcs) or (ents is not None and name not in ents):
+                continue
+            lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
+            if hi > lo:
+                streams.append(v1.iter_entity_records(ent, lo, hi, wanted))
+        if len(streams) == 1:
+            yield from streams[0]
+        else:
+            yield from heapq.merge(*streams, key=lambda pair: pair[0])
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> "Trace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "recording" if self.in_progress else ("clean" if self.closed_cleanly else "unclean")
+        return f"<Trace {self.path!r} v{self.format_version} {state}>"
+
+
+def open_trace(path: str | os.PathLike, *, recover: bool = True) -> Trace:
+    """Open a trace for reading.
+
+    A journal left by a recorder that died is folded into the trace first (the
+    trace is then marked ``closed_cleanly=False`` with a ``recovery`` entry); with
+    ``recover=False``, or when the directory is read-only, it is folded in memory
+    instead. A journal a live recorder still holds is read as an in-memory snapshot.
+    """
+    path = os.fspath(path)
+    jpath = _journal.journal_path(path)
+    if os.path.exists(jpath):
+        if _journal.is_locked(jpath):
+            return Trace(path, fold_journal(jpath, None), in_progress=True)
+        if recover and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            fold_journal(jpath, path)
+            return _open_file(path, recovered=True)
+        return Trace(path, fold_journal(jpath, None), recovered=True)
+    return _open_file(path)
+
+
+def _open_file(path: str, recovered: bool = False) -> Trace:
+    if not os.path.exists(path):
+        raise TraceNotFoundError(f"no trace at {path}", path=path)
+    if os.path.isdir(path):
+        raise TraceNotFoundError(f"{path} is a directory, not a trace file", path=path)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise TraceCorruptError(f"{path} cannot be opened as HDF5 ({exc})", path=path) from exc
+    try:
+        return Trace(path, h5, recovered=recovered)
+    except TraceError:
+        h5.close()
+        raise
+    except (KeyError, OSError, ValueError) as exc:
+        h5.close()
+        raise TraceCorruptError(f"{path}: damaged trace ({exc})", path=path) from exc
