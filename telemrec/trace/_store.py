@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import os
 import time
 from typing import Iterable, Iterator
@@ -218,20 +217,11 @@ class Trace:
 
     def records_with_seq(self, *, start_wall_ns=None, end_wall_ns=None, sources=None, entities=None,
                          fields=None) -> Iterator[tuple[int, RawRecord]]:
-        srcs = set(sources) if sources is not None else None
-        ents = set(entities) if entities is not None else None
-        wanted = list(fields) if fields is not None else None
-        streams = []
-        for (source, name), ent in sorted(self._reader.entities().items()):
-            if (srcs is not None and source not in srcs) or (ents is not None and name not in ents):
-                continue
-            lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
-            if hi > lo:
-                streams.append(v1.iter_entity_records(ent, lo, hi, wanted))
-        if len(streams) == 1:
-            yield from streams[0]
-        else:
-            yield from heapq.merge(*streams, key=lambda pair: pair[0])
+        from telemrec.trace._iterate import iter_records_with_seq
+
+        yield from iter_records_with_seq(self._reader.entities(), start_wall_ns=start_wall_ns,
+                                         end_wall_ns=end_wall_ns, sources=sources, entity_names=entities,
+                                         fields=fields)
 
     def close(self) -> None:
         self._h5.close()

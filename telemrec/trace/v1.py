@@ -17,7 +17,7 @@ with a leading "." also encoded); the original is the group's ``name`` attribute
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 from urllib.parse import quote
 
 import h5py
@@ -25,7 +25,6 @@ import numpy as np
 
 from telemrec._version import __version__
 from telemrec.record import RawRecord
-from telemrec.trace._codec import ABSENT
 from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader
 from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
 
@@ -272,28 +271,3 @@ class V1Reader:
         group = self.h5["annotations"]
         cols = {name: ColumnReader(group[name]).read().to_list() for name in ANNOTATION_COLUMNS}
         return [dict(zip(cols, values)) for values in zip(*cols.values())]
-
-
-def iter_entity_records(ent: EntityReader, lo: int, hi: int, fields: list[str] | None = None,
-                        block: int = 65536) -> Iterator[tuple[int, RawRecord]]:
-    """(seq, record) for rows [lo, hi) of one entity, decoded block by block."""
-    names = ent.fields if fields is None else [f for f in fields if f in ent._field_keys]
-    for a in range(lo, hi, block):
-        b = min(a + block, hi)
-        seq = ent.ints("_seq", a, b).tolist()
-        mono = ent.ints("_mono_ns", a, b).tolist()
-        wall = ent.ints("_wall_ns", a, b).tolist()
-        versions = ent.read("_source_version", a, b).to_list()
-        errors = ent.read("_error", a, b).to_list()
-        cols = [ent.read(name, a, b).to_list(absent=ABSENT_MARK) for name in names]
-        for i in range(b - a):
-            values = {}
-            for name, col in zip(names, cols):
-                v = col[i]
-                if v is not ABSENT_MARK:
-                    values[name] = v
-            yield seq[i], RawRecord(mono[i], wall[i], ent.name, values, ent.source, versions[i], errors[i])
-
-
-ABSENT_MARK = object()
-assert ABSENT == 0
