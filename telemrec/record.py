@@ -7,7 +7,7 @@ never turned into 0; interpretation (canonical names, units, rates) happens late
 
 from __future__ import annotations
 
-import math
+import struct
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, Union
@@ -56,17 +56,20 @@ def _same_value(a: FieldValue, b: FieldValue) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, float):
-        return math.copysign(1.0, a) == math.copysign(1.0, b) and (a == b or (a != a and b != b))
+        return struct.pack("<d", a) == struct.pack("<d", b)
     return a == b
 
 
 def records_identical(a: RawRecord, b: RawRecord) -> bool:
-    """Exact equality: types kept (1 != 1.0), NaN equals NaN, -0.0 differs from 0.0."""
+    """Exact equality: types kept (1 != 1.0), NaN equals NaN (same bits), -0.0 differs from 0.0.
+
+    ``fields`` compare as mappings: the order of keys is not part of a record.
+    """
     if (a.mono_ns, a.wall_ns, a.entity, a.source, a.source_version, a.error) != (
         b.mono_ns, b.wall_ns, b.entity, b.source, b.source_version, b.error
     ):
         return False
-    if list(a.fields) != list(b.fields):
+    if a.fields.keys() != b.fields.keys():
         return False
     return all(_same_value(a.fields[k], b.fields[k]) for k in a.fields)
 

@@ -3,9 +3,10 @@
 On disk a column is an HDF5 group (docs/format.md, "Columns"):
 
 - ``data``      int64[rows], chunked by ``chunk_rows``; numbers, encoded per chunk
-- ``chunks``    uint8[n_chunks, 2]: (encoding, decimal scale) of each chunk
+- attribute ``chunks``: uint8[n_chunks, 2], (encoding, decimal scale) of each chunk
 - ``kind``      uint8[rows], only when kinds vary; else the attribute ``kind``
 - ``str_rows``  int64[runs] and ``str_values`` vlen UTF-8[runs]: run-length strings
+                (attributes instead of datasets when there are at most 256 short runs)
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class ColumnBuilder:
         g.attrs["chunk_rows"] = self.chunk_rows
         if self._data is not None and self._data.shape[0] < self.rows:
             self._data.resize((self.rows,))
-        g.create_dataset("chunks", data=np.array(self.chunk_desc, np.uint8).reshape(-1, 2))
+        g.attrs["chunks"] = np.array(self.chunk_desc, np.uint8).reshape(-1, 2)
         kinds = np.frombuffer(self.kinds, np.uint8)
         present = np.unique(kinds)
         if len(present) == 1:
@@ -129,13 +130,18 @@ class ColumnBuilder:
         else:
             g.attrs["kind"] = ABSENT
         if self.str_rows:
-            g.create_dataset("str_rows", data=np.array(self.str_rows, np.int64), **_small(self.filters, len(self.str_rows)))
-            g.create_dataset("str_values", data=np.array(self.str_values, dtype=object), dtype=_STR_DTYPE,
-                             **_small(self.filters, len(self.str_rows)))
+            rows = np.array(self.str_rows, np.int64)
+            values = np.array(self.str_values, dtype=object)
+            if len(rows) <= _ATTR_RUNS and sum(len(v) for v in self.str_values) < 16384:
+                # few runs: attributes live in the object header, far cheaper than two datasets
+                g.attrs["str_rows"] = rows
+                g.attrs.create("str_values", values, dtype=_STR_DTYPE)
+            else:
+                g.create_dataset("str_rows", data=rows, **self.filters)
+                g.create_dataset("str_values", data=values, dtype=_STR_DTYPE, **self.filters)
 
 
-def _small(filters: dict, n: int) -> dict:
-    return filters if n >= 64 else {}
+_ATTR_RUNS = 256
 
 
 @dataclass
@@ -191,7 +197,7 @@ class ColumnReader:
         self.group = group
         self.rows = int(group.attrs["rows"])
         self.chunk_rows = int(group.attrs["chunk_rows"])
-        self._desc = group["chunks"][()] if "chunks" in group else np.zeros((0, 2), np.uint8)
+        self._desc = np.asarray(group.attrs["chunks"], np.uint8).reshape(-1, 2)
         self._uniform = int(group.attrs["kind"]) if "kind" in group.attrs else None
         self._strs = None
 
@@ -206,7 +212,11 @@ class ColumnReader:
 
     def _str_runs(self):
         if self._strs is None:
-            if "str_rows" in self.group:
+            if "str_rows" in self.group.attrs:
+                values = np.array([v.decode("utf-8") if isinstance(v, bytes) else v
+                                   for v in self.group.attrs["str_values"]], dtype=object)
+                self._strs = (np.asarray(self.group.attrs["str_rows"], np.int64), values)
+            elif "str_rows" in self.group:
                 self._strs = (self.group["str_rows"][()], self.group["str_values"].asstr()[()])
             else:
                 self._strs = (np.zeros(0, np.int64), np.zeros(0, object))

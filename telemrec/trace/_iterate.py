@@ -1,51 +1,310 @@
-"""Streaming record iteration over a trace, in recorded order (seq)."""
+"""Streaming iteration over a trace: records in recorded order, or columnar blocks.
+
+Both walk each selected entity chunk by chunk (``chunk_rows`` rows, the unit the
+codec decodes), so memory is one decoded chunk per selected entity, whatever the
+trace's length. Records of different entities are merged by ``seq`` a step at
+a time with one numpy argsort, not record by record.
+"""
 
 from __future__ import annotations
 
-import heapq
-from typing import Iterator
+from itertools import repeat
+from typing import Iterable, Iterator, Mapping, NamedTuple
+
+import numpy as np
 
 from telemrec.record import RawRecord
+from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
+from telemrec.trace._columns import Column
 from telemrec.trace.v1 import EntityReader
 
+__all__ = ["ABSENT_MARK", "MERGE_ROWS", "Batch", "iter_batches", "iter_entity_records", "iter_records",
+           "iter_records_with_seq", "select_entities"]
+
 ABSENT_MARK = object()
+"""Stands for "the record had no such field" inside decoded value lists."""
+
+MERGE_ROWS = 16384
+"""Records built per merge step, summed over entities: bounds memory, amortises overhead."""
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class Batch(NamedTuple):
+    """One block of rows of one entity, columnar (rows in recorded order within the entity)."""
+
+    source: str
+    entity: str
+    seq: np.ndarray        # int64: the records' position in the whole trace
+    mono_ns: np.ndarray    # int64
+    wall_ns: np.ndarray    # int64
+    columns: dict          # field name -> Column (kinds ABSENT where the record lacked the field)
+    source_version: Column
+    error: Column
+
+
+# -- selection --------------------------------------------------------------------------------
+
+def select_entities(entities: Mapping[tuple[str, str], EntityReader], *, sources: Iterable[str] | None = None,
+                    entity_names: Iterable[str] | None = None,
+                    fields: Iterable[str] | None = None) -> list[tuple[EntityReader, list[str]]]:
+    """(entity, field names to decode) for each entity matching the exact names given.
+
+    With ``fields``, entities holding none of them are left out.
+    """
+    srcs = set(sources) if sources is not None else None
+    ents = set(entity_names) if entity_names is not None else None
+    wanted_set = set(fields) if fields is not None else None
+    chosen = []
+    for (source, name), ent in sorted(entities.items()):
+        if (srcs is not None and source not in srcs) or (ents is not None and name not in ents):
+            continue
+        if wanted_set is None:
+            names = list(ent.fields)
+        else:
+            names = [f for f in ent.fields if f in wanted_set]
+            if not names:
+                continue
+        chosen.append((ent, names))
+    return chosen
+
+
+def _row_ranges(ent: EntityReader, start_wall_ns: int | None, end_wall_ns: int | None) -> Iterator[tuple[int, int]]:
+    """Chunk-aligned [a, b) row ranges covering the rows that can lie in the window."""
+    lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
+    step = ent.chunk_rows
+    a = lo
+    while a < hi:
+        b = min((a // step + 1) * step, hi)
+        yield a, b
+        a = b
+
+
+# -- decoding one block into numpy value arrays --------------------------------------------------
+
+def _values(col: Column) -> np.ndarray:
+    """One array whose ``tolist()`` gives the exact Python values (ABSENT_MARK where absent)."""
+    kinds = col.kinds
+    n = len(kinds)
+    if n:
+        first = kinds[0]
+        if (kinds == first).all():
+            if first == FLOAT:
+                return col.floats
+            if first == INT:
+                return col.ints
+            if first == STR:
+                return col.strs
+            return np.full(n, None if first == NONE else ABSENT_MARK, object)
+    out = np.full(n, ABSENT_MARK, object)
+    for kind, source in ((FLOAT, col.floats), (INT, col.ints), (STR, col.strs)):
+        mask = kinds == kind
+        if mask.any():
+            # astype(object) turns numpy scalars into Python float/int (bits kept: -0.0, NaN)
+            out[mask] = source[mask].astype(object) if kind != STR else source[mask]
+    out[kinds == NONE] = None
+    return out
+
+
+class _Block:
+    """The selected rows of one chunk of one entity, decoded (numpy), turned into records on demand."""
+
+    __slots__ = ("ent", "names", "seq", "mono", "wall", "ver", "err", "cols", "absent", "n")
+
+    def __init__(self, ent: EntityReader, names: list[str], a: int, b: int,
+                 start_wall_ns: int | None, end_wall_ns: int | None, fields_selected: bool):
+        self.ent = ent
+        self.names = names
+        seq = ent.read("_seq", a, b).ints
+        mono = ent.read("_mono_ns", a, b).ints
+        wall = ent.read("_wall_ns", a, b).ints
+        ver = _values(ent.read("_source_version", a, b))
+        err_col = ent.read("_error", a, b)
+        err = _values(err_col)
+        fields = [ent.read(name, a, b) for name in names]
+        cols = [_values(c) for c in fields]
+        absent_rows = None
+        for c in fields:
+            if c.kinds.size and (c.kinds == ABSENT).any():
+                hit = c.kinds == ABSENT
+                absent_rows = hit if absent_rows is None else absent_rows | hit
+        keep = None
+        if start_wall_ns is not None or end_wall_ns is not None:
+            # row_range spans first..last row inside the window; a wall clock step can put rows
+            # in between outside it
+            lo_ns = _INT64_MIN if start_wall_ns is None else start_wall_ns
+            hi_ns = _INT64_MAX if end_wall_ns is None else end_wall_ns
+            keep = (wall >= lo_ns) & (wall < hi_ns)
+        if fields_selected and absent_rows is not None:
+            # a record holding none of the selected fields is left out, unless it reports an error
+            none_present = np.ones(len(seq), bool)
+            for c in fields:
+                none_present &= c.kinds == ABSENT
+            if none_present.any():
+                useful = ~none_present | (err_col.kinds != NONE)
+                keep = useful if keep is None else keep & useful
+        if keep is not None and not keep.all():
+            seq, mono, wall, ver, err = seq[keep], mono[keep], wall[keep], ver[keep], err[keep]
+            cols = [c[keep] for c in cols]
+            absent_rows = absent_rows[keep] if absent_rows is not None else None
+        if absent_rows is not None and not absent_rows.any():
+            absent_rows = None
+        self.seq, self.mono, self.wall, self.ver, self.err = seq, mono, wall, ver, err
+        self.cols = cols
+        self.absent = absent_rows
+        self.n = len(seq)
+
+    def records(self, i: int, j: int) -> list[RawRecord]:
+        """Records of rows [i, j): dicts built with zip over pre-converted lists, fixed up
+        only on rows where some field was absent."""
+        names = self.names
+        n = j - i
+        if self.cols:
+            rows = zip(*[c[i:j].tolist() for c in self.cols])
+            dicts = list(map(dict, map(zip, repeat(names), rows)))
+            if self.absent is not None:
+                for k in np.flatnonzero(self.absent[i:j]).tolist():
+                    dicts[k] = {f: v for f, v in dicts[k].items() if v is not ABSENT_MARK}
+        else:
+            dicts = [{} for _ in range(n)]
+        ent = self.ent
+        return list(map(RawRecord, self.mono[i:j].tolist(), self.wall[i:j].tolist(), repeat(ent.name, n),
+                        dicts, repeat(ent.source, n), self.ver[i:j].tolist(), self.err[i:j].tolist()))
+
+
+class _Cursor:
+    """Walks one entity block by block."""
+
+    __slots__ = ("blocks", "block", "pos")
+
+    def __init__(self, blocks: Iterator[_Block]):
+        self.blocks = blocks
+        self.block: _Block | None = None
+        self.pos = 0
+
+    def advance(self) -> bool:
+        """Make sure a block with unread rows is loaded; False when the entity is done."""
+        while self.block is None or self.pos >= self.block.n:
+            self.block = next(self.blocks, None)
+            self.pos = 0
+            if self.block is None:
+                return False
+        return True
+
+
+def _entity_blocks(ent: EntityReader, names: list[str], start_wall_ns, end_wall_ns,
+                   fields_selected: bool) -> Iterator[_Block]:
+    for a, b in _row_ranges(ent, start_wall_ns, end_wall_ns):
+        yield _Block(ent, names, a, b, start_wall_ns, end_wall_ns, fields_selected)
+
+
+def _windows(selected: list[tuple[EntityReader, list[str]]], start_wall_ns, end_wall_ns,
+             fields_selected: bool, merge_rows: int) -> Iterator[tuple[np.ndarray, list[RawRecord]]]:
+    """Lists of records in seq order (with their seqs), a merge step at a time."""
+    cursors = [_Cursor(_entity_blocks(ent, names, start_wall_ns, end_wall_ns, fields_selected))
+               for ent, names in selected]
+    cursors = [c for c in cursors if c.advance()]
+    while cursors:
+        step = max(1, merge_rows // len(cursors))
+        if len(cursors) == 1:
+            cur = cursors[0]
+            j = min(cur.pos + step, cur.block.n)
+            yield cur.block.seq[cur.pos:j], cur.block.records(cur.pos, j)
+            cur.pos = j
+        else:
+            # every record with seq <= frontier is in a loaded block: emit those, sorted
+            frontier = min(int(c.block.seq[min(c.pos + step, c.block.n) - 1]) for c in cursors)
+            seqs, recs = [], []
+            for cur in cursors:
+                block = cur.block
+                j = cur.pos + int(np.searchsorted(block.seq[cur.pos:min(cur.pos + step, block.n)], frontier,
+                                                  side="right"))
+                if j > cur.pos:
+                    seqs.append(block.seq[cur.pos:j])
+                    recs.extend(block.records(cur.pos, j))
+                    cur.pos = j
+            seq = np.concatenate(seqs)
+            order = np.argsort(seq, kind="stable")
+            yield seq[order], [recs[k] for k in order.tolist()]
+        cursors = [c for c in cursors if c.advance()]
+
+
+# -- public iterators ---------------------------------------------------------------------------
+
+def iter_records(entities: Mapping[tuple[str, str], EntityReader], *, start_wall_ns: int | None = None,
+                 end_wall_ns: int | None = None, sources: Iterable[str] | None = None,
+                 entity_names: Iterable[str] | None = None,
+                 fields: Iterable[str] | None = None, merge_rows: int = MERGE_ROWS) -> Iterator[list[RawRecord]]:
+    """Lists of records in recorded (seq) order; concatenated, they are the selection.
+
+    ``merge_rows`` bounds the records built per merge step (summed over entities): memory
+    against per-step overhead.
+
+    The window is on ``wall_ns``, start inclusive, end exclusive. With ``fields``, records
+    keep only those fields and a record holding none of them is skipped unless its
+    ``error`` is set.
+    """
+    selected = select_entities(entities, sources=sources, entity_names=entity_names, fields=fields)
+    for _, recs in _windows(selected, start_wall_ns, end_wall_ns, fields is not None, merge_rows):
+        yield recs
+
+
+def iter_records_with_seq(entities: Mapping[tuple[str, str], EntityReader], *, start_wall_ns=None,
+                          end_wall_ns=None, sources=None, entity_names=None,
+                          fields=None, merge_rows: int = MERGE_ROWS) -> Iterator[tuple[int, RawRecord]]:
+    """(seq, record) in recorded order; see ``iter_records`` for the selection rules."""
+    selected = select_entities(entities, sources=sources, entity_names=entity_names, fields=fields)
+    for seq, recs in _windows(selected, start_wall_ns, end_wall_ns, fields is not None, merge_rows):
+        yield from zip(seq.tolist(), recs)
 
 
 def iter_entity_records(ent: EntityReader, lo: int, hi: int, fields: list[str] | None = None,
                         block: int = 65536) -> Iterator[tuple[int, RawRecord]]:
-    """(seq, record) for rows [lo, hi) of one entity, decoded block by block."""
-    names = ent.fields if fields is None else [f for f in fields if f in ent.fields]
-    for a in range(lo, hi, block):
-        b = min(a + block, hi)
-        seq = ent.ints("_seq", a, b).tolist()
-        mono = ent.ints("_mono_ns", a, b).tolist()
-        wall = ent.ints("_wall_ns", a, b).tolist()
-        versions = ent.read("_source_version", a, b).to_list()
-        errors = ent.read("_error", a, b).to_list()
-        cols = [ent.read(name, a, b).to_list(absent=ABSENT_MARK) for name in names]
-        for i in range(b - a):
-            values = {}
-            for name, col in zip(names, cols):
-                v = col[i]
-                if v is not ABSENT_MARK:
-                    values[name] = v
-            yield seq[i], RawRecord(mono[i], wall[i], ent.name, values, ent.source, versions[i], errors[i])
+    """(seq, record) for rows [lo, hi) of one entity (all its records there, fields filtered)."""
+    names = ent.fields if fields is None else [f for f in ent.fields if f in set(fields)]
+    step = ent.chunk_rows
+    a = lo
+    while a < hi:
+        b = min((a // step + 1) * step, hi)
+        blk = _Block(ent, names, a, b, None, None, False)
+        for i in range(0, blk.n, block):
+            j = min(i + block, blk.n)
+            yield from zip(blk.seq[i:j].tolist(), blk.records(i, j))
+        a = b
 
 
-def iter_records_with_seq(entities: dict, *, start_wall_ns=None, end_wall_ns=None, sources=None,
-                          entity_names=None, fields=None) -> Iterator[tuple[int, RawRecord]]:
-    """Merge the selected entities' records by seq; memory is one block per entity."""
-    srcs = set(sources) if sources is not None else None
-    ents = set(entity_names) if entity_names is not None else None
-    wanted = list(fields) if fields is not None else None
-    streams = []
-    for (source, name), ent in sorted(entities.items()):
-        if (srcs is not None and source not in srcs) or (ents is not None and name not in ents):
-            continue
-        lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
-        if hi > lo:
-            streams.append(iter_entity_records(ent, lo, hi, wanted))
-    if len(streams) == 1:
-        yield from streams[0]
-    else:
-        yield from heapq.merge(*streams, key=lambda pair: pair[0])
+def iter_batches(entities: Mapping[tuple[str, str], EntityReader], *, start_wall_ns: int | None = None,
+                 end_wall_ns: int | None = None, sources: Iterable[str] | None = None,
+                 entity_names: Iterable[str] | None = None,
+                 fields: Iterable[str] | None = None) -> Iterator[Batch]:
+    """Columnar blocks, entity after entity (not merged: use ``seq`` to interleave).
+
+    Each block is at most one chunk of one entity. The window is applied to whole
+    rows on ``wall_ns``; ``fields`` only limits which columns are decoded.
+    """
+    selected = select_entities(entities, sources=sources, entity_names=entity_names, fields=fields)
+    windowed = start_wall_ns is not None or end_wall_ns is not None
+    lo_ns = _INT64_MIN if start_wall_ns is None else start_wall_ns
+    hi_ns = _INT64_MAX if end_wall_ns is None else end_wall_ns
+    for ent, names in selected:
+        for a, b in _row_ranges(ent, start_wall_ns, end_wall_ns):
+            wall = ent.read("_wall_ns", a, b).ints
+            batch = Batch(ent.source, ent.name, ent.read("_seq", a, b).ints, ent.read("_mono_ns", a, b).ints, wall,
+                          {name: ent.read(name, a, b) for name in names},
+                          ent.read("_source_version", a, b), ent.read("_error", a, b))
+            if windowed:
+                keep = (wall >= lo_ns) & (wall < hi_ns)
+                if not keep.all():
+                    batch = _take(batch, keep)
+            if len(batch.seq):
+                yield batch
+
+
+def _take(batch: Batch, keep: np.ndarray) -> Batch:
+    def cut(col: Column) -> Column:
+        return Column(col.kinds[keep], col.ints[keep], col.floats[keep],
+                      col.strs[keep] if col.strs is not None else None)
+
+    return Batch(batch.source, batch.entity, batch.seq[keep], batch.mono_ns[keep], batch.wall_ns[keep],
+                 {name: cut(col) for name, col in batch.columns.items()}, cut(batch.source_version),
+                 cut(batch.error))

@@ -14,8 +14,8 @@ from telemrec.trace import journal as _journal
 from telemrec.trace import v1
 from telemrec.trace._version import parse_format_version
 
-LIBVER = ("v108", "v110")
-"""HDF5 object-format bounds: files stay readable by HDF5 1.8 and later (docs/format.md)."""
+LIBVER = ("v110", "v110")
+"""HDF5 object-format bounds: compact groups and attributes of HDF5 1.10; readable by HDF5 >= 1.10 (docs/format.md)."""
 
 _READERS = {1: v1.V1Reader}
 
@@ -50,7 +50,7 @@ def fold_journal(jpath: str, out: str | None, *, chunk_rows: int = v1.DEFAULT_CH
     h5.close()
     _durable_rename(tmp, out)
     os.unlink(jpath)
-    _fsync_dir(out)
+    _journal._fsync_dir(out)
     return None
 
 
@@ -94,6 +94,7 @@ def _fold_into(h5: h5py.File, jpath: str, scan: _journal.JournalScan, chunk_rows
         stats.update(end.get("stats") or {})
         stats.update({"records": writer.seq, "values": writer.values})
         manifest["closed_cleanly"] = bool(end.get("clean", True))
+        manifest.update(end.get("manifest") or {})
         if end.get("error"):
             manifest["stop_reason"] = end["error"]
     else:
@@ -118,14 +119,6 @@ def _durable_rename(tmp: str, out: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, out)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:
@@ -200,7 +193,7 @@ class Trace:
         lo = hi = None
         for ent in self._reader.entities().values():
             if ent.rows:
-                ranges = ent.group["wall_range"][()]
+                ranges = ent.wall_ranges()
                 a, b = int(ranges[:, 0].min()), int(ranges[:, 1].max())
                 lo = a if lo is None else min(lo, a)
                 hi = b if hi is None else max(hi, b)
@@ -251,10 +244,21 @@ def open_trace(path: str | os.PathLike, *, recover: bool = True) -> Trace:
         if _journal.is_locked(jpath):
             return Trace(path, fold_journal(jpath, None), in_progress=True)
         if recover and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            _remove_stale_temporaries(path)
             fold_journal(jpath, path)
             return _open_file(path, recovered=True)
         return Trace(path, fold_journal(jpath, None), recovered=True)
     return _open_file(path)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Remove half-written ``PATH.tmp-PID`` / ``PATH.journal.tmp-PID`` files of dead processes."""
+    import glob
+
+    for tmp in glob.glob(glob.escape(path) + ".tmp-*") + glob.glob(glob.escape(path) + ".journal.tmp-*"):
+        pid = tmp.rsplit("-", 1)[-1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            _unlink_quietly(tmp)
 
 
 def _open_file(path: str, recovered: bool = False) -> Trace:

@@ -35,34 +35,68 @@ def journal_path(trace_path: str) -> str:
     return trace_path + JOURNAL_SUFFIX
 
 
+def _encode_fields(fields) -> dict:
+    # JSON has one NaN; the journal must keep every NaN's bits (sign and payload), so NaNs travel as
+    # {"f64": <bits>}. No field value is ever a dict, so the marker cannot be confused with data.
+    out = dict(fields)
+    for key, value in out.items():
+        if value != value:
+            out[key] = {"f64": struct.unpack("<q", struct.pack("<d", value))[0]}
+    return out
+
+
+def _decode_fields(fields: dict) -> dict:
+    for key, value in fields.items():
+        if type(value) is dict:
+            fields[key] = struct.unpack("<d", struct.pack("<q", value["f64"]))[0]
+    return fields
+
+
 def encode_records(records: list[RawRecord]) -> list:
-    return [[r.mono_ns, r.wall_ns, r.source, r.source_version, r.entity, dict(r.fields), r.error] for r in records]
+    return [[r.mono_ns, r.wall_ns, r.source, r.source_version, r.entity, _encode_fields(r.fields), r.error]
+            for r in records]
 
 
 def decode_record(row: list) -> RawRecord:
     mono, wall, source, version, entity, fields, error = row
-    return RawRecord(mono, wall, entity, fields, source, version, error)
+    return RawRecord(mono, wall, entity, _decode_fields(fields), source, version, error)
 
 
 class JournalWriter:
     """Appends frames to a journal. Holds an exclusive lock so readers know a recorder is alive."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, first_frame: dict[str, Any]):
+        """Create the journal with its header and first frame, atomically: the journal either
+        does not exist yet or starts with a complete first frame."""
         self.path = path
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        if os.path.exists(path):
             raise TraceWriteError(f"{path} already exists: another recording, or a crashed one not yet recovered",
                                   "Run `telemrec check` on the trace to recover it, or choose another -o path.",
-                                  path=path) from None
+                                  path=path)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except OSError as exc:
             raise TraceWriteError(f"cannot create {path}: {exc.strerror}",
                                   "Check that the output directory exists and is writable.", path=path) from exc
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
         self.bytes_written = 0
-        self._write(HEADER)
-        self.sync()
+        try:
+            self._write(HEADER)
+            self.append(first_frame)
+            self.sync()
+            os.link(tmp, path)  # fails instead of clobbering a journal that appeared meanwhile
+        except FileExistsError:
+            self._file.close()
+            os.unlink(tmp)
+            raise TraceWriteError(f"{path} already exists", "Choose another -o path.", path=path) from None
+        except BaseException:
+            self._file.close()
+            os.unlink(tmp)
+            raise
+        os.unlink(tmp)
+        _fsync_dir(path)
 
     def _write(self, data: bytes) -> None:
         try:
@@ -176,3 +210,11 @@ def _scan(path: str, scan: JournalScan) -> Iterator[dict]:
 def check_not_recording(path: str) -> None:
     if is_locked(path):
         raise TraceInProgressError(f"{path} is being written by a running recorder", path=path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

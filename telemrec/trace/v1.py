@@ -5,7 +5,7 @@
     /records/<source>/<entity>/
         _seq _mono_ns _wall_ns _source_version _error   columns (one row per record)
         fields/<field>/                                 columns
-        wall_range          int64[n_chunks, 2]: min and max wall_ns per chunk
+        attribute wall_range: int64[n_chunks, 2], min and max wall_ns per chunk
     /ticks/<reader label>/  columns: tick, scheduled_mono_ns, start_mono_ns, end_mono_ns,
                             start_wall_ns, status, records, cpu_ns
     /annotations/           columns: start_wall_ns, end_wall_ns, start_mono_ns, end_mono_ns, label
@@ -104,7 +104,7 @@ class _EntityBuilder:
             col.finish()
         self.group.attrs["rows"] = self.rows
         self.group.attrs["chunk_rows"] = self.chunk_rows
-        self.group.create_dataset("wall_range", data=np.array(self.wall_ranges, np.int64).reshape(-1, 2))
+        self.group.attrs["wall_range"] = np.array(self.wall_ranges, np.int64).reshape(-1, 2)
 
 
 class _TableBuilder:
@@ -204,6 +204,9 @@ class EntityReader:
         self.fields = [name for _, name, _ in named]
         self._cols: dict[str, ColumnReader] = {}
 
+    def wall_ranges(self) -> np.ndarray:
+        return np.asarray(self.group.attrs["wall_range"], np.int64).reshape(-1, 2)
+
     def column(self, name: str) -> ColumnReader:
         col = self._cols.get(name)
         if col is None:
@@ -224,7 +227,7 @@ class EntityReader:
         """Rows [lo, hi) whose wall_ns lies in [start, end); reads only the chunks that can hold them."""
         if start_wall_ns is None and end_wall_ns is None:
             return 0, self.rows
-        ranges = self.group["wall_range"][()]
+        ranges = self.wall_ranges()
         lo_ns = -(2**63) if start_wall_ns is None else start_wall_ns
         hi_ns = 2**63 - 1 if end_wall_ns is None else end_wall_ns
         hit = np.nonzero((ranges[:, 1] >= lo_ns) & (ranges[:, 0] < hi_ns))[0]

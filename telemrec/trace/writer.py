@@ -25,14 +25,12 @@ class TraceWriter:
             raise TraceWriteError(f"{self.path} already exists", "Choose another -o path or remove the old trace.",
                                   path=self.path)
         self.journal_path = _journal.journal_path(self.path)
-        self._journal = _journal.JournalWriter(self.journal_path)
+        self._journal = _journal.JournalWriter(self.journal_path, {"t": "start", "manifest": dict(manifest)})
         self._pending: list[RawRecord] = []
         self._frame_records = frame_records
         self.records = 0
         self.values = 0
         self._closed = False
-        self._journal.append({"t": "start", "manifest": dict(manifest)})
-        self._journal.sync()
 
     @property
     def bytes_written(self) -> int:
@@ -42,7 +40,6 @@ class TraceWriter:
         for rec in records:
             self._pending.append(rec)
             self.values += len(rec.fields)
-        self.records = self.records + 0
         if len(self._pending) >= self._frame_records:
             self._emit_records()
 
@@ -72,14 +69,16 @@ class TraceWriter:
         self._journal.sync()
 
     def close(self, *, stop: Mapping | None = None, command: Mapping | None = None,
-              stats: Mapping | None = None, clean: bool = True, error: str | None = None) -> None:
+              stats: Mapping | None = None, clean: bool = True, error: str | None = None,
+              manifest_updates: Mapping | None = None) -> None:
         if self._closed:
             return
         self._closed = True
         self._emit_records()
         self._journal.append({"t": "end", "stop": dict(stop) if stop else None,
                               "command": dict(command) if command else None,
-                              "stats": dict(stats or {}), "clean": clean, "error": error})
+                              "stats": dict(stats or {}), "clean": clean, "error": error,
+                              "manifest": dict(manifest_updates or {})})
         self._journal.close()
         fold_journal(self.journal_path, self.path)
 

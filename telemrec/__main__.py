@@ -1,0 +1,3 @@
+from telemrec.cli import main
+
+main()

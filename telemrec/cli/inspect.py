@@ -1,0 +1,97 @@
+"""`telemrec info` and `telemrec check`."""
+
+from __future__ import annotations
+
+import typer
+
+from telemrec.cli._common import EXIT_FAILED, reported_errors
+
+
+def _iso(ns):
+    import datetime as dt
+
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def info_command(
+    path: str = typer.Argument(..., help="Trace file."),
+    fields: bool = typer.Option(False, "--fields", help="List every field of every entity."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Summarise a trace: manifest, readers, entities, fields, time span, size, bytes per value."""
+    import json
+    import os
+
+    from telemrec.trace import open_trace
+
+    with reported_errors():
+        with open_trace(path) as trace:
+            m = trace.manifest
+            if json_out:
+                typer.echo(json.dumps(m, indent=2, sort_keys=True))
+                return
+            host = m.get("host") or {}
+            stats = m.get("stats") or {}
+            lo, hi = trace.time_span()
+            size = os.path.getsize(path) if os.path.exists(path) else 0
+            values = stats.get("values") or 0
+            state = "recording in progress" if trace.in_progress else (
+                "closed cleanly" if trace.closed_cleanly else "NOT closed cleanly (recovered after a crash)")
+            lines = [
+                f"trace        {path}",
+                f"format       {m.get('format')} v{trace.format_version}, telemrec {m.get('telemrec_version')}, {state}",
+                f"host         {host.get('hostname', '-')} ({host.get('os', '')} {host.get('kernel', '')}), "
+                f"{host.get('cpu_count_logical', '-')} CPUs, {host.get('cpu_model') or ''}".rstrip(", "),
+                f"time span    {_iso(lo)} .. {_iso(hi)}" + (f" ({(hi - lo) / 1e9:.1f} s)" if lo is not None else ""),
+                f"interval     {m.get('interval_seconds')} s, flush every {m.get('flush_every_seconds')} s",
+                f"records      {stats.get('records', 0)}, values {values}, ticks {stats.get('ticks', '-')} "
+                f"(missed {stats.get('missed_ticks', 0)}, late {stats.get('late_ticks', 0)}, dropped records "
+                f"{stats.get('dropped_records', 0)})",
+                f"size         {size} bytes" + (f", {size / values:.3f} bytes per value" if values else ""),
+            ]
+            if m.get("command"):
+                lines.append(f"command      {' '.join(m['command'].get('argv', []))} -> exit {m['command'].get('exit_status')}")
+            if m.get("slurm"):
+                lines.append(f"slurm        job {m['slurm'].get('job_id')}")
+            for gpu in m.get("gpus") or []:
+                lines.append(f"gpu          {gpu.get('index')}: {gpu.get('name')} {gpu.get('uuid')}")
+            for reader in m.get("readers") or []:
+                lines.append(f"reader       {reader.get('label')}: {reader.get('name')} source={reader.get('source')} "
+                             f"version={reader.get('version') or '-'} fields={len((reader.get('caps') or {}).get('fields', []))}")
+            by_source: dict[str, list[str]] = {}
+            for source, entity in trace.entities():
+                by_source.setdefault(source, []).append(entity)
+            for source, ents in by_source.items():
+                shown = ", ".join(ents[:8]) + (f", ... (+{len(ents) - 8})" if len(ents) > 8 else "")
+                lines.append(f"entities     {source}: {len(ents)}: {shown}")
+                if fields:
+                    for entity in ents:
+                        lines.append(f"  {entity}: {', '.join(trace.fields(source, entity))}")
+            typer.echo("\n".join(lines))
+
+
+def check_command(
+    path: str = typer.Argument(..., help="Trace file."),
+    quick: bool = typer.Option(False, "--quick", help="Skip decoding every chunk."),
+) -> None:
+    """Validate a trace against the format spec and manifest schema: exit 0 when valid and closed cleanly, 1 with reasons."""
+    from telemrec.trace.check import check_trace
+
+    with reported_errors():
+        report = check_trace(path, deep=not quick)
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    if report.ok:
+        typer.echo(f"{path}: valid")
+        return
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}")
+    typer.echo(f"{path}: INVALID ({len(report.problems)} problem(s))")
+    raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info_command)
+    app.command("check")(check_command)

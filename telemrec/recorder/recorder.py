@@ -1,0 +1,255 @@
+"""The recorder: readers sampled on a fixed monotonic grid, written through a bounded queue.
+
+Each reader samples in its own thread, so a slow reader cannot delay another; the
+writer thread is the only one that touches the disk, so a stalled disk cannot delay
+sampling. What the bounded queue cannot take is counted (``dropped_records``) and
+reported, never silently lost.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from telemrec.errors import ReaderError, TelemrecError, TraceWriteError
+from telemrec.readers.base import BaseReader
+from telemrec.record import ReaderConfig
+from telemrec.trace.v1 import TICK_LATE, TICK_MISSED, TICK_OK
+from telemrec.trace.writer import TraceWriter
+
+
+@dataclass
+class ReaderSlot:
+    label: str
+    reader: BaseReader
+    config: ReaderConfig
+
+
+@dataclass
+class RecorderStats:
+    ticks: int = 0
+    late_ticks: int = 0
+    missed_ticks: int = 0
+    records: int = 0
+    values: int = 0
+    dropped_records: int = 0
+    reader_errors: int = 0
+    flushes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ticks": self.ticks, "late_ticks": self.late_ticks, "missed_ticks": self.missed_ticks,
+                "records": self.records, "values": self.values, "dropped_records": self.dropped_records,
+                "reader_errors": self.reader_errors, "flushes": self.flushes}
+
+
+class Recorder:
+    """Runs readers into a TraceWriter until stopped, the duration ends or every reader is exhausted."""
+
+    def __init__(self, slots: list[ReaderSlot], writer: TraceWriter, *, interval: float,
+                 flush_every: float = 5.0, queue_limit: int = 200_000, late_tolerance: float = 0.25):
+        self.slots = slots
+        self.writer = writer
+        self.interval_ns = int(interval * 1e9)
+        self.flush_every = flush_every
+        self.late_ns = int(self.interval_ns * late_tolerance)
+        self.stats = RecorderStats()
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_limit)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._writer_thread: threading.Thread | None = None
+        self._live = 0
+        self.write_error: TelemrecError | None = None
+        self._caps_written: dict[str, dict] = {}
+
+    # -- control -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._t0 = time.monotonic_ns()
+        self._live = len(self.slots)
+        for slot in self.slots:
+            t = threading.Thread(target=self._sample_loop, args=(slot,), name=f"telemrec-{slot.label}", daemon=True)
+            self._threads.append(t)
+        self._writer_thread = threading.Thread(target=self._write_loop, name="telemrec-writer", daemon=True)
+        self._writer_thread.start()
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def readers_done(self) -> bool:
+        return self._live == 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until stop() or every reader ended; True if so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set() and self._live > 0 and self.write_error is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._stop.wait(0.05 if remaining is None else min(0.05, remaining))
+        return True
+
+    def join(self) -> None:
+        """Stop sampling, then drain the queue into the writer and flush."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=max(5.0, 3 * self.interval_ns / 1e9))
+        self._queue.put(("done", None, None))
+        if self._writer_thread is not None:
+            self._writer_thread.join()
+
+    # -- sampling ------------------------------------------------------------------------
+    def _sample_loop(self, slot: ReaderSlot) -> None:
+        interval = self.interval_ns
+        tick = 0
+        scheduled = self._t0
+        try:
+            while not self._stop.is_set():
+                start = time.monotonic_ns()
+                start_wall = time.time_ns()
+                cpu0 = time.thread_time_ns()
+                try:
+                    batch = slot.reader.read()
+                except ReaderError as exc:
+                    self._note_error(f"{slot.label}: {exc.message}")
+                    batch = []
+                    with self._lock:
+                        self.stats.reader_errors += 1
+                end = time.monotonic_ns()
+                if batch is None:
+                    return
+                status = TICK_LATE if start - scheduled > self.late_ns else TICK_OK
+                self._enqueue(("rec", slot.label, batch))
+                self._enqueue_meta(("tick", slot.label, {
+                    "tick": tick, "scheduled_mono_ns": scheduled, "start_mono_ns": start, "end_mono_ns": end,
+                    "start_wall_ns": start_wall, "status": status, "records": len(batch),
+                    "cpu_ns": time.thread_time_ns() - cpu0}))
+                with self._lock:
+                    self.stats.ticks += 1
+                    self.stats.late_ticks += status == TICK_LATE
+                # the next grid point still ahead; every point skipped is a missed tick, recorded as such
+                tick += 1
+                scheduled += interval
+                now = time.monotonic_ns()
+                while scheduled + self.late_ns < now:
+                    self._enqueue_meta(("tick", slot.label, {
+                        "tick": tick, "scheduled_mono_ns": scheduled, "start_mono_ns": None, "end_mono_ns": None,
+                        "start_wall_ns": None, "status": TICK_MISSED, "records": 0, "cpu_ns": None}))
+                    with self._lock:
+                        self.stats.missed_ticks += 1
+                    tick += 1
+                    scheduled += interval
+                delay = scheduled - time.monotonic_ns()
+                if delay > 0 and self._stop.wait(delay / 1e9):
+                    return
+        except Exception as exc:  # a reader bug must not kill the recording of the others
+            self._note_error(f"{slot.label}: reader stopped: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._live -= 1
+
+    def _enqueue(self, item) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            with self._lock:
+                self.stats.dropped_records += len(item[2])
+
+    def _enqueue_meta(self, item) -> None:
+        try:
+            self._queue.put(item, timeout=1.0)
+        except queue.Full:
+            self._note_error("tick metadata dropped: writer is stalled")
+
+    def _note_error(self, message: str) -> None:
+        with self._lock:
+            if len(self.stats.errors) < 100:
+                self.stats.errors.append(message)
+
+    # -- writing -------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        writer = self.writer
+        ticks: dict[str, list] = {}
+        next_flush = time.monotonic() + self.flush_every
+        done = False
+        while not done:
+            try:
+                item = self._queue.get(timeout=min(0.2, self.flush_every))
+            except queue.Empty:
+                item = None
+            try:
+                while item is not None:
+                    kind, label, payload = item
+                    if kind == "rec":
+                        writer.write(payload)
+                        with self._lock:
+                            self.stats.records += len(payload)
+                            self.stats.values += sum(len(r.fields) for r in payload)
+                    elif kind == "tick":
+                        ticks.setdefault(label, []).append(payload)
+                    elif kind == "done":
+                        done = True
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = None
+                if done or time.monotonic() >= next_flush:
+                    self._flush(ticks)
+                    next_flush = time.monotonic() + self.flush_every
+            except TraceWriteError as exc:
+                self.write_error = exc
+                self._stop.set()
+                return
+
+    def _flush(self, ticks: dict[str, list]) -> None:
+        for label, rows in ticks.items():
+            self.writer.write_ticks(label, rows)
+        ticks.clear()
+        for slot in self.slots:
+            self._write_reader_info(slot)
+        self.writer.flush()
+        with self._lock:
+            self.stats.flushes += 1
+
+    def _write_reader_info(self, slot: ReaderSlot) -> None:
+        info = reader_info(slot)
+        if self._caps_written.get(slot.label) != info:
+            self.writer.write_reader(info)
+            self._caps_written[slot.label] = info
+
+
+def reader_info(slot: ReaderSlot) -> dict:
+    reader = slot.reader
+    try:
+        caps = reader.caps.to_dict()
+    except Exception as exc:
+        caps = {"kind": reader.name, "error": str(exc)}
+    try:
+        identity = reader.identity()
+    except Exception as exc:
+        identity = {"error": str(exc)}
+    return {"label": slot.label, "name": reader.name, "source": slot.config.source,
+            "options": {k: _jsonable(v) for k, v in slot.config.options.items()},
+            "interval_seconds": slot.config.interval, "version": reader.source_version,
+            "caps": caps, "identity": identity}
+
+
+def _jsonable(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+Clock = Callable[[], int]

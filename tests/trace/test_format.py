@@ -1,0 +1,175 @@
+"""Format v1: exact round trips, encodings, time-range reads, damaged and foreign files."""
+
+import json
+import math
+import os
+import struct
+
+import h5py
+import numpy as np
+import pytest
+
+from telemrec.errors import TraceCorruptError, TraceNotFoundError, UnsupportedFormatVersionError
+from telemrec.record import RawRecord, records_identical
+from telemrec.trace import TraceWriter, open_trace
+from telemrec.trace import _codec
+from telemrec.trace.importer import import_manifest
+
+EDGE = [None, float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 0, 2**63 - 1, -(2**63), "", "héllo ✓",
+        1.5, 12.34, 1e-300, 5e-324, 1.7976931348623157e308]
+
+
+def write(path, records, **kw):
+    w = TraceWriter(path, import_manifest("test"), **kw)
+    w.write(records)
+    w.close()
+
+
+def test_every_edge_value_round_trips_bit_exactly(tmp_path):
+    recs = []
+    for i in range(3000):
+        fields = {"edge": EDGE[i % len(EDGE)], "count": i * 7, "ratio": round(i * 0.001, 3)}
+        if i % 13 == 0:
+            fields["sometimes"] = i
+        if i % 5 == 0:
+            del fields["count"]  # a field vanishing and coming back
+        recs.append(RawRecord(i, 10**18 + i, f"e{i % 4}", fields, "src", f"v{i // 1000}", None if i % 9 else "boom"))
+    write(tmp_path / "t.h5", recs)
+    with open_trace(tmp_path / "t.h5") as trace:
+        out = list(trace.records())
+    assert len(out) == len(recs)
+    for a, b in zip(recs, out):
+        assert records_identical(a, b), (a, b)
+
+
+def test_plain_h5py_opens_the_trace(tmp_path, records_factory):
+    write(tmp_path / "t.h5", records_factory(10))
+    with h5py.File(tmp_path / "t.h5", "r") as h5:
+        assert h5.attrs["format"] == "telemrec-trace"
+        assert int(h5.attrs["format_version"]) == 1
+        manifest = json.loads(h5["manifest"].asstr()[()])
+        assert manifest["stats"]["records"] == 20
+        assert "fake" in [g.attrs["name"] for g in h5["records"].values()]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 64])
+def test_chunk_boundaries_never_change_values(tmp_path, chunk_rows):
+    rng = np.random.default_rng(chunk_rows)
+    ints = rng.integers(-(2**62), 2**62, 500).tolist()
+    floats = rng.normal(size=500).tolist()
+    recs = [RawRecord(i, i, "e", {"i": ints[i], "f": floats[i], "c": i // 7, "d": round(i / 3, 2)}, "s")
+            for i in range(500)]
+    write(tmp_path / "t.h5", recs)
+    from telemrec.trace.v1 import V1Writer  # noqa: F401  (chunk size is a writer parameter)
+
+    path = tmp_path / f"c{chunk_rows}.h5"
+    w = TraceWriter(path, import_manifest("t"))
+    w.write(recs)
+    w._emit_records()
+    w._journal.append({"t": "end", "stop": None, "command": None, "stats": {}, "clean": True, "error": None})
+    w._journal.close()
+    w._closed = True
+    from telemrec.trace import fold_journal
+
+    fold_journal(w.journal_path, str(path), chunk_rows=chunk_rows)
+    with open_trace(path) as trace:
+        assert all(records_identical(a, b) for a, b in zip(recs, trace.records()))
+        assert trace.entity("s", "e").chunk_rows == chunk_rows
+
+
+def test_encodings_are_chosen_by_content():
+    n = 1000
+    kinds_int = np.full(n, _codec.INT, np.uint8)
+    counter = np.cumsum(np.full(n, 1000, np.int64))
+    enc = _codec.encode_chunk(kinds_int, counter, np.zeros(n))
+    assert enc.encoding in (_codec.INT_DELTA1, _codec.INT_DELTA2)
+    assert np.count_nonzero(enc.data[2:]) == 0 or enc.encoding == _codec.INT_DELTA1
+    kinds_f = np.full(n, _codec.FLOAT, np.uint8)
+    power = np.round(np.linspace(50, 400, n), 3)
+    enc = _codec.encode_chunk(kinds_f, np.zeros(n, np.int64), power)
+    assert enc.encoding in (_codec.DEC_RAW, _codec.DEC_DELTA1, _codec.DEC_DELTA2) and enc.scale <= 3
+    noise = np.random.default_rng(0).normal(size=n)
+    enc = _codec.encode_chunk(kinds_f, np.zeros(n, np.int64), noise)
+    assert enc.encoding == _codec.F64_XOR
+    for data, kinds in ((counter, kinds_int), (power, kinds_f), (noise, kinds_f)):
+        ints = data if kinds is kinds_int else np.zeros(n, np.int64)
+        floats = data if kinds is kinds_f else np.zeros(n)
+        e = _codec.encode_chunk(kinds, ints, floats)
+        di, df = _codec.decode_chunk(e.data, e.encoding, e.scale, kinds)
+        got = di if kinds is kinds_int else df
+        assert np.array_equal(got.view(np.int64), np.asarray(data).view(np.int64))
+
+
+def test_negative_zero_and_nan_payloads_fall_back_to_raw_bits():
+    kinds = np.full(4, _codec.FLOAT, np.uint8)
+    vals = np.array([1.5, -0.0, 2.5, 3.0])
+    e = _codec.encode_chunk(kinds, np.zeros(4, np.int64), vals)
+    _, back = _codec.decode_chunk(e.data, e.encoding, e.scale, kinds)
+    assert math.copysign(1, back[1]) == -1
+    weird_nan = np.array([struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000123))[0], 1.0, 2.0, 3.0])
+    e = _codec.encode_chunk(kinds, np.zeros(4, np.int64), weird_nan)
+    _, back = _codec.decode_chunk(e.data, e.encoding, e.scale, kinds)
+    assert back.view(np.int64)[0] == 0x7FF8000000000123
+
+
+def test_time_range_selects_exact_rows(tmp_path):
+    recs = [RawRecord(i, 10**18 + i * 10**9, "e", {"v": i}, "s") for i in range(20000)]
+    write(tmp_path / "t.h5", recs)
+    with open_trace(tmp_path / "t.h5") as trace:
+        ent = trace.entity("s", "e")
+        lo, hi = ent.row_range(10**18 + 12345 * 10**9, 10**18 + 12400 * 10**9)
+        assert (lo, hi) == (12345, 12400)
+        got = list(trace.records(start_wall_ns=10**18 + 5 * 10**9, end_wall_ns=10**18 + 8 * 10**9))
+        assert [r.fields["v"] for r in got] == [5, 6, 7]
+        assert ent.row_range(0, 10) == (0, 0)
+
+
+def test_missing_foreign_and_damaged_files_raise_typed_errors(tmp_path, records_factory):
+    with pytest.raises(TraceNotFoundError) as info:
+        open_trace(tmp_path / "nope.h5")
+    assert info.value.remediation
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(TraceCorruptError):
+        open_trace(junk)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as h5:
+        h5["x"] = [1, 2, 3]
+    with pytest.raises(TraceCorruptError, match="not a telemrec trace"):
+        open_trace(foreign)
+    good = tmp_path / "good.h5"
+    write(good, records_factory(2000))
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(TraceCorruptError):
+        open_trace(truncated)
+
+
+def test_newer_format_version_names_both_versions(tmp_path, records_factory):
+    path = tmp_path / "future.h5"
+    write(path, records_factory(5))
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["format_version"] = 99
+    with pytest.raises(UnsupportedFormatVersionError) as info:
+        open_trace(path)
+    assert "99" in str(info.value) and "1" in str(info.value)
+    assert info.value.found_version == 99 and info.value.supported_versions == (1,)
+    assert "upgrade" in info.value.remediation.lower()
+
+
+def test_string_fields_that_never_change_cost_nothing_per_tick(tmp_path):
+    base = [RawRecord(i, i, "e", {"v": i}, "s") for i in range(50000)]
+    with_str = [RawRecord(i, i, "e", {"v": i, "model": "NVIDIA H100 80GB HBM3"}, "s") for i in range(50000)]
+    write(tmp_path / "a.h5", base)
+    write(tmp_path / "b.h5", with_str)
+    extra = (tmp_path / "b.h5").stat().st_size - (tmp_path / "a.h5").stat().st_size
+    assert extra < 2000, f"a constant string column cost {extra} bytes for 50000 rows"
+
+
+def test_nan_sign_and_payload_survive_the_journal(tmp_path):
+    odd = struct.unpack("<d", struct.pack("<Q", 0xFFF8000000000ABC))[0]
+    recs = [RawRecord(1, 1, "e", {"a": odd, "b": float("nan"), "c": -float("nan")}, "s")]
+    write(tmp_path / "t.h5", recs)
+    with open_trace(tmp_path / "t.h5") as trace:
+        (back,) = trace.records()
+    assert records_identical(back, recs[0])
