@@ -8,6 +8,7 @@ reported, never silently lost.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -36,13 +37,14 @@ class RecorderStats:
     records: int = 0
     values: int = 0
     dropped_records: int = 0
+    dropped_ticks: int = 0
     reader_errors: int = 0
     flushes: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ticks": self.ticks, "late_ticks": self.late_ticks, "missed_ticks": self.missed_ticks,
-                "records": self.records, "values": self.values, "dropped_records": self.dropped_records,
+                "records": self.records, "values": self.values, "dropped_records": self.dropped_records, "dropped_ticks": self.dropped_ticks,
                 "reader_errors": self.reader_errors, "flushes": self.flushes}
 
 
@@ -58,6 +60,8 @@ class Recorder:
         self.late_ns = int(self.interval_ns * late_tolerance)
         self.stats = RecorderStats()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_limit)
+        self._ticks: collections.deque = collections.deque()
+        self._tick_limit = max(queue_limit, 100_000)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -166,10 +170,12 @@ class Recorder:
                 self.stats.dropped_records += len(item[2])
 
     def _enqueue_meta(self, item) -> None:
-        try:
-            self._queue.put(item, timeout=1.0)
-        except queue.Full:
-            self._note_error("tick metadata dropped: writer is stalled")
+        # tick rows are small and must never block sampling: a separate deque, bounded, overflow counted
+        if len(self._ticks) >= self._tick_limit:
+            with self._lock:
+                self.stats.dropped_ticks += 1
+            return
+        self._ticks.append(item)
 
     def _note_error(self, message: str) -> None:
         with self._lock:
@@ -195,8 +201,6 @@ class Recorder:
                         with self._lock:
                             self.stats.records += len(payload)
                             self.stats.values += sum(len(r.fields) for r in payload)
-                    elif kind == "tick":
-                        ticks.setdefault(label, []).append(payload)
                     elif kind == "done":
                         done = True
                     try:
@@ -212,6 +216,9 @@ class Recorder:
                 return
 
     def _flush(self, ticks: dict[str, list]) -> None:
+        while self._ticks:
+            _, label, row = self._ticks.popleft()
+            ticks.setdefault(label, []).append(row)
         for label, rows in ticks.items():
             self.writer.write_ticks(label, rows)
         ticks.clear()
