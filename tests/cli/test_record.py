@@ -139,3 +139,17 @@ def test_reader_options_reach_the_reader(tmp_path, cli, opts, ok):
     assert (proc.returncode == 0) == ok, proc.stderr
     with open_trace(tmp_path / "o.h5") as trace:
         assert not [e for _, e in trace.entities() if e.startswith("cpu")]
+
+
+def test_several_readers_go_into_one_trace(tmp_path, cli):
+    from pathlib import Path
+
+    capture = Path(__file__).resolve().parents[1] / "fixtures" / "prometheus" / "dcgm_exporter_8gpu.txt"
+    out = tmp_path / "multi.h5"
+    proc = cli("record", "-r", "psutil", "-r", "prometheus", "-s", "", "-s", str(capture), "-i", "0.2", "-d", "1",
+               "-O", "psutil.per_cpu=false", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open_trace(out) as trace:
+        assert set(trace.sources()) == {"psutil", "prometheus"}
+        assert {r["label"] for r in trace.manifest["readers"]} == {"psutil", "prometheus"}
+        assert set(trace.tick_labels()) == {"psutil", "prometheus"}

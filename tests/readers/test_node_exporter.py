@@ -123,3 +123,19 @@ def test_two_ticks_from_a_real_node_exporter(node_exporter):
     assert "node_load1" in caps.fields and "node_load1" not in caps.counters
     assert caps.dynamic_fields
     assert identity["targets"][node_exporter]["exporter"].startswith("node_exporter ")
+
+
+def test_telemrec_record_records_a_node_exporter(node_exporter, tmp_path, cli):
+    out = tmp_path / "ne.h5"
+    proc = cli("record", "--reader", "prometheus", "--source", node_exporter, "-i", "0.5", "-d", "2", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    from telemrec.trace import open_trace
+
+    with open_trace(out) as trace:
+        entities = {e for _, e in trace.entities()}
+        assert "cpu=0" in entities and "scrape" in entities
+        idle = [r.fields['node_cpu_seconds_total{mode="idle"}'] for r in trace.records(entities=["cpu=0"])]
+        assert len(idle) >= 3 and idle == sorted(idle)
+        caps = trace.caps()["prometheus"]
+        assert "node_cpu_seconds_total{mode=\"idle\"}" in caps["counters"] or any(
+            c.startswith("node_cpu_seconds_total") for c in caps["counters"])
