@@ -37,6 +37,7 @@ from telemrec.readers._dmon_parser import (
     field_table,
     parse_capture,
 )
+from telemrec.readers._options import bool_option, int_option, list_option, positive_float_option, reject_unknown
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
 
@@ -187,6 +188,7 @@ class DcgmiReader(BaseReader):
     name = "dcgmi"
     description = "NVIDIA DCGM fields per GPU and MIG instance, from `dcgmi dmon` (DCGM 4.x) or a saved capture"
     source_help = "a saved `dcgmi dmon` capture to parse instead of running dcgmi (default: run dcgmi dmon)"
+    OPTIONS = ("field_ids", "entities", "host", "count", "start_timeout", "probe_version")
 
     def __init__(self, run: Runner | None = None, executable: str = "dcgmi", search_path: str | None = None) -> None:
         super().__init__()
@@ -214,6 +216,7 @@ class DcgmiReader(BaseReader):
 
     # -- open ------------------------------------------------------------------------
     def _open(self, config: ReaderConfig) -> None:
+        reject_unknown(config.options, self.OPTIONS, "dcgmi")
         if config.source:
             self._open_capture(config)
         else:
@@ -257,7 +260,7 @@ class DcgmiReader(BaseReader):
         if self._delay_note:
             log.info("dcgmi: %s", self._delay_note)
         argv = [exe, "dmon", "-e", ",".join(map(str, self._field_ids)), "-d", str(self._delay_ms)]
-        count = _int_option(config, "count", 0)
+        count = int_option("count", config.option("count", 0), minimum=0, example=10)
         if count:
             argv += ["-c", str(count)]
         entities = _entities_option(config)
@@ -267,14 +270,14 @@ class DcgmiReader(BaseReader):
         if host:
             argv += ["--host", str(host)]
         env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-        if _bool_option(config, "probe_version", True):
+        if bool_option("probe_version", config.option("probe_version", True)):
             self._version = self._probe_version(exe, env)
         try:
             proc = self._run(argv, env)
         except OSError as exc:
             raise ReaderUnavailableError(f"cannot start {exe}: {exc}", _INSTALL_HINT, executable=exe) from exc
         self._live = _LiveSession(proc, DmonStream(self._field_ids))
-        timeout = _float_option(config, "start_timeout", 15.0)
+        timeout = positive_float_option("start_timeout", config.option("start_timeout", 15.0), example=15)
         if not self._live.header.wait(timeout) or self._live.stream.layout is None:
             try:
                 self._fail_start(argv, timeout)
@@ -411,63 +414,22 @@ def _field_ids_option(config: ReaderConfig, default: tuple[int, ...] | None) -> 
     raw = config.option("field_ids")
     if raw is None:
         return default
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    try:
-        ids = tuple(int(str(item).strip()) for item in items if str(item).strip())
-    except ValueError as exc:
-        raise UsageError(f"field_ids must be DCGM field ids (integers), got {raw!r}",
-                         "Pass e.g. field_ids=100,155,1002; `dcgmi dmon -l` lists the ids.") from exc
-    if not ids or any(i <= 0 for i in ids) or len(set(ids)) != len(ids):
-        raise UsageError(f"field_ids must be distinct positive integers, got {raw!r}",
-                         "Pass e.g. field_ids=100,155,1002.")
+    hint = "Pass DCGM field ids, e.g. -O field_ids=100,155,1002; `dcgmi dmon -l` lists them."
+    ids = tuple(int_option("field_ids", item, minimum=1, hint=hint)
+                for item in list_option("field_ids", raw, example="100,155,1002"))
+    if not ids or len(set(ids)) != len(ids):
+        raise UsageError(f"option field_ids={raw!r} must name one or more field ids, each once", hint)
     return ids
-
-
-def _int_option(config: ReaderConfig, name: str, default: int) -> int:
-    raw = config.option(name, default)
-    try:
-        value = int(raw)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"option {name} must be an integer, got {raw!r}", f"Pass {name}=N with N >= 0.") from exc
-    if value < 0:
-        raise UsageError(f"option {name} must be >= 0, got {value}", f"Pass {name}=N with N >= 0.")
-    return value
-
-
-def _bool_option(config: ReaderConfig, name: str, default: bool) -> bool:
-    raw = config.option(name, default)
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"option {name} must be true or false, got {raw!r}", f"Pass {name}=true or {name}=false.")
-
-
-def _float_option(config: ReaderConfig, name: str, default: float) -> float:
-    raw = config.option(name, default)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"option {name} must be a number of seconds, got {raw!r}", f"Pass e.g. {name}=15.") from exc
-    if not value > 0:
-        raise UsageError(f"option {name} must be > 0, got {value}", f"Pass e.g. {name}=15.")
-    return value
 
 
 def _entities_option(config: ReaderConfig) -> str:
     raw = config.option("entities")
-    if raw is None or raw == "":
-        return ""
-    if isinstance(raw, str):
-        return raw
-    try:
-        return ",".join(f"gpu:{int(gpu)}" for gpu in raw)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"entities must be a dcgmi -i string or a list of GPU ids, got {raw!r}",
-                         "Pass e.g. entities='gpu:0,gpu:3' or entities=[0, 3].") from exc
+    if raw is None or isinstance(raw, str):
+        return raw or ""
+    hint = "Pass a dcgmi -i string, e.g. -O entities=gpu:0,gpu:3, or a list of GPU ids such as [0, 3]."
+    if not isinstance(raw, (list, tuple)):
+        raise UsageError(f"option entities={raw!r} is neither a dcgmi -i string nor a list of GPU ids", hint)
+    return ",".join(f"gpu:{int_option('entities', gpu, minimum=0, hint=hint)}" for gpu in raw)
 
 
 def _delay_ms(interval_s: float, field_ids: Sequence[int]) -> tuple[int, str]:

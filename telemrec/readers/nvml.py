@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from telemrec.errors import ReaderUnavailableError, UsageError
+from telemrec.readers._options import bool_option, list_option, reject_unknown
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
 
@@ -274,36 +275,20 @@ def _init_failure(exc: Exception) -> ReaderUnavailableError:
 
 
 # -- options ----------------------------------------------------------------------------------
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 _OPTIONS = ("all_gpus", "gpus", "pcie", "processes")
 
 
 def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
     value = options.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise UsageError(f"option {name}={value!r} is not a yes/no value", "Use 1 or 0 (also true/false, yes/no, on/off).")
+    return default if value is None else bool_option(name, value)
 
 
 def _gpu_list(value: Any) -> list[str] | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if isinstance(value, (int, str)):
-        items = str(value).split(",")
-    elif isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        raise UsageError(f"option gpus={value!r} is neither a string nor a list",
-                         "Pass GPU indices or UUIDs separated by commas, e.g. gpus=0,2 or gpus=GPU-8932f937.")
-    tokens = [t.strip() for t in items if t.strip()]
-    return tokens or None
+    if isinstance(value, int) and not isinstance(value, bool):  # one GPU index from Python: gpus=0
+        value = str(value)
+    return list(list_option("gpus", value, example="0,2")) or None
 
 
 # -- devices and selection --------------------------------------------------------------------
@@ -479,7 +464,7 @@ class NvmlReader(BaseReader):
 
     name = "nvml"
     description = "NVIDIA GPUs through NVML (nvidia-ml-py): utilization, memory, power, energy, clocks, PCIe, ECC, MIG, processes"
-    source_help = "not used (NVML reads the local GPUs); choose GPUs with -o gpus=0,1 or -o all_gpus=1"
+    source_help = "not used (NVML reads the local GPUs); choose GPUs with -O gpus=0,1 or -O all_gpus=1"
 
     def __init__(self, nvml: Any = None, environ: Mapping[str, str] | None = None,
                  version_of: Callable[[str], str | None] | None = None) -> None:
@@ -535,11 +520,9 @@ class NvmlReader(BaseReader):
     def _open(self, config: ReaderConfig) -> None:
         if config.source not in (None, ""):
             raise UsageError(f"the nvml reader takes no source (got {config.source!r})",
-                             "Drop --source; choose GPUs with -o gpus=0,1 or -o all_gpus=1.")
+                             "Drop --source; choose GPUs with -O gpus=0,1 or -O all_gpus=1.")
         options = dict(config.options)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise UsageError(f"unknown nvml option(s): {', '.join(unknown)}", f"Known options: {', '.join(_OPTIONS)}.")
+        reject_unknown(options, _OPTIONS, "nvml")
         explicit = _gpu_list(options.get("gpus"))
         all_gpus = _flag(options, "all_gpus", False)
         self._processes = _flag(options, "processes", True)

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from telemrec._version import __version__
 from telemrec.errors import SourceError, SourceParseError, UsageError
+from telemrec.readers._options import bool_option, int_option, list_option, positive_float_option, reject_unknown
 from telemrec.readers.base import BaseReader
 from telemrec.record import INT64_MAX, INT64_MIN, RawRecord, ReaderCaps, ReaderConfig
 
@@ -325,15 +326,6 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _label_list(value: Any, option: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise UsageError(f"option {option} must be a list of label names, got {value!r}",
-                         f"Pass e.g. {option}=gpu,UUID,GPU_I_ID (comma-separated) or a list of strings.")
-    return tuple(value)
-
-
 class _Rebuild(Exception):
     """An identity label turned out to vary: redo the scrape's records with it in the keys."""
 
@@ -364,21 +356,22 @@ class PrometheusReader(BaseReader):
 
     # -- open ------------------------------------------------------------------------
     def _open(self, config: ReaderConfig) -> None:
-        unknown = sorted(set(config.options) - set(self.OPTIONS))
-        if unknown:
-            raise UsageError(f"unknown option(s) for the prometheus reader: {unknown}",
-                             f"Known options: {', '.join(self.OPTIONS)}.")
+        reject_unknown(config.options, self.OPTIONS, "prometheus")
         source = config.source
         if not source or not isinstance(source, str):
             raise UsageError("the prometheus reader needs a source",
                              "Pass --source http://HOST:PORT/metrics (dcgm-exporter: port 9400, "
                              "node_exporter: 9100) or the path of an exposition file.")
-        self._entity_labels = _label_list(config.option("entity_labels", DEFAULT_ENTITY_LABELS), "entity_labels")
-        self._identity_labels = frozenset(_label_list(config.option("identity_labels", DEFAULT_IDENTITY_LABELS),
-                                                      "identity_labels")) - set(self._entity_labels)
-        self._timeout = self._positive(config.option("timeout", DEFAULT_TIMEOUT), "timeout", float)
-        self._max_bytes = self._positive(config.option("max_bytes", DEFAULT_MAX_BYTES), "max_bytes", int)
-        self._once = self._flag(config.option("once", False), "once")
+        self._entity_labels = list_option("entity_labels", config.option("entity_labels", DEFAULT_ENTITY_LABELS),
+                                          example="gpu,UUID,GPU_I_ID")
+        self._identity_labels = frozenset(list_option(
+            "identity_labels", config.option("identity_labels", DEFAULT_IDENTITY_LABELS),
+            example="modelName,Hostname")) - set(self._entity_labels)
+        self._timeout = positive_float_option("timeout", config.option("timeout", DEFAULT_TIMEOUT),
+                                              example=DEFAULT_TIMEOUT)
+        self._max_bytes = int_option("max_bytes", config.option("max_bytes", DEFAULT_MAX_BYTES), minimum=1,
+                                     example=DEFAULT_MAX_BYTES)
+        self._once = bool_option("once", config.option("once", False))
         parts = urlsplit(source)
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
@@ -398,30 +391,6 @@ class PrometheusReader(BaseReader):
                               "Pass http://HOST:PORT/metrics, or the path of a saved exposition "
                               "(e.g. curl -s http://localhost:9100/metrics > scrape.txt).", path=source)
         self._source = source
-
-    @staticmethod
-    def _positive(value: Any, option: str, kind: type) -> Any:
-        """A positive number; strings are parsed (CLI options arrive as ``-O timeout=2``)."""
-        number = None
-        if isinstance(value, str):
-            try:
-                number = kind(value.strip())
-            except ValueError:
-                pass
-        elif isinstance(value, int if kind is int else (int, float)) and not isinstance(value, bool):
-            number = kind(value)
-        if number is None or not 0 < number < float("inf"):
-            raise UsageError(f"option {option} must be a positive {kind.__name__}, got {value!r}",
-                             f"Pass e.g. -O {option}={DEFAULT_TIMEOUT if option == 'timeout' else DEFAULT_MAX_BYTES}.")
-        return number
-
-    @staticmethod
-    def _flag(value: Any, option: str) -> bool:
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(value, (bool, int)) and value in (0, 1):
-            return bool(value)
-        raise UsageError(f"option {option} must be true or false, got {value!r}", f"Pass -O {option}=true.")
 
     # -- read --------------------------------------------------------------------------
     def _read(self) -> list[RawRecord] | None:

@@ -61,6 +61,7 @@ import time
 from typing import Any
 
 from telemrec.errors import ReaderUnavailableError, UsageError
+from telemrec.readers._options import bool_option, int_option, list_option, reject_unknown
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
 
@@ -92,10 +93,6 @@ PROCESS_TUPLES = (
 PROCESS_SCALARS = ("num_threads", "ppid", "create_time", "name", "status")
 USS = "memory_full_info.uss"
 COLLECTOR = ("tick.wall_seconds", "tick.cpu_seconds", "tick.processes")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
 
 def _keys(prefix: str, attrs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{prefix}.{a}" for a in attrs)
@@ -201,33 +198,12 @@ def _status_ppid_uid(status: bytes) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise UsageError(f"option {name}={value!r} is not a boolean", f"Use -O {name}=true or -O {name}=false.")
-
-
-def _as_int(name: str, value: Any, hint: str) -> int:
-    if isinstance(value, bool):
-        raise UsageError(f"option {name}={value!r} is not an integer", hint)
-    try:
-        number = int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"option {name}={value!r} is not an integer", hint) from None
-    if number < 0:
-        raise UsageError(f"option {name}={value!r} must not be negative", hint)
-    return number
-
-
 def _parse_levels(value: Any, has_pid: bool) -> tuple[str, ...]:
     if value is None:
         return ("system", "process") if has_pid else ("system",)
-    items = value.replace(",", " ").split() if isinstance(value, str) else [str(v).strip() for v in value]
+    if isinstance(value, str):  # level names are single words; spaces separate them as in the levels field
+        value = value.replace(" ", ",")
+    items = list_option("levels", value, example="system,process")
     unknown = [item for item in items if item not in LEVELS]
     if unknown or not items:
         raise UsageError(f"unknown or empty levels {unknown or value!r}",
@@ -243,7 +219,7 @@ def _parse_uid(value: Any) -> int:
             return pwd.getpwnam(value.strip()).pw_uid
         except KeyError:
             raise UsageError(f"no user named {value!r}", "Pass a numeric uid or an existing user name.") from None
-    return _as_int("uid", value, "Pass a numeric uid or a user name, e.g. -O uid=1000.")
+    return int_option("uid", value, minimum=0, hint="Pass a numeric uid or a user name, e.g. -O uid=1000.")
 
 
 def _cpu_model(root: str) -> str | None:
@@ -329,18 +305,16 @@ class PsutilReader(BaseReader):
     def _open(self, config: ReaderConfig) -> None:
         ps = self._module()
         options = dict(config.options)
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise UsageError(f"unknown psutil option(s) {unknown}", f"Known options: {', '.join(OPTIONS)}.")
+        reject_unknown(options, OPTIONS, "psutil")
         self._root = os.path.abspath(config.source or self._default_root or "/proc")
         if not os.path.isdir(self._root):
             raise ReaderUnavailableError(f"procfs root {self._root!r} does not exist or is not a directory",
                                          "Pass --source pointing at a mounted procfs, e.g. /proc.", root=self._root)
         pid = options.get("pid")
-        self._target = None if pid is None else _as_int("pid", pid, "Pass the target process id, e.g. -O pid=1234.")
+        self._target = None if pid is None else int_option("pid", pid, minimum=0, example=1234)
         self._levels = _parse_levels(options.get("levels"), self._target is not None)
-        self._uss = _as_bool("uss", options.get("uss", True))
-        self._per_cpu = _as_bool("per_cpu", options.get("per_cpu", True))
+        self._uss = bool_option("uss", options.get("uss", True))
+        self._per_cpu = bool_option("per_cpu", options.get("per_cpu", True))
         self._check_level_options(options)
         self._uid = _parse_uid(options["uid"]) if options.get("uid") is not None else os.getuid()
         job = options.get("slurm_job")
