@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from telemrec.errors import ReaderError, TelemrecError, TraceWriteError
 from telemrec.readers.base import BaseReader
@@ -258,5 +258,3 @@ def _jsonable(value):
         return [_jsonable(v) for v in value]
     return str(value)
 
-
-Clock = Callable[[], int]

@@ -45,13 +45,6 @@ def _best_delta(x: np.ndarray) -> tuple[int, np.ndarray]:
     return best_order, best
 
 
-def _apply_delta(x: np.ndarray, order: int) -> np.ndarray:
-    y = x.copy()
-    for k in range(1, order + 1):
-        y[k:] = np.diff(y[k - 1:])
-    return y
-
-
 def _invert_delta(y: np.ndarray, order: int) -> np.ndarray:
     x = y.copy()
     for k in range(order, 0, -1):

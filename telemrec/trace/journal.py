@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator
 
-from telemrec.errors import TraceCorruptError, TraceInProgressError, TraceWriteError
+from telemrec.errors import TraceCorruptError, TraceWriteError
 from telemrec.record import RawRecord
 from telemrec.trace._version import JOURNAL_FORMAT_VERSION
 
@@ -151,12 +151,6 @@ def is_locked(path: str) -> bool:
     return False
 
 
-def iter_frames(path: str) -> Iterator[dict]:
-    """Decoded frames in order; stops quietly at the first torn or corrupt frame."""
-    scan = JournalScan()
-    yield from _scan(path, scan)
-
-
 def scan_journal(path: str) -> JournalScan:
     scan = JournalScan()
     scan.frames = list(_scan(path, scan))
@@ -205,11 +199,6 @@ def _scan(path: str, scan: JournalScan) -> Iterator[dict]:
             scan.valid_bytes = pos
             yield obj
         scan.torn_bytes = size - scan.valid_bytes
-
-
-def check_not_recording(path: str) -> None:
-    if is_locked(path):
-        raise TraceInProgressError(f"{path} is being written by a running recorder", path=path)
 
 
 def _fsync_dir(path: str) -> None:
