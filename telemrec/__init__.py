@@ -33,6 +33,11 @@ _LAZY = {
     "iter_replay": "telemrec.readers.replay",
     "load": "telemrec.analysis",
     "OfflineMonitor": "telemrec.analysis",
+    "export_jumper": "telemrec.analysis",
+    "snapshot": "telemrec.analysis",
+    "live_snapshot": "telemrec.analysis",
+    "summarize": "telemrec.analysis",
+    "plot_trace": "telemrec.analysis",
 }
 
 __all__ = sorted([

@@ -9,7 +9,7 @@ EXPECTED = [
     "BaseReader", "OfflineMonitor", "RawRecord", "Reader", "ReaderCaps", "ReaderConfig", "ReaderError",
     "ReaderNotFoundError", "ReaderUnavailableError", "RecordRequest", "ReplayReader", "TelemrecError", "Trace",
     "TraceCorruptError", "TraceError", "TraceNotFoundError", "TraceWriter", "UnsupportedFormatVersionError",
-    "__version__", "get_reader", "iter_replay", "list_readers", "load", "open_trace", "record",
+    "__version__", "export_jumper", "get_reader", "live_snapshot", "plot_trace", "snapshot", "summarize", "iter_replay", "list_readers", "load", "open_trace", "record",
 ]
 
 

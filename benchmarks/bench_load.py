@@ -1,0 +1,94 @@
+"""Benchmark: the 24 h reference trace into pandas (issue "Analysis", item 8).
+
+    python benchmarks/bench_load.py [--hours 24] [--cache DIR] [--repeat 3] [--skip-csv]
+
+Targets: the whole trace into the wide frame in <= 1 s and >= 10x faster than
+``pandas.read_csv`` of the same data (the same frame written with ``to_csv``);
+one field of one entity for one hour in <= 50 ms. The trace is built once with
+``benchmarks/reference_trace.py`` (``build_reference_trace``) and cached with its
+CSV twin in ``--cache``. Each figure is the best of ``--repeat`` runs in this
+process, and the first (cold) run is printed too: on a VM the first touch of
+fresh memory costs far more than later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def _timed(fn, repeat: int):
+    times = []
+    result = None
+    for _ in range(repeat):
+        result = None
+        gc.collect()
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return result, times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "telemrec-bench"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-csv", action="store_true", help="do not time pandas.read_csv")
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from reference_trace import build_reference_trace
+    from telemrec.analysis import load
+    from telemrec.analysis._fastread import INFLATER
+
+    os.makedirs(args.cache, exist_ok=True)
+    path = os.path.join(args.cache, f"reference-{args.hours:g}h.h5")
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        build_reference_trace(path, hours=args.hours)
+        print(f"built {path} in {time.perf_counter() - t:.0f} s")
+    print(f"trace {path}: {os.path.getsize(path) / 1e6:.1f} MB; inflate with {INFLATER}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+    frame, times = _timed(lambda: load(path), args.repeat)
+    values = frame.shape[0] * frame.shape[1]
+    print(f"load(path) wide {frame.shape}: cold {times[0]:.3f} s, best {min(times):.3f} s "
+          f"({values / min(times) / 1e6:.0f} M cells/s)  target <= 1 s")
+
+    start = frame.index[0] + pd.Timedelta("10h")
+    one, times1 = _timed(lambda: load(path, entities="gpu3", fields="DCGM_FI_DEV_BOARD_POWER_WATTS",
+                                      start=start, end=start + pd.Timedelta("1h")), max(args.repeat, 5))
+    print(f"one field, one entity, one hour {one.shape}: cold {times1[0] * 1e3:.1f} ms, "
+          f"best {min(times1) * 1e3:.1f} ms  target <= 50 ms")
+
+    _, times_r = _timed(lambda: load(path, rates=True), 1)
+    print(f"load(path, rates=True): {times_r[0]:.3f} s")
+
+    if not args.skip_csv:
+        csv = path[:-3] + ".csv"
+        if not os.path.exists(csv):
+            flat = frame.copy(deep=False)
+            flat.columns = ["/".join(c) for c in frame.columns]
+            flat.index = frame.index.asi8
+            flat.index.name = "wall_ns"
+            t = time.perf_counter()
+            flat.to_csv(csv)
+            print(f"wrote {csv} ({os.path.getsize(csv) / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s")
+        del frame
+        _, times_csv = _timed(lambda: pd.read_csv(csv, index_col=0), max(1, min(args.repeat, 2)))
+        ratio = min(times_csv) / min(times)
+        print(f"pandas.read_csv of the same frame: best {min(times_csv):.3f} s -> load() is {ratio:.1f}x faster "
+              f"(target >= 10x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

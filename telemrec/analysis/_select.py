@@ -1,0 +1,170 @@
+"""What to load: trace paths (one, a list, a directory, a glob), time bounds, name patterns, caps."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import os
+import re
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from typing import Iterable, Iterator
+
+from telemrec.errors import TraceNotFoundError, UsageError
+from telemrec.trace import Trace, open_trace
+
+TRACE_SUFFIXES = (".h5", ".hdf5", ".trace")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def trace_paths(path) -> list[str]:
+    """Expand ``path`` into trace files: a file, a directory (its *.h5 files), a glob, or a list of these."""
+    if isinstance(path, Trace):
+        return [path.path]
+    if isinstance(path, (list, tuple, set)):
+        out: list[str] = []
+        for item in path:
+            out.extend(trace_paths(item))
+        return out
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        found = sorted(p for p in glob.glob(os.path.join(text, "*"))
+                       if p.endswith(TRACE_SUFFIXES) and os.path.isfile(p))
+        if not found:
+            raise TraceNotFoundError(f"{text} holds no trace files ({', '.join(TRACE_SUFFIXES)})", path=text)
+        return found
+    if _GLOB_CHARS.search(text) and not os.path.exists(text):
+        found = sorted(p for p in glob.glob(text) if os.path.isfile(p) and not p.endswith(".journal"))
+        if not found:
+            raise TraceNotFoundError(f"no trace matches {text!r}", "Check the pattern; quote it so the shell leaves it alone.",
+                                     path=text)
+        return found
+    return [text]
+
+
+def is_collection(path) -> bool:
+    """True for a directory or a glob pattern (they load with a host level even when one trace matches)."""
+    text = os.fspath(path)
+    return os.path.isdir(text) or (bool(_GLOB_CHARS.search(text)) and not os.path.exists(text))
+
+
+@contextmanager
+def opened(path) -> Iterator[Trace]:
+    """Yield an open Trace for a path (closed afterwards) or the caller's own Trace (left open)."""
+    if isinstance(path, Trace):
+        yield path
+        return
+    trace = open_trace(path)
+    try:
+        yield trace
+    finally:
+        trace.close()
+
+
+def as_patterns(value, what: str) -> list[str] | None:
+    """None, one name/pattern, or an iterable of them, as a list."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        raise UsageError(f"{what} must be a name, a glob pattern or a list of them, not {value!r}",
+                         f"For example {what}=['gpu*', 'system'].") from None
+    for item in items:
+        if not isinstance(item, str):
+            raise UsageError(f"{what} entries must be strings, got {item!r}", f"For example {what}=['gpu*', 'system'].")
+    return items
+
+
+def matches(name: str, patterns: list[str] | None) -> bool:
+    return patterns is None or any(name == p or fnmatchcase(name, p) for p in patterns)
+
+
+def to_wall_ns(value, *, origin_ns: int | None, what: str) -> int | None:
+    """A time bound as int ns since the epoch (UTC).
+
+    Accepts None, an int (ns since the epoch), a float (s since the epoch), a str,
+    datetime or pandas Timestamp (naive means UTC), or a timedelta / pandas
+    Timedelta (an offset from the start of the recording).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise UsageError(f"{what}={value!r} is not a time", "Pass a timestamp, epoch seconds/ns, or a timedelta.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(round(value * 1e9))
+    import pandas as pd
+
+    if isinstance(value, (_dt.timedelta, pd.Timedelta)):
+        if origin_ns is None:
+            raise UsageError(f"{what} is an offset but the trace has no start time", "Pass an absolute time instead.")
+        return origin_ns + int(pd.Timedelta(value).value)
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{what}={value!r} is not a time ({exc})",
+                         "Use an ISO time such as '2026-11-22T10:00:00Z', epoch seconds, or a timedelta.") from None
+    if ts is pd.NaT:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that puts cpu2 before cpu10 and pid:99 before pid:100."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def source_caps(manifest: dict) -> dict[str, dict]:
+    """Units, descriptions and counters per record source.
+
+    Records carry the reader's name as their source (``psutil``, ``nvml``,
+    ``dcgmi``); a reader is also indexed by its caps kind, so a source written
+    under another name (a replayed or imported trace) still finds its caps.
+    """
+    by_name: dict[str, dict] = {}
+    by_kind: dict[str, dict] = {}
+    for reader in manifest.get("readers") or []:
+        caps = reader.get("caps") or {}
+        for table, key in ((by_name, reader.get("name")), (by_kind, caps.get("kind"))):
+            if not key:
+                continue
+            entry = table.setdefault(key, {"units": {}, "descriptions": {}, "counters": set()})
+            entry["units"].update(caps.get("units") or {})
+            entry["descriptions"].update(caps.get("descriptions") or {})
+            entry["counters"].update(caps.get("counters") or [])
+    out = dict(by_kind)
+    out.update(by_name)
+    return out
+
+
+def caps_for(caps: dict[str, dict], source: str) -> dict:
+    return caps.get(source) or {"units": {}, "descriptions": {}, "counters": set()}
+
+
+def reader_matches(manifest: dict, source: str, patterns: list[str] | None) -> bool:
+    """A source is selected when a pattern names it, or names the label of a reader that wrote it."""
+    if patterns is None or matches(source, patterns):
+        return True
+    for reader in manifest.get("readers") or []:
+        if reader.get("name") == source or (reader.get("caps") or {}).get("kind") == source:
+            if matches(str(reader.get("label", "")), patterns):
+                return True
+    return False
+
+
+def hostname(manifest: dict, fallback: str) -> str:
+    host = manifest.get("host") or {}
+    return str(host.get("hostname") or fallback)
+
+
+def iter_unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)

@@ -1,0 +1,79 @@
+"""``export(path, format, out)``: traces to CSV, Parquet or a JUmPER session (``telemrec export``).
+
+CSV and Parquet hold the frame ``load()`` returns. Wide form: a ``time`` column
+(ISO 8601, UTC) and one column per ``source/entity/field`` (``host/...`` first
+when several traces are exported). Long form: ``load(form="long")``'s columns.
+Units, descriptions and counters go to ``OUT.meta.json`` next to a CSV, and into
+the Parquet file's metadata (pandas keeps ``DataFrame.attrs`` there). Parquet
+needs pyarrow (``pip install 'telemrec[parquet]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+
+from telemrec.analysis.frames import load
+from telemrec.errors import ReaderUnavailableError, TraceWriteError, UsageError
+
+__all__ = ["FORMATS", "export", "flat_columns"]
+
+FORMATS = ("csv", "parquet", "jumper")
+
+
+def flat_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The wide frame with ``source/entity/field`` column names and ``time`` as a column."""
+    out = frame.copy(deep=False)
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = ["/".join(map(str, c)) for c in out.columns]
+    out = out.reset_index()
+    return out
+
+
+def _meta(frame: pd.DataFrame) -> dict:
+    return {key: frame.attrs.get(key) for key in ("units", "descriptions", "counters", "rates", "align", "traces")}
+
+
+def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **load_args) -> str:
+    """Write trace(s) ``path`` to ``out`` as ``format`` (csv, parquet, jumper); return ``out``.
+
+    ``load_args`` (readers, entities, fields, start, end, rates, resample, align) select
+    what goes into CSV and Parquet; a JUmPER session always holds whole levels.
+    """
+    out = os.fspath(out)
+    if format not in FORMATS:
+        raise UsageError(f"unknown export format {format!r}", f"Choose one of {', '.join(FORMATS)}.")
+    if format == "jumper":
+        if any(v is not None for k, v in load_args.items() if k not in ("rates", "align")) or form != "wide":
+            raise UsageError("a JUmPER session holds whole levels; selections and --form do not apply",
+                             "Drop the selection options, or export csv/parquet instead.")
+        from telemrec.analysis.jumper import export_jumper
+
+        return export_jumper(path, out)
+    load_args = {k: v for k, v in load_args.items() if v is not None}
+    frame = load(path, form=form, **load_args)
+    table = flat_columns(frame) if form == "wide" else frame
+    meta = _meta(frame)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        if format == "csv":
+            table.to_csv(tmp, index=False)
+            with open(f"{out}.meta.json", "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2, default=str)
+        else:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise ReaderUnavailableError("Parquet export needs pyarrow, which is not installed",
+                                             "pip install 'telemrec[parquet]'") from None
+            table.attrs = {"telemrec": json.dumps(meta, default=str)}
+            table.to_parquet(tmp, index=False, compression="zstd")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise TraceWriteError(f"cannot write {out}: {exc}", path=out) from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

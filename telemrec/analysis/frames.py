@@ -1,0 +1,491 @@
+"""Traces into pandas DataFrames: ``load()``.
+
+Wide form (default): one row per recorder tick, one column per
+(source, entity, field) -- plus a leading ``host`` level when several traces are
+loaded. The index is a UTC ``DatetimeIndex`` named ``time``. How rows are formed
+(``align``, recorded in ``attrs["align"]``):
+
+- ``"tick"`` (default): the recorder ticks every reader on one grid
+  (``t0 + k * interval`` on the monotonic clock, ``t0`` from the trace's tick
+  tables). A record belongs to tick ``k = floor((mono_ns - t0) / interval)`` and
+  the row's time is the grid instant ``t0 + k * interval`` carried to the wall
+  clock with the record's own wall-minus-monotonic offset. So the psutil and
+  the dcgmi record of one second share a row although they were sampled a few
+  ms apart. Traces without tick tables (written directly with TraceWriter,
+  imported) or whose readers tick on different grids fall back to ``"exact"``.
+- ``"exact"``: an outer join on the records' exact wall_ns. A reader stamps all
+  records of one tick with the same instant, so its entities share rows; two
+  readers interleave, and each row holds NaN for the other reader's columns.
+
+The exact instants stay available: in the long form, or as the ``_wall_ns``
+column (``fields=[..., "_wall_ns"]``). ``resample="10s"`` then puts rows on an
+epoch-aligned grid: the mean of the numbers in a bin, except raw counters and
+text, which keep the bin's last value.
+
+Values: numbers are float64; NaN means "no number": the source said N/A (None,
+never turned into 0), the record lacked the field, or no record of that entity
+has this timestamp. Text fields are object columns (None where missing). The
+long form keeps what the wide form folds together: it has one row per value
+that was recorded, and its ``none`` column says where the source said N/A.
+
+Long form (``form="long"``): columns ``time``, [``host``], ``source``,
+``entity``, ``field`` (categoricals), ``value`` (float64), ``none`` (bool: the
+source reported N/A), and ``text`` (the value of text fields; only present when
+a text field was selected). Rows are sorted by time; a field a record did not
+carry has no row.
+
+Units, descriptions and counters travel in ``DataFrame.attrs``:
+``attrs["units"][source][field]``, ``attrs["descriptions"][source][field]``,
+``attrs["counters"][source]`` (sorted list), ``attrs["rates"]`` (bool) and
+``attrs["traces"]`` (path, host, format version, clean close per trace). With
+``rates=True`` the units of counters read ``<unit>/s``.
+
+Integers are exact in float64 up to 2**53 (9.007e15): byte counters up to
+8 PiB, nanosecond timestamps are kept as int64 in the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from telemrec.analysis import _select, _timeline
+from telemrec.analysis._fastread import NumericJob, decode_numeric, empty_block
+from telemrec.analysis.rates import counter_rate, rate_unit
+from telemrec.errors import UsageError
+from telemrec.trace import Trace
+from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
+from telemrec.trace.v1 import META_COLUMNS
+
+__all__ = ["FORMS", "load", "read_series"]
+
+FORMS = ("wide", "long")
+_NUM, _STR, _OBJ = "num", "str", "obj"
+_LEVELS = ["source", "entity", "field"]
+
+
+@dataclass
+class _Column:
+    source: str
+    entity: str
+    field: str
+    kind: str
+    counter: bool
+
+
+@dataclass
+class _Entity:
+    source: str
+    name: str
+    reader: object
+    lo: int
+    hi: int
+    columns: list[_Column]
+    wall: np.ndarray | None = None
+    mono: np.ndarray | None = None
+    values: dict = field(default_factory=dict)  # column position -> decoded float64 row
+    text: dict = field(default_factory=dict)    # column position -> object array (text columns)
+
+    def get(self, name: str) -> np.ndarray | None:
+        """Decoded values of one field (float64, or object for text), None when not selected."""
+        for k, c in enumerate(self.columns):
+            if c.field == name:
+                return self.values[k] if k in self.values else self.text.get(k)
+        return None
+
+
+@dataclass
+class _Part:
+    frame: pd.DataFrame
+    host: str
+    units: dict = field(default_factory=dict)
+    descriptions: dict = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)
+    trace_info: dict = field(default_factory=dict)
+    matched: bool = True
+
+
+def load(path, readers=None, entities=None, fields=None, start=None, end=None, rates: bool = False,
+         form: str = "wide", resample: str | None = None, align: str = "tick") -> pd.DataFrame:
+    """Load one or many traces into a DataFrame (the module docstring describes both forms).
+
+    ``path``: a trace file or open ``Trace``; or a list of them, a directory (its
+    ``*.h5`` files) or a glob, which adds a leading ``host`` column level (wide)
+    or a ``host`` column (long) from each manifest's ``host.hostname``.
+    ``readers``, ``entities``, ``fields``: names or glob patterns (``"gpu*"``,
+    ``"cpu_times.*"``) selecting record sources (or reader labels), entities and
+    fields; only the selected columns are read. Meta columns (``_mono_ns``,
+    ``_error``, ``_source_version``, ``_seq``) are loaded when named exactly.
+    ``start``/``end``: bounds of the half-open interval [start, end) as a
+    timestamp or ISO string (naive = UTC), epoch seconds (float) or
+    nanoseconds (int), or a timedelta from the start of the recording; only the
+    chunks that hold it are read. ``rates``: counters (listed in the readers'
+    caps) become per-second rates (``telemrec.analysis.rates``). ``form``:
+    ``"wide"`` or ``"long"``; ``align``: ``"tick"`` or ``"exact"``;
+    ``resample``: a pandas frequency such as ``"10s"`` (wide form only).
+    """
+    if form not in FORMS:
+        raise UsageError(f"form={form!r} is not one of {', '.join(FORMS)}", "Use form='wide' or form='long'.")
+    if resample is not None and form != "wide":
+        raise UsageError("resample applies to the wide form only", "Drop resample=..., or use form='wide'.")
+    if align not in _timeline.ALIGNS:
+        raise UsageError(f"align={align!r} is not one of {', '.join(_timeline.ALIGNS)}",
+                         "Use align='tick' (rows are recorder ticks) or align='exact' (rows are distinct timestamps).")
+    items, many = _expand(path)
+    selection = dict(readers=_select.as_patterns(readers, "readers"), entities=_select.as_patterns(entities, "entities"),
+                     fields=_select.as_patterns(fields, "fields"))
+    parts = []
+    for item in items:
+        with _select.opened(item) as trace:
+            parts.append(_load_trace(trace, selection, start, end, rates, form, resample, align))
+    if not any(p.matched for p in parts) and any(v is not None for v in selection.values()):
+        raise UsageError(f"nothing in {', '.join(str(p.trace_info['path']) for p in parts)} matches "
+                         f"readers={selection['readers']}, entities={selection['entities']}, fields={selection['fields']}",
+                         "List what a trace holds with `telemrec summary PATH`; patterns are globs such as 'gpu*'.")
+    if not many:
+        return parts[0].frame
+    return _combine(parts, form)
+
+
+def _expand(path) -> tuple[list, bool]:
+    """(traces or paths to load, whether the result gets a host level)."""
+    if isinstance(path, Trace):
+        return [path], False
+    if isinstance(path, (list, tuple, set)):
+        return [t for item in path for t in ([item] if isinstance(item, Trace) else _select.trace_paths(item))], True
+    return _select.trace_paths(path), _select.is_collection(path)
+
+
+# -- one trace ------------------------------------------------------------------------------------
+
+def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: str, resample, align: str) -> _Part:
+    manifest = trace.manifest
+    caps = _select.source_caps(manifest)
+    origin = (manifest.get("start") or {}).get("wall_ns")
+    if origin is None:
+        origin = trace.time_span()[0]
+    start_ns = _select.to_wall_ns(start, origin_ns=origin, what="start")
+    end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end")
+    ents = _select_entities(trace, selection, caps, start_ns, end_ns)
+    grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
+    _read_times(ents, need_mono=grid is not None or rates)
+    host = _select.hostname(manifest, fallback=trace.path)
+    info = {"path": trace.path, "host": host, "format_version": trace.format_version,
+            "closed_cleanly": trace.closed_cleanly}
+    units, descriptions, counters = _metadata(ents, caps, rates)
+    frame = _wide(ents, rates, grid) if form == "wide" else _long(ents, rates)
+    if resample is not None:
+        frame = _resample(frame, resample, raw_counters=not rates, counters=counters)
+    frame.attrs.update({"units": units, "descriptions": descriptions, "counters": counters, "rates": bool(rates),
+                        "align": ("tick" if grid is not None else "exact") if form == "wide" else "exact",
+                        "traces": [info]})
+    return _Part(frame, host, units, descriptions, counters, info, matched=bool(ents))
+
+
+def _metadata(ents: list[_Entity], caps: dict, rates: bool) -> tuple[dict, dict, dict]:
+    units, descriptions, counters = {}, {}, {}
+    for source in sorted({e.source for e in ents}):
+        c = _select.caps_for(caps, source)
+        names = {col.field for e in ents if e.source == source for col in e.columns}
+        counted = {f for f in names if f in c["counters"]}
+        units[source] = {f: u for f, u in c["units"].items() if f in names}
+        if rates:
+            units[source].update({f: rate_unit(c["units"].get(f)) for f in counted})
+        descriptions[source] = {f: d for f, d in c["descriptions"].items() if f in names}
+        counters[source] = sorted(counted)
+    return units, descriptions, counters
+
+
+def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns) -> list[_Entity]:
+    out = []
+    wanted_meta = [f for f in (selection["fields"] or []) if f in META_COLUMNS]
+    for source, name in trace.entities():
+        if not _select.reader_matches(trace.manifest, source, selection["readers"]):
+            continue
+        if not _select.matches(name, selection["entities"]):
+            continue
+        ent = trace.entity(source, name)
+        names = [f for f in ent.fields if _select.matches(f, selection["fields"])] + wanted_meta
+        if not names or not ent.rows:
+            continue
+        lo, hi = ent.row_range(start_ns, end_ns)
+        counters = _select.caps_for(caps, source)["counters"]
+        columns = [_Column(source, name, f, _column_kind(ent, f, lo, hi), f in counters) for f in names]
+        out.append(_Entity(source, name, ent, lo, hi, columns))
+    out.sort(key=lambda e: (e.source, _select.natural_key(e.name)))
+    return out
+
+
+def _column_kind(ent, name: str, lo: int, hi: int) -> str:
+    col = ent.column(name)
+    kind = col.uniform_kind
+    if kind is None:
+        kinds = col.group["kind"][lo:hi]
+        has_str = bool((kinds == STR).any())
+        has_num = bool(((kinds == INT) | (kinds == FLOAT)).any())
+        return _OBJ if has_str and has_num else (_STR if has_str else _NUM)
+    return _STR if kind == STR else _NUM
+
+
+def _read_times(ents: list[_Entity], need_mono: bool) -> None:
+    """wall_ns of every entity; mono_ns once per timeline (entities stamped together share it)."""
+    jobs = []
+    for e in ents:
+        e.wall = np.empty(e.hi - e.lo, np.int64)
+        jobs.append(NumericJob(e.reader.column("_wall_ns"), e.lo, e.hi, e.wall))
+    decode_numeric(jobs)
+    if not need_mono:
+        return
+    jobs = []
+    seen: list[_Entity] = []
+    for e in ents:
+        twin = next((o for o in seen if len(o.wall) == len(e.wall) and np.array_equal(o.wall, e.wall)), None)
+        if twin is not None:
+            e.mono = twin.mono
+            continue
+        e.mono = np.empty(e.hi - e.lo, np.int64)
+        jobs.append(NumericJob(e.reader.column("_mono_ns"), e.lo, e.hi, e.mono))
+        seen.append(e)
+    decode_numeric(jobs)
+
+
+def _time_index(wall: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(wall.view("datetime64[ns]"), name="time").tz_localize("UTC")
+
+
+def _apply_rates(e: _Entity, rows: dict[int, np.ndarray]) -> None:
+    for k, c in enumerate(e.columns):
+        if c.counter and c.kind == _NUM:
+            counter_rate(rows[k], e.mono, out=rows[k])
+
+
+def _text_values(e: _Entity, k: int) -> np.ndarray:
+    col = e.reader.read(e.columns[k].field, e.lo, e.hi)
+    if e.columns[k].kind == _OBJ:
+        return np.array(col.to_list(), dtype=object)
+    if col.strs is None:
+        return np.full(len(col), None, dtype=object)
+    return np.where(col.kinds == STR, col.strs, None).astype(object)
+
+
+def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start_ns: int | None = None,
+                end_ns: int | None = None, rates: bool = False) -> list[_Entity]:
+    """The selected entities decoded on their own timelines (no alignment): ``.wall``,
+    ``.mono`` and ``.get(field)``. The building block of the offline monitor, snapshots and summaries."""
+    selection = dict(readers=_select.as_patterns(readers, "readers"), entities=_select.as_patterns(entities, "entities"),
+                     fields=_select.as_patterns(fields, "fields"))
+    ents = _select_entities(trace, selection, _select.source_caps(trace.manifest), start_ns, end_ns)
+    _read_times(ents, need_mono=True)
+    jobs = []
+    for e in ents:
+        for k, c in enumerate(e.columns):
+            if c.kind == _NUM:
+                e.values[k] = np.empty(e.hi - e.lo, np.float64)
+                jobs.append(NumericJob(e.reader.column(c.field), e.lo, e.hi, e.values[k]))
+            else:
+                e.text[k] = _text_values(e, k)
+    decode_numeric(jobs)
+    if rates:
+        for e in ents:
+            _apply_rates(e, e.values)
+    return ents
+
+
+# -- wide -----------------------------------------------------------------------------------------
+
+def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
+    if not ents:
+        return pd.DataFrame(index=_time_index(np.zeros(0, np.int64)),
+                            columns=pd.MultiIndex.from_tuples([], names=_LEVELS), dtype=np.float64)
+    # one (keys, times) per timeline; entities point at theirs
+    timelines: list[tuple[np.ndarray, np.ndarray]] = []
+    owner: dict[int, int] = {}
+    firsts: list[_Entity] = []
+    for e in ents:
+        t = next((i for i, f in enumerate(firsts) if f.wall is e.wall or (
+            len(f.wall) == len(e.wall) and np.array_equal(f.wall, e.wall))), None)
+        if t is None:
+            t = len(firsts)
+            firsts.append(e)
+            timelines.append(_timeline.row_keys(e.wall, e.mono, grid))
+        owner[id(e)] = t
+    rows, positions = _timeline.union(timelines)
+    n = len(rows.keys)
+    num_cols = [(e, k) for e in ents for k, c in enumerate(e.columns) if c.kind == _NUM]
+    block = empty_block((len(num_cols), n))
+    jobs, scatter = [], []
+    j = 0
+    for e in ents:
+        ks = [k for k, c in enumerate(e.columns) if c.kind == _NUM]
+        pos = positions[owner[id(e)]]
+        if pos is None:
+            e.values = {k: block[j + i] for i, k in enumerate(ks)}
+        else:
+            temp = np.empty((len(ks), e.hi - e.lo), np.float64)
+            e.values = {k: temp[i] for i, k in enumerate(ks)}
+            scatter.append((j, temp, pos))
+        jobs.extend(NumericJob(e.reader.column(e.columns[k].field), e.lo, e.hi, e.values[k]) for k in ks)
+        j += len(ks)
+    decode_numeric(jobs)
+    if rates:
+        for e in ents:
+            _apply_rates(e, e.values)
+    for j0, temp, pos in scatter:
+        part = block[j0:j0 + len(temp)]
+        part.fill(np.nan)
+        part[:, pos] = temp
+    times = _time_index(rows.times)
+    num_index = pd.MultiIndex.from_tuples([(e.source, e.name, e.columns[k].field) for e, k in num_cols],
+                                          names=_LEVELS)
+    frame = pd.DataFrame(block.T, index=times, columns=num_index, copy=False)
+    text_cols = [(e, k) for e in ents for k, c in enumerate(e.columns) if c.kind != _NUM]
+    if not text_cols:
+        return frame
+    data = {}
+    for e, k in text_cols:
+        values = _text_values(e, k)
+        pos = positions[owner[id(e)]]
+        if pos is not None:
+            full = np.full(n, None, dtype=object)
+            full[pos] = values
+            values = full
+        data[(e.source, e.name, e.columns[k].field)] = values
+    text = pd.DataFrame(data, index=times)
+    text.columns = pd.MultiIndex.from_tuples(list(data), names=_LEVELS)
+    order = pd.MultiIndex.from_tuples([(e.source, e.name, c.field) for e in ents for c in e.columns], names=_LEVELS)
+    return pd.concat([frame, text], axis=1, sort=False).reindex(columns=order)
+
+
+def _resample(frame: pd.DataFrame, freq: str, *, raw_counters: bool, counters: dict) -> pd.DataFrame:
+    try:
+        keys = frame.index.floor(freq)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"resample={freq!r} is not a pandas frequency ({exc})", "Use e.g. resample='1s' or '10s'.") from None
+    counted = {(s, f) for s, fs in counters.items() for f in fs}
+    last = [c for c in frame.columns
+            if frame[c].dtype == object or (raw_counters and (c[-3], c[-1]) in counted)]
+    lasts = set(last)
+    mean = [c for c in frame.columns if c not in lasts]
+    grouped = frame.groupby(keys)
+    pieces = []
+    if mean:
+        pieces.append(grouped[mean].mean())
+    if last:
+        pieces.append(grouped[last].last())
+    out = pd.concat(pieces, axis=1, sort=False).reindex(columns=frame.columns) if len(pieces) > 1 else pieces[0]
+    out.index.name = "time"
+    return out
+
+
+# -- long -----------------------------------------------------------------------------------------
+
+def _long(ents: list[_Entity], rates: bool) -> pd.DataFrame:
+    pieces = []  # (time, value, none, text or None, source, entity, field)
+    jobs = []
+    for e in ents:
+        for k, c in enumerate(e.columns):
+            if c.kind == _NUM:
+                out = np.empty(e.hi - e.lo, np.float64)
+                e.values[k] = out
+                jobs.append(NumericJob(e.reader.column(c.field), e.lo, e.hi, out))
+    decode_numeric(jobs)
+    job_kinds = {id(job.out): job.kinds for job in jobs}
+    has_text = any(c.kind != _NUM for e in ents for c in e.columns)
+    for e in ents:
+        if rates:
+            _apply_rates(e, e.values)
+        for k, c in enumerate(e.columns):
+            if c.kind == _NUM:
+                values = e.values[k]
+                kinds = job_kinds.get(id(values))
+                text = None
+            else:
+                column = e.reader.read(c.field, e.lo, e.hi)
+                kinds = column.kinds
+                values, _ = column.as_float()
+                text = _text_values(e, k)
+            if kinds is None or isinstance(kinds, (int, np.integer)):
+                kind = ABSENT if kinds is None else int(kinds)
+                if kind == ABSENT:
+                    continue
+                present = slice(None)
+                none = np.full(len(values), kind == NONE)
+            else:
+                present = kinds != ABSENT
+                none = (kinds == NONE)[present]
+            pieces.append((e.wall[present], values[present], none,
+                           text[present] if text is not None else None, c.source, c.entity, c.field))
+    return _long_frame(pieces, has_text)
+
+
+def _long_frame(pieces: list, has_text: bool) -> pd.DataFrame:
+    if not pieces:
+        cols = {"time": _time_index(np.zeros(0, np.int64)), "source": pd.Categorical([]),
+                "entity": pd.Categorical([]), "field": pd.Categorical([]), "value": np.zeros(0), "none": np.zeros(0, bool)}
+        if has_text:
+            cols["text"] = np.zeros(0, object)
+        return pd.DataFrame(cols)
+    sizes = np.array([len(p[0]) for p in pieces])
+    time = np.concatenate([p[0] for p in pieces])
+    order = np.argsort(time, kind="stable")
+    data = {"time": _time_index(time[order])}
+    for pos, name in ((4, "source"), (5, "entity"), (6, "field")):
+        cats = _select.iter_unique(p[pos] for p in pieces)
+        lookup = {c: i for i, c in enumerate(cats)}
+        codes = np.repeat(np.array([lookup[p[pos]] for p in pieces], np.int32), sizes)[order]
+        data[name] = pd.Categorical.from_codes(codes, categories=cats)
+    data["value"] = np.concatenate([p[1] for p in pieces])[order]
+    data["none"] = np.concatenate([p[2] for p in pieces])[order]
+    if has_text:
+        data["text"] = np.concatenate([p[3] if p[3] is not None else np.full(len(p[0]), None, object)
+                                       for p in pieces])[order]
+    frame = pd.DataFrame(data)
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
+
+
+# -- many traces ----------------------------------------------------------------------------------
+
+def _combine(parts: list[_Part], form: str) -> pd.DataFrame:
+    units: dict = {}
+    descriptions: dict = {}
+    counters: dict = {}
+    for p in parts:
+        for table, src in ((units, p.units), (descriptions, p.descriptions)):
+            for source, values in src.items():
+                table.setdefault(source, {}).update(values)
+        for source, values in p.counters.items():
+            counters[source] = sorted(set(counters.get(source, [])) | set(values))
+    attrs = {"units": units, "descriptions": descriptions, "counters": counters,
+             "rates": bool(parts[0].frame.attrs.get("rates")), "traces": [p.trace_info for p in parts]}
+    if form == "long":
+        frames = []
+        for p in parts:
+            f = p.frame.copy()
+            f.insert(1, "host", p.host)
+            frames.append(f)
+        out = pd.concat(frames, ignore_index=True)
+        out["host"] = out["host"].astype("category")
+        for name in ("source", "entity", "field"):
+            out[name] = out[name].astype("category")
+        out = out.sort_values("time", kind="stable", ignore_index=True)
+        out.attrs.update(attrs)
+        return out
+    by_host: dict[str, list[pd.DataFrame]] = {}
+    for p in parts:
+        by_host.setdefault(p.host, []).append(p.frame)
+    frames = []
+    for host, fs in by_host.items():
+        f = fs[0] if len(fs) == 1 else pd.concat(fs, axis=0, sort=False).sort_index(kind="stable")
+        if not f.index.is_unique:
+            f = f[~f.index.duplicated(keep="last")]
+        f = f.copy(deep=False)
+        f.columns = pd.MultiIndex.from_tuples([(host, *c) for c in f.columns], names=["host", *_LEVELS])
+        frames.append(f)
+    out = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, sort=True)
+    out.index.name = "time"
+    out.attrs.clear()
+    out.attrs.update(attrs)
+    return out

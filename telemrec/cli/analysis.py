@@ -1,0 +1,111 @@
+"""`telemrec summary`, `telemrec plot` and `telemrec export` (pandas and matplotlib load inside the commands)."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from telemrec.cli._common import reported_errors
+
+_READERS = typer.Option(None, "--reader", "-r", help="Record source or reader label (glob; repeatable).")
+_ENTITIES = typer.Option(None, "--entity", "-e", help="Entity name or glob such as 'gpu*' (repeatable).")
+_FIELDS = typer.Option(None, "--field", "-f", help="Field name or glob such as 'cpu_times.*' (repeatable).")
+_START = typer.Option(None, "--start", help="Start: ISO time (UTC if no zone), or epoch seconds.")
+_END = typer.Option(None, "--end", help="End (exclusive): ISO time (UTC if no zone), or epoch seconds.")
+
+
+def _time(value: Optional[str]):
+    """CLI times: epoch seconds if numeric, an offset such as '+10min' from the start, else an ISO string."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("+"):
+        import pandas as pd
+
+        from telemrec.errors import UsageError
+
+        try:
+            return pd.Timedelta(text[1:])
+        except ValueError:
+            raise UsageError(f"{value!r} is not an offset", "Write offsets like +90s, +10min or +2h.") from None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def summary_command(
+    paths: List[str] = typer.Argument(..., help="Trace file(s)."),
+    readers: Optional[List[str]] = _READERS,
+    entities: Optional[List[str]] = _ENTITIES,
+    fields: Optional[List[str]] = _FIELDS,
+    start: Optional[str] = _START,
+    end: Optional[str] = _END,
+    show_all: bool = typer.Option(False, "--all", help="List every field (default: the first 40)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Per field min/mean/p50/p95/max, GPU busy time and energy, peak memory, and gaps (missed ticks, holes)."""
+    import json
+
+    from telemrec.analysis.summary import summarize
+
+    with reported_errors():
+        from telemrec.analysis._select import trace_paths
+
+        found = trace_paths(paths)
+        results = [summarize(p, readers=readers, entities=entities, fields=fields, start=_time(start), end=_time(end))
+                   for p in found]
+        if json_out:
+            payload = [r.to_dict() for r in results]
+            typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, allow_nan=False))
+            return
+        typer.echo("\n\n".join(r.to_text(max_fields=None if show_all else 40) for r in results))
+
+
+def plot_command(
+    path: str = typer.Argument(..., help="Trace file."),
+    out: str = typer.Option(..., "--output", "-o", help="Image to write (.png, .svg or .pdf)."),
+    title: Optional[str] = typer.Option(None, "--title", help="Figure title (default: host, file, span)."),
+    width: float = typer.Option(12.0, "--width", help="Figure width in inches.", min=4.0),
+) -> None:
+    """Draw CPU, memory, disk I/O and GPU panels over time into one figure."""
+    from telemrec.analysis.plot import plot_trace
+
+    with reported_errors():
+        plot_trace(path, out, title=title, width=width)
+        typer.echo(out)
+
+
+def export_command(
+    paths: List[str] = typer.Argument(..., help="Trace file(s), a directory or a glob."),
+    fmt: str = typer.Option(..., "--format", help="csv, parquet or jumper."),
+    out: str = typer.Option(..., "--output", "-o", help="Output file (csv/parquet), or directory or .zip (jumper)."),
+    form: str = typer.Option("wide", "--form", help="wide (a column per source/entity/field) or long (a row per value)."),
+    rates: bool = typer.Option(False, "--rates", help="Counters as per-second rates."),
+    resample: Optional[str] = typer.Option(None, "--resample", help="Bin rows, e.g. 10s or 1min (wide form)."),
+    align: str = typer.Option("tick", "--align", help="tick (a row per recorder tick) or exact (a row per timestamp)."),
+    readers: Optional[List[str]] = _READERS,
+    entities: Optional[List[str]] = _ENTITIES,
+    fields: Optional[List[str]] = _FIELDS,
+    start: Optional[str] = _START,
+    end: Optional[str] = _END,
+) -> None:
+    """Export traces to CSV, Parquet, or a JUmPER 0.4.1 session (directory or .zip) that %import_session reads."""
+    from telemrec.analysis.export import export
+
+    with reported_errors():
+        target = paths[0] if len(paths) == 1 else paths
+        if fmt == "jumper":
+            export(target, fmt, out, form=form, readers=readers, entities=entities, fields=fields,
+                   start=_time(start), end=_time(end), resample=resample)
+        else:
+            export(target, fmt, out, form=form, rates=rates, resample=resample, align=align, readers=readers,
+                   entities=entities, fields=fields, start=_time(start), end=_time(end))
+        typer.echo(out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("summary")(summary_command)
+    app.command("plot")(plot_command)
+    app.command("export")(export_command)

@@ -1,0 +1,130 @@
+"""The fast decoder equals ColumnReader.read().as_float() bit for bit, on every encoding and range."""
+
+import random
+
+import numpy as np
+import pytest
+
+from telemrec.analysis._fastread import NumericJob, decode_numeric, empty_block
+from telemrec.analysis.frames import load
+from telemrec.record import RawRecord
+from telemrec.trace import TraceWriter, fold_journal, open_trace
+
+CHUNK = 16
+
+
+def _values(rng: random.Random, n: int) -> dict[str, list]:
+    counter, gauge = 10**12, 0.0
+    cols = {"int_counter": [], "dec2": [], "xor_float": [], "mixed": [], "sparse": [], "with_none": [],
+            "with_text": [], "negative": [], "big": []}
+    for i in range(n):
+        counter += rng.randint(0, 5000)
+        gauge = round(gauge + rng.uniform(-3, 3), 2)
+        cols["int_counter"].append(counter)
+        cols["dec2"].append(gauge)
+        cols["xor_float"].append(rng.random() * 1e6)
+        cols["mixed"].append(rng.randint(-5, 5) if i % 3 else rng.random())
+        cols["sparse"].append(i * 7 if i % 5 == 0 else "ABSENT")
+        cols["with_none"].append(None if i % 4 == 0 else rng.randint(0, 100))
+        cols["with_text"].append("N/A" if i % 6 == 0 else float(i))
+        cols["negative"].append(-rng.randint(0, 2**40))
+        cols["big"].append(rng.choice([2**62, -(2**62), 0, 1]))
+    return cols
+
+
+@pytest.fixture(scope="module")
+def small_chunk_trace(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("fast") / "t.h5")
+    rng = random.Random(7)
+    n = 5 * CHUNK + 3
+    cols = _values(rng, n)
+    writer = TraceWriter(path, {"readers": [], "interval_seconds": 1.0})
+    recs = []
+    for i in range(n):
+        fields = {k: v[i] for k, v in cols.items() if v[i] != "ABSENT"}
+        recs.append(RawRecord(10**9 + i * 10**9, 1_700_000_000 * 10**9 + i * 10**9 + rng.randint(0, 999), "e",
+                              fields, "src", "1"))
+    writer.write(recs)
+    writer.abandon()
+    fold_journal(writer.journal_path, path, chunk_rows=CHUNK)
+    return path, n
+
+
+def _reference(col, lo, hi):
+    return col.read(lo, hi).as_float()[0]
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_equal_to_column_reader_on_random_ranges(small_chunk_trace, raw):
+    path, n = small_chunk_trace
+    rng = random.Random(1)
+    with open_trace(path) as trace:
+        ent = trace.entity("src", "e")
+        ranges = [(0, n), (0, 1), (n - 1, n), (CHUNK - 1, CHUNK + 1), (CHUNK, 2 * CHUNK)]
+        ranges += [tuple(sorted(rng.sample(range(n + 1), 2))) for _ in range(20)]
+        for name in ent.fields:
+            col = ent.column(name)
+            jobs = [NumericJob(col, lo, hi, np.empty(hi - lo)) for lo, hi in ranges]
+            decode_numeric(jobs, raw=raw, threads=False)
+            for job, (lo, hi) in zip(jobs, ranges):
+                expect = _reference(col, lo, hi)
+                assert np.array_equal(job.out.view(np.int64), expect.view(np.int64)) or \
+                    np.array_equal(job.out, expect, equal_nan=True), (name, lo, hi)
+
+
+def test_int64_output_is_exact(small_chunk_trace):
+    path, n = small_chunk_trace
+    with open_trace(path) as trace:
+        ent = trace.entity("src", "e")
+        for name in ("_wall_ns", "_mono_ns", "_seq"):
+            col = ent.column(name)
+            for lo, hi in ((0, n), (3, n - 2), (CHUNK + 5, 3 * CHUNK + 1)):
+                out = np.empty(hi - lo, np.int64)
+                decode_numeric([NumericJob(col, lo, hi, out)])
+                assert np.array_equal(out, col.read(lo, hi).ints)
+
+
+def test_flags_for_none_and_text(small_chunk_trace):
+    path, n = small_chunk_trace
+    with open_trace(path) as trace:
+        ent = trace.entity("src", "e")
+        none_job = NumericJob(ent.column("with_none"), 0, n, np.empty(n))
+        text_job = NumericJob(ent.column("with_text"), 0, n, np.empty(n))
+        decode_numeric([none_job, text_job])
+        assert none_job.has_none and not none_job.has_str
+        assert text_job.has_str
+
+
+def test_threads_give_the_same_result(small_chunk_trace):
+    path, n = small_chunk_trace
+    with open_trace(path) as trace:
+        ent = trace.entity("src", "e")
+        cols = [ent.column(f) for f in ent.fields]
+        a = [NumericJob(c, 0, n, np.empty(n)) for c in cols]
+        b = [NumericJob(c, 0, n, np.empty(n)) for c in cols]
+        decode_numeric(a, threads=True)
+        decode_numeric(b, threads=False)
+        for x, y in zip(a, b):
+            assert np.array_equal(x.out, y.out, equal_nan=True)
+
+
+def test_wide_frame_matches_the_records(node_trace):
+    """Every value of load() equals the record it came from (the slow, generic path)."""
+    df = load(node_trace, align="exact")
+    with open_trace(node_trace) as trace:
+        for rec in trace.records():
+            for name, value in rec.fields.items():
+                got = df.at[df.index[df.index.asi8 == rec.wall_ns][0], (rec.source, rec.entity, name)]
+                if value is None:
+                    assert got is None or np.isnan(got)
+                elif isinstance(value, str):
+                    assert got == value
+                else:
+                    assert got == float(value)
+
+
+def test_empty_block_is_writable():
+    block = empty_block((3, 1 << 20))
+    block[:] = 1.5
+    assert block.sum() == 1.5 * 3 * (1 << 20)
+    assert empty_block((2, 2)).shape == (2, 2)
