@@ -89,61 +89,72 @@ class NumericJob:
     kinds: object = None  # uniform kind (int) or per-row uint8 kinds, set by decode_numeric
 
 
+class Prefilled:
+    """A pseudo-column whose values are already known (timestamps from the source's time table)."""
+
+    uniform_kind = INT
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+
+
 def chunk_descriptors(col: ColumnReader) -> np.ndarray:
-    desc = getattr(col, "_desc", None)
-    if desc is None:
-        desc = np.asarray(col.group.attrs["chunks"], np.uint8).reshape(-1, 2)
-    return desc
+    return col.descriptors
 
 
 def _kinds(col: ColumnReader, lo: int, hi: int) -> np.ndarray | int:
     kind = col.uniform_kind
     if kind is not None:
         return kind
-    return col.group["kind"][lo:hi]
+    return col.kinds(lo, hi)
 
 
-def _plain_filters(dset) -> bool:
-    """True when the dataset's filter pipeline is exactly shuffle then deflate on int64."""
+def _plain_filters(dset, width: int) -> bool:
+    """True when the pipeline is exactly what the format writes: shuffle (not for 1-byte data), then deflate."""
     plist = dset.id.get_create_plist()
-    if plist.get_nfilters() != 2 or dset.dtype != np.int64:
-        return False
-    return plist.get_filter(0)[0] == _SHUFFLE and plist.get_filter(1)[0] == _DEFLATE
+    expected = [_DEFLATE] if width == 1 else [_SHUFFLE, _DEFLATE]
+    return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())] == expected
 
 
-def _unshuffle(buf: bytes, n: int) -> np.ndarray:
-    """Undo HDF5's byte shuffle of n int64 values: plane k holds byte k of every value.
+def _unshuffle(buf: bytes, n: int, width: int) -> np.ndarray:
+    """Undo HDF5's byte shuffle of n values of ``width`` bytes: plane k holds byte k of every value.
 
     Plane-by-plane strided stores are twice as fast as ``planes.T.copy()``, and the
-    planes that are all zero (the high bytes of small residuals) are skipped.
+    planes that are all zero (the high bytes of small values) are skipped.
     """
-    planes = np.frombuffer(buf, np.uint8).reshape(8, n)
+    dtype = _codec._UNSIGNED[width]
+    if width == 1:
+        return np.frombuffer(buf, np.uint8)[:n].copy()
+    planes = np.frombuffer(buf, np.uint8).reshape(width, n)
     used = planes.any(axis=1)
-    out = np.zeros(n, np.int64) if not used.all() else np.empty(n, np.int64)
-    dest = out.view(np.uint8).reshape(n, 8)
+    out = np.zeros(n, dtype) if not used.all() else np.empty(n, dtype)
+    dest = out.view(np.uint8).reshape(n, width)
     for k in np.flatnonzero(used).tolist():
         dest[:, k] = planes[k]
     return out
 
 
 def _decode_into(data: np.ndarray, enc: int, scale: int, out: np.ndarray) -> None:
-    """Decode one chunk's int64 payload (overwritten) into ``out`` (float64, or int64 for INT chunks)."""
+    """Decode one chunk's stored unsigned payload into ``out`` (float64, or int64 for INT chunks)."""
     if enc <= _codec.DEC_DELTA2:
         is_dec = enc >= _codec.DEC_RAW
+        values = _codec.unzigzag(data)
+        if not values.flags.writeable:
+            values = values.copy()
         for k in range(enc - (_codec.DEC_RAW if is_dec else _codec.INT_RAW), 0, -1):
-            np.cumsum(data[k - 1:], out=data[k - 1:])
+            np.cumsum(values[k - 1:], out=values[k - 1:])
         if is_dec and scale:
             if out.dtype != np.float64:
                 raise ValueError("a decimal chunk cannot be decoded into integers")
-            np.divide(data, _POW10[scale], out=out)
+            np.divide(values, _POW10[scale], out=out)
         else:
-            out[:] = data
+            out[:] = values
     elif out.dtype != np.float64:
         raise ValueError("a float chunk cannot be decoded into integers")
     elif enc == _codec.F64_XOR:
-        out.view(np.int64)[:] = np.bitwise_xor.accumulate(data)
+        out.view(np.int64)[:] = np.bitwise_xor.accumulate(data.astype(np.uint64, copy=False).view(np.int64))
     elif enc in (_codec.F64_BITS, _codec.MIXED_RAW):
-        out.view(np.int64)[:] = data
+        out.view(np.int64)[:] = data.astype(np.uint64, copy=False).view(np.int64)
     else:
         raise ValueError(f"unknown chunk encoding {enc}")
 
@@ -192,44 +203,51 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
 
     ``raw=False`` reads every chunk through h5py's filter pipeline (the reference path).
     """
-    work = []  # (job, chunk, s, e, t0, t1, payload or None)
+    work = []  # (job, enc, scale, s, e, t0, t1, payload, rows, width)
     for job in jobs:
         if job.hi <= job.lo:
+            continue
+        if isinstance(job.col, Prefilled):
+            job.out[:] = job.col.values
+            job.kinds = INT
             continue
         kinds = job.kinds = _kinds(job.col, job.lo, job.hi)
         numeric_present = (kinds in (INT, FLOAT)) if isinstance(kinds, int) else bool(
             ((kinds == INT) | (kinds == FLOAT)).any())
-        if not numeric_present or "data" not in job.col.group:
+        if not numeric_present:
             job.out[:] = np.nan
             continue
-        dset = job.col.group["data"]
-        raw_ok = raw and _plain_filters(dset)
-        desc = chunk_descriptors(job.col)
-        cr = job.col.chunk_rows
-        stored = dset.shape[0]
-        dsid = dset.id
+        col = job.col
+        desc = chunk_descriptors(col)
+        cr = col.chunk_rows
+        datasets: dict[int, tuple] = {}
         for c, s, e, t0, t1 in _plan(job):
+            enc, scale, width = int(desc[c, 0]), int(desc[c, 1]), int(desc[c, 2])
+            rows = min(cr, col.rows - c * cr)
             payload = None
-            if raw_ok and c * cr < stored:
-                try:
-                    mask, payload = dsid.read_direct_chunk((c * cr,))
-                except (KeyError, OSError, ValueError):
-                    payload = None
-                else:
-                    if mask != 0:
+            if width == 0:
+                payload = np.zeros(rows, np.uint8)
+            else:
+                if width not in datasets:
+                    dset = col.group[f"u{width}"]
+                    datasets[width] = (dset, raw and _plain_filters(dset, width))
+                dset, raw_ok = datasets[width]
+                if raw_ok:
+                    try:
+                        mask, payload = dset.id.read_direct_chunk((c * cr,))
+                    except (KeyError, OSError, ValueError):
                         payload = None
-            if payload is None:
-                data = np.zeros(cr, np.int64)
-                if c * cr < stored:
-                    got = dset[c * cr:min((c + 1) * cr, stored)]
-                    data[:len(got)] = got
-                payload = data
-            work.append((job, int(desc[c, 0]), int(desc[c, 1]), s, e, t0, t1, payload, cr))
+                    else:
+                        if mask != 0:
+                            payload = None
+                if payload is None:
+                    payload = col.stored_chunk(c)
+            work.append((job, enc, scale, s, e, t0, t1, payload, rows, width))
 
     def run(item):
-        job, enc, scale, s, e, t0, t1, payload, cr = item
+        job, enc, scale, s, e, t0, t1, payload, rows, width = item
         if isinstance(payload, bytes):
-            payload = _unshuffle(_INFLATE(payload, cr * 8), cr)
+            payload = _unshuffle(_INFLATE(payload, job.col.chunk_rows * width), job.col.chunk_rows, width)[:rows]
         # deltas restart at each chunk, so a chunk decodes from its first row
         if s == 0:
             _decode_into(payload[:e], enc, scale, job.out[t0:t1])
@@ -246,5 +264,5 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
         for item in work:
             run(item)
     for job in jobs:
-        if job.kinds is not None:
+        if job.kinds is not None and not isinstance(job.col, Prefilled):
             _finish_kinds(job, job.kinds)

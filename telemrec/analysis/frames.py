@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from telemrec.analysis import _select, _timeline
-from telemrec.analysis._fastread import NumericJob, decode_numeric, empty_block
+from telemrec.analysis._fastread import NumericJob, Prefilled, decode_numeric, empty_block
 from telemrec.analysis.rates import counter_rate, rate_unit
 from telemrec.errors import UsageError
 from telemrec.trace import Trace
@@ -200,7 +200,7 @@ def _metadata(ents: list[_Entity], caps: dict, rates: bool) -> tuple[dict, dict,
 
 def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns) -> list[_Entity]:
     out = []
-    wanted_meta = [f for f in (selection["fields"] or []) if f in META_COLUMNS]
+    wanted_meta = [f for f in (selection["fields"] or []) if f in _LOADABLE_META]
     for source, name in trace.entities():
         if not _select.reader_matches(trace.manifest, source, selection["readers"]):
             continue
@@ -218,11 +218,27 @@ def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns
     return out
 
 
+_LOADABLE_META = META_COLUMNS
+
+
+def _source_column(e, name: str):
+    """The column to decode for ``name``: timestamps come from the source's time table."""
+    if name in ("_mono_ns", "_wall_ns"):
+        if e.mono is None:
+            e.mono, e.wall = e.reader.timestamps(e.lo, e.hi)
+        return Prefilled(e.mono if name == "_mono_ns" else e.wall)
+    if name in META_COLUMNS:
+        return e.reader.meta_column(name)
+    return e.reader.field_column(name)
+
+
 def _column_kind(ent, name: str, lo: int, hi: int) -> str:
-    col = ent.column(name)
+    if name in ("_mono_ns", "_wall_ns"):
+        return _NUM
+    col = ent.meta_column(name) if name in META_COLUMNS else ent.field_column(name)
     kind = col.uniform_kind
     if kind is None:
-        kinds = col.group["kind"][lo:hi]
+        kinds = col.kinds(lo, hi)
         has_str = bool((kinds == STR).any())
         has_num = bool(((kinds == INT) | (kinds == FLOAT)).any())
         return _OBJ if has_str and has_num else (_STR if has_str else _NUM)
@@ -230,25 +246,9 @@ def _column_kind(ent, name: str, lo: int, hi: int) -> str:
 
 
 def _read_times(ents: list[_Entity], need_mono: bool) -> None:
-    """wall_ns of every entity; mono_ns once per timeline (entities stamped together share it)."""
-    jobs = []
+    """wall_ns (and mono_ns) of every entity's rows, from its source's shared timestamp table."""
     for e in ents:
-        e.wall = np.empty(e.hi - e.lo, np.int64)
-        jobs.append(NumericJob(e.reader.column("_wall_ns"), e.lo, e.hi, e.wall))
-    decode_numeric(jobs)
-    if not need_mono:
-        return
-    jobs = []
-    seen: list[_Entity] = []
-    for e in ents:
-        twin = next((o for o in seen if len(o.wall) == len(e.wall) and np.array_equal(o.wall, e.wall)), None)
-        if twin is not None:
-            e.mono = twin.mono
-            continue
-        e.mono = np.empty(e.hi - e.lo, np.int64)
-        jobs.append(NumericJob(e.reader.column("_mono_ns"), e.lo, e.hi, e.mono))
-        seen.append(e)
-    decode_numeric(jobs)
+        e.mono, e.wall = e.reader.timestamps(e.lo, e.hi)
 
 
 def _time_index(wall: np.ndarray) -> pd.DatetimeIndex:
@@ -283,7 +283,7 @@ def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start
         for k, c in enumerate(e.columns):
             if c.kind == _NUM:
                 e.values[k] = np.empty(e.hi - e.lo, np.float64)
-                jobs.append(NumericJob(e.reader.column(c.field), e.lo, e.hi, e.values[k]))
+                jobs.append(NumericJob(_source_column(e, c.field), e.lo, e.hi, e.values[k]))
             else:
                 e.text[k] = _text_values(e, k)
     decode_numeric(jobs)
@@ -326,7 +326,7 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
             temp = np.empty((len(ks), e.hi - e.lo), np.float64)
             e.values = {k: temp[i] for i, k in enumerate(ks)}
             scatter.append((j, temp, pos))
-        jobs.extend(NumericJob(e.reader.column(e.columns[k].field), e.lo, e.hi, e.values[k]) for k in ks)
+        jobs.extend(NumericJob(_source_column(e, e.columns[k].field), e.lo, e.hi, e.values[k]) for k in ks)
         j += len(ks)
     decode_numeric(jobs)
     if rates:
@@ -389,7 +389,7 @@ def _long(ents: list[_Entity], rates: bool) -> pd.DataFrame:
             if c.kind == _NUM:
                 out = np.empty(e.hi - e.lo, np.float64)
                 e.values[k] = out
-                jobs.append(NumericJob(e.reader.column(c.field), e.lo, e.hi, out))
+                jobs.append(NumericJob(_source_column(e, c.field), e.lo, e.hi, out))
     decode_numeric(jobs)
     job_kinds = {id(job.out): job.kinds for job in jobs}
     has_text = any(c.kind != _NUM for e in ents for c in e.columns)

@@ -1,10 +1,11 @@
 """Lossless per-chunk encodings of one column (docs/format.md, "Column encoding").
 
 A column is a sequence of values, each one of: absent (the record had no such
-field), None, int64, float64 or str. Numbers live in one int64 array aligned with
-the rows; each chunk of ``chunk_rows`` rows picks the encoding that compresses
-best while staying bit-exact, and deltas restart at every chunk so a chunk
-decodes on its own.
+field), None, int64, float64 or str. Numbers are encoded per chunk of
+``chunk_rows`` rows: each chunk picks the encoding that compresses best while
+staying bit-exact, deltas restart at every chunk so a chunk decodes on its own,
+and integer residuals are zigzag-mapped to unsigned and stored in the narrowest
+width (1, 2, 4 or 8 bytes) that holds them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 ABSENT, NONE, INT, FLOAT, STR = 0, 1, 2, 3, 4
 KIND_NAMES = {ABSENT: "absent", NONE: "none", INT: "int", FLOAT: "float", STR: "str"}
 
-# Chunk encodings (first byte of a chunk's descriptor; the second is the decimal scale).
+# Chunk encodings (first byte of a chunk's descriptor; then the decimal scale and the byte width).
 INT_RAW, INT_DELTA1, INT_DELTA2 = 0, 1, 2
 DEC_RAW, DEC_DELTA1, DEC_DELTA2 = 3, 4, 5
 F64_BITS, F64_XOR = 6, 7
@@ -69,9 +70,36 @@ def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:
 
 @dataclass
 class EncodedChunk:
-    data: np.ndarray  # int64, len == rows in chunk
+    data: np.ndarray  # unsigned, len == rows in chunk, dtype of ``width`` bytes
     encoding: int
     scale: int = 0
+    width: int = 8
+
+
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def zigzag(x: np.ndarray) -> np.ndarray:
+    """int64 -> uint64 with small magnitudes of either sign becoming small numbers."""
+    return ((x << 1) ^ (x >> 63)).view(np.uint64)
+
+
+def unzigzag(u: np.ndarray) -> np.ndarray:
+    u = u.astype(np.uint64, copy=False)
+    return ((u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))).view(np.int64)
+
+
+def _narrow(u: np.ndarray) -> tuple[np.ndarray, int]:
+    top = int(u.max()) if len(u) else 0
+    for width in (1, 2, 4):
+        if top < 1 << (8 * width):
+            return u.astype(_UNSIGNED[width]), width
+    return u, 8
+
+
+def _int_chunk(resid: np.ndarray, encoding: int, scale: int = 0) -> EncodedChunk:
+    data, width = _narrow(zigzag(resid))
+    return EncodedChunk(data, encoding, scale, width)
 
 
 def encode_chunk(kinds: np.ndarray, ints: np.ndarray, floats: np.ndarray) -> EncodedChunk:
@@ -87,25 +115,23 @@ def encode_chunk(kinds: np.ndarray, ints: np.ndarray, floats: np.ndarray) -> Enc
     n_int, n_float = int(is_int.sum()), int(is_float.sum())
     if n_int and n_float:
         data = np.where(is_int, ints, floats.view(np.int64))
-        return EncodedChunk(data.astype(np.int64, copy=False), MIXED_RAW)
+        return EncodedChunk(data.astype(np.int64, copy=False).view(np.uint64), MIXED_RAW)
     numeric = is_int | is_float
     if not numeric.any():
-        return EncodedChunk(np.zeros(n, np.int64), INT_RAW)
+        return EncodedChunk(np.zeros(n, np.uint8), INT_RAW, 0, 0)
     if n_float:
         vals = floats[numeric]
         dec = _decimal_scale(vals)
         if dec is not None:
             scale, packed = dec
-            full = _fill_forward(numeric, packed)
-            order, resid = _best_delta(full)
-            return EncodedChunk(resid, DEC_RAW + order, scale)
+            order, resid = _best_delta(_fill_forward(numeric, packed))
+            return _int_chunk(resid, DEC_RAW + order, scale)
         bits = _fill_forward(numeric, vals.view(np.int64))
         xored = bits.copy()
         xored[1:] = bits[1:] ^ bits[:-1]
-        return EncodedChunk(xored, F64_XOR)
-    full = _fill_forward(numeric, ints[numeric].astype(np.int64, copy=False))
-    order, resid = _best_delta(full)
-    return EncodedChunk(resid, INT_RAW + order)
+        return EncodedChunk(xored.view(np.uint64), F64_XOR)
+    order, resid = _best_delta(_fill_forward(numeric, ints[numeric].astype(np.int64, copy=False)))
+    return _int_chunk(resid, INT_RAW + order)
 
 
 def _fill_forward(mask: np.ndarray, packed: np.ndarray) -> np.ndarray:
@@ -117,20 +143,20 @@ def _fill_forward(mask: np.ndarray, packed: np.ndarray) -> np.ndarray:
     return packed[idx] if len(packed) else np.zeros(len(mask), np.int64)
 
 
-def decode_chunk(data: np.ndarray, encoding: int, scale: int, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (ints, floats) arrays aligned with the chunk's rows."""
+def decode_chunk(data: np.ndarray, encoding: int, scale: int, kinds: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ints, floats) arrays aligned with the chunk's rows; ``data`` is the stored
+    unsigned array of any width."""
     if encoding in (INT_RAW, INT_DELTA1, INT_DELTA2):
-        ints = _invert_delta(data, encoding - INT_RAW)
+        ints = _invert_delta(unzigzag(data), encoding - INT_RAW)
         return ints, ints.astype(np.float64)
     if encoding in (DEC_RAW, DEC_DELTA1, DEC_DELTA2):
-        ints = _invert_delta(data, encoding - DEC_RAW)
-        floats = ints / _POW10[scale]
-        return ints, floats
+        ints = _invert_delta(unzigzag(data), encoding - DEC_RAW)
+        return ints, ints / _POW10[scale]
+    bits = data.astype(np.uint64, copy=False).view(np.int64)
     if encoding == F64_XOR:
-        bits = np.bitwise_xor.accumulate(data)
+        bits = np.bitwise_xor.accumulate(bits)
         return bits, bits.view(np.float64)
-    if encoding == F64_BITS:
-        return data, data.view(np.float64)
-    if encoding == MIXED_RAW:
-        return data, data.view(np.float64)
+    if encoding in (F64_BITS, MIXED_RAW):
+        return bits, bits.view(np.float64)
     raise ValueError(f"unknown chunk encoding {encoding}")

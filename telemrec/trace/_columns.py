@@ -2,8 +2,10 @@
 
 On disk a column is an HDF5 group (docs/format.md, "Columns"):
 
-- ``data``      int64[rows], chunked by ``chunk_rows``; numbers, encoded per chunk
-- attribute ``chunks``: uint8[n_chunks, 2], (encoding, decimal scale) of each chunk
+- ``u1``, ``u2``, ``u4``, ``u8``  unsigned [rows] of 1, 2, 4, 8 bytes, chunked by ``chunk_rows``: the
+                encoded numbers; each chunk is stored in the dataset of its width only (the
+                others leave that chunk unallocated), and a width absent from the column has no dataset
+- attribute ``chunks``: uint8[n_chunks, 3], (encoding, decimal scale, width) of each chunk
 - ``kind``      uint8[rows], only when kinds vary; else the attribute ``kind``
 - ``str_rows``  int64[runs] and ``str_values`` vlen UTF-8[runs]: run-length strings
                 (attributes instead of datasets when there are at most 256 short runs)
@@ -39,7 +41,7 @@ class ColumnBuilder:
     """Accumulates one column and writes full chunks to HDF5 as they fill."""
 
     __slots__ = ("group", "chunk_rows", "filters", "kinds", "ints", "floats", "pending",
-                 "chunk_desc", "str_rows", "str_values", "_last_str", "rows", "_data")
+                 "chunk_desc", "str_rows", "str_values", "_last_str", "rows", "_data", "meta")
 
     def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, leading_absent: int = 0):
         self.group = group
@@ -54,7 +56,8 @@ class ColumnBuilder:
         self.str_values: list[str] = []
         self._last_str: str | None = None
         self.rows = 0
-        self._data: h5py.Dataset | None = None
+        self._data: dict[int, h5py.Dataset] = {}
+        self.meta: dict = {}
         for _ in range(leading_absent):
             self.append_absent()
 
@@ -95,50 +98,62 @@ class ColumnBuilder:
         if (kinds == INT).any() or (kinds == FLOAT).any():
             enc = _codec.encode_chunk(kinds, np.array(self.ints, np.int64), np.array(self.floats, np.float64))
             start = self.rows - n
-            data = self._dataset()
+            data = self._dataset(enc.width)
             if data.shape[0] < start + n:
                 data.resize((start + n,))
             data[start:start + n] = enc.data
-            self.chunk_desc.append((enc.encoding, enc.scale))
+            self.chunk_desc.append((enc.encoding, enc.scale, enc.width))
         else:
-            self.chunk_desc.append((_codec.INT_RAW, 0))
+            self.chunk_desc.append((_codec.INT_RAW, 0, 0))
         self.ints.clear()
         self.floats.clear()
         self.pending = 0
 
-    def _dataset(self) -> h5py.Dataset:
-        if self._data is None:
-            self._data = self.group.create_dataset(
-                "data", shape=(0,), maxshape=(None,), dtype=np.int64,
-                chunks=(self.chunk_rows,), fillvalue=0, **self.filters)
-        return self._data
+    def _dataset(self, width: int) -> h5py.Dataset:
+        dset = self._data.get(width)
+        if dset is None:
+            dset = self._data[width] = self.group.create_dataset(
+                f"u{width}", shape=(0,), maxshape=(None,), dtype=_codec._UNSIGNED[width],
+                chunks=(self.chunk_rows,), fillvalue=0, **(self.filters if width > 1 else _no_shuffle(self.filters)))
+        return dset
 
-    def finish(self) -> None:
+    def finish(self) -> dict:
+        """Write the column's metadata; return it (for the entity's column directory)."""
         self._flush_chunk()
         g = self.group
+        for dset in self._data.values():
+            if dset.shape[0] < self.rows:
+                dset.resize((self.rows,))
+        chunks = np.array(self.chunk_desc, np.uint8).reshape(-1, 3)
         g.attrs["rows"] = self.rows
         g.attrs["chunk_rows"] = self.chunk_rows
-        if self._data is not None and self._data.shape[0] < self.rows:
-            self._data.resize((self.rows,))
-        g.attrs["chunks"] = np.array(self.chunk_desc, np.uint8).reshape(-1, 2)
+        g.attrs["chunks"] = chunks
         kinds = np.frombuffer(self.kinds, np.uint8)
         present = np.unique(kinds)
-        if len(present) == 1:
-            g.attrs["kind"] = int(present[0])
-        elif len(present) > 1:
-            g.create_dataset("kind", data=kinds, chunks=(min(self.chunk_rows, len(kinds)),), **self.filters)
+        uniform = int(present[0]) if len(present) == 1 else (ABSENT if not len(present) else None)
+        if uniform is not None:
+            g.attrs["kind"] = uniform
         else:
-            g.attrs["kind"] = ABSENT
+            g.create_dataset("kind", data=kinds, chunks=(min(self.chunk_rows, len(kinds)),), **self.filters)
+        str_in_attrs = None
         if self.str_rows:
             rows = np.array(self.str_rows, np.int64)
             values = np.array(self.str_values, dtype=object)
-            if len(rows) <= _ATTR_RUNS and sum(len(v) for v in self.str_values) < 16384:
+            str_in_attrs = len(rows) <= _ATTR_RUNS and sum(len(v) for v in self.str_values) < 16384
+            if str_in_attrs:
                 # few runs: attributes live in the object header, far cheaper than two datasets
                 g.attrs["str_rows"] = rows
                 g.attrs.create("str_values", values, dtype=_STR_DTYPE)
             else:
                 g.create_dataset("str_rows", data=rows, **self.filters)
                 g.create_dataset("str_values", data=values, dtype=_STR_DTYPE, **self.filters)
+        self.meta = {"rows": self.rows, "chunk_rows": self.chunk_rows, "kind": uniform,
+                     "chunks": chunks.tolist(), "str": None if str_in_attrs is None else ("attrs" if str_in_attrs else "datasets")}
+        return self.meta
+
+
+def _no_shuffle(filters: dict) -> dict:
+    return {k: v for k, v in filters.items() if k != "shuffle"}
 
 
 _ATTR_RUNS = 256
@@ -191,61 +206,73 @@ class Column:
 
 
 class ColumnReader:
-    """Random access to one on-disk column."""
+    """Random access to one on-disk column.
 
-    def __init__(self, group: h5py.Group):
+    ``meta`` (from the entity's column directory) saves reading the column's
+    attributes; without it they are read from the column group.
+    """
+
+    def __init__(self, group: h5py.Group, meta: dict | None = None):
         self.group = group
-        self.rows = int(group.attrs["rows"])
-        self.chunk_rows = int(group.attrs["chunk_rows"])
-        self._desc = np.asarray(group.attrs["chunks"], np.uint8).reshape(-1, 2)
-        self._uniform = int(group.attrs["kind"]) if "kind" in group.attrs else None
+        if meta is None:
+            attrs = group.attrs
+            meta = {"rows": int(attrs["rows"]), "chunk_rows": int(attrs["chunk_rows"]),
+                    "kind": int(attrs["kind"]) if "kind" in attrs else None,
+                    "chunks": np.asarray(attrs["chunks"], np.uint8).reshape(-1, 3),
+                    "str": "attrs" if "str_rows" in attrs else ("datasets" if "str_rows" in group else None)}
+        self.rows = int(meta["rows"])
+        self.chunk_rows = int(meta["chunk_rows"])
+        self.descriptors = np.asarray(meta["chunks"], np.uint8).reshape(-1, 3)
+        """(encoding, decimal scale, byte width) per chunk."""
+        self.uniform_kind: int | None = meta["kind"]
+        self._str_where = meta.get("str")
         self._strs = None
 
-    @property
-    def uniform_kind(self) -> int | None:
-        return self._uniform
-
-    def _kinds(self, lo: int, hi: int) -> np.ndarray:
-        if self._uniform is not None:
-            return np.full(hi - lo, self._uniform, np.uint8)
+    def kinds(self, lo: int, hi: int) -> np.ndarray:
+        if self.uniform_kind is not None:
+            return np.full(hi - lo, self.uniform_kind, np.uint8)
         return self.group["kind"][lo:hi]
 
     def _str_runs(self):
         if self._strs is None:
-            if "str_rows" in self.group.attrs:
+            if self._str_where == "attrs":
                 values = np.array([v.decode("utf-8") if isinstance(v, bytes) else v
                                    for v in self.group.attrs["str_values"]], dtype=object)
                 self._strs = (np.asarray(self.group.attrs["str_rows"], np.int64), values)
-            elif "str_rows" in self.group:
+            elif self._str_where == "datasets":
                 self._strs = (self.group["str_rows"][()], self.group["str_values"].asstr()[()])
             else:
                 self._strs = (np.zeros(0, np.int64), np.zeros(0, object))
         return self._strs
 
+    def stored_chunk(self, c: int) -> np.ndarray:
+        """The stored (encoded, unsigned) values of chunk ``c``."""
+        enc, _, width = (int(v) for v in self.descriptors[c])
+        a, b = c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.rows)
+        if width == 0:
+            return np.zeros(b - a, np.uint8)
+        data = self.group[f"u{width}"][a:b]
+        if len(data) < b - a:  # rows never written hold the fill value
+            data = np.concatenate([data, np.zeros(b - a - len(data), data.dtype)])
+        return data
+
     def read(self, lo: int = 0, hi: int | None = None) -> Column:
         hi = self.rows if hi is None else min(hi, self.rows)
         lo = max(0, min(lo, hi))
-        kinds = self._kinds(lo, hi)
+        kinds = self.kinds(lo, hi)
         n = hi - lo
         ints = np.zeros(n, np.int64)
         floats = np.zeros(n, np.float64)
         numeric = (kinds == INT) | (kinds == FLOAT)
-        if numeric.any() and "data" in self.group:
-            c0, c1 = lo // self.chunk_rows, (hi - 1) // self.chunk_rows + 1
-            a, b = c0 * self.chunk_rows, min(c1 * self.chunk_rows, self.rows)
-            raw = self.group["data"][a:b]
-            if len(raw) < b - a:  # trailing chunks never written hold the fill value
-                raw = np.concatenate([raw, np.zeros(b - a - len(raw), np.int64)])
-            all_kinds = kinds if (a, b) == (lo, hi) else self._kinds(a, b)
-            ci_all, cf_all = np.empty(b - a, np.int64), np.empty(b - a, np.float64)
-            for c in range(c0, c1):
-                s, e = c * self.chunk_rows - a, min((c + 1) * self.chunk_rows, self.rows) - a
-                enc, scale = int(self._desc[c, 0]), int(self._desc[c, 1])
-                ci, cf = _codec.decode_chunk(raw[s:e], enc, scale, all_kinds[s:e])
-                ci_all[s:e] = ci
-                cf_all[s:e] = cf
-            ints = ci_all[lo - a:hi - a]
-            floats = cf_all[lo - a:hi - a]
+        if numeric.any():
+            cr = self.chunk_rows
+            for c in range(lo // cr, (hi - 1) // cr + 1):
+                a = c * cr
+                s, e = max(lo, a), min(hi, a + cr)
+                enc, scale, _ = (int(v) for v in self.descriptors[c])
+                ci, cf = _codec.decode_chunk(self.stored_chunk(c), enc, scale)
+                ints[s - lo:e - lo] = ci[s - a:e - a]
+                floats[s - lo:e - lo] = cf[s - a:e - a]
         strs = None
         if (kinds == STR).any():
             rows_, values = self._str_runs()

@@ -10,7 +10,9 @@ import numpy as np
 from telemrec.errors import TelemrecError
 from telemrec.trace import journal as _journal
 from telemrec.trace._codec import ENCODINGS
+from telemrec.trace._columns import ColumnReader
 from telemrec.trace.manifest import manifest_problems
+from telemrec.trace.v1 import STORED_META
 
 
 @dataclass
@@ -56,6 +58,21 @@ def check_trace(path: str, *, deep: bool = True) -> CheckReport:
     return report
 
 
+def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, deep: bool) -> None:
+    desc = col.descriptors
+    if len(desc) != n_chunks:
+        report.problems.append(f"{where}: {len(desc)} chunk descriptors, expected {n_chunks}")
+    bad = sorted({int(e) for e in desc[:, 0]} - ENCODINGS) if len(desc) else []
+    if bad:
+        report.problems.append(f"{where}: unknown chunk encodings {bad}")
+        return
+    own = ColumnReader(group)  # the column's own attributes must agree with the entity's directory
+    if own.rows != col.rows or not np.array_equal(own.descriptors, desc) or own.uniform_kind != col.uniform_kind:
+        report.problems.append(f"{where}: the column's attributes disagree with the entity's _directory")
+    if deep:
+        col.read()  # decompresses and decodes every chunk: finds damaged bytes
+
+
 def _check_structure(trace, report: CheckReport, deep: bool) -> None:
     total = 0
     seqs = []
@@ -66,18 +83,16 @@ def _check_structure(trace, report: CheckReport, deep: bool) -> None:
         ranges = ent.wall_ranges().shape[0]
         if ranges != n_chunks:
             report.problems.append(f"{where}: wall_range has {ranges} rows, expected {n_chunks}")
-        for col_name in ("_seq", "_mono_ns", "_wall_ns", "_source_version", "_error", *ent.fields):
-            col = ent.column(col_name)
+        columns = [(name, ent.meta_column(name), ent.group[name]) for name in STORED_META]
+        columns += [(name, ent.field_column(name), ent.field_column(name).group) for name in ent.fields]
+        for col_name, col, group in columns:
             if col.rows != ent.rows:
                 report.problems.append(f"{where}/{col_name}: {col.rows} rows, entity has {ent.rows}")
-            desc = col._desc
-            if len(desc) != n_chunks:
-                report.problems.append(f"{where}/{col_name}: {len(desc)} chunk descriptors, expected {n_chunks}")
-            bad = sorted({int(e) for e in desc[:, 0]} - ENCODINGS) if len(desc) else []
-            if bad:
-                report.problems.append(f"{where}/{col_name}: unknown chunk encodings {bad}")
-            elif deep:
-                col.read()  # decompresses and decodes every chunk: finds damaged bytes
+            _check_column(f"{where}/{col_name}", col, group, n_chunks, report, deep)
+        if deep and ent.rows:
+            tidx = ent.meta_column("_tidx").read().ints
+            if len(tidx) and (tidx.min() < 0 or tidx.max() >= ent.time.mono.rows):
+                report.problems.append(f"{where}: _tidx points outside the source's time table")
         if deep and ent.rows:
             seqs.append(ent.ints("_seq"))
     records = (trace.manifest.get("stats") or {}).get("records")

@@ -2,10 +2,14 @@
 
     /                       attrs: format="telemrec-trace", format_version=1, telemrec_version
     /manifest               scalar UTF-8 string: the manifest JSON
-    /records/<source>/<entity>/
-        _seq _mono_ns _wall_ns _source_version _error   columns (one row per record)
-        fields/<field>/                                 columns
-        attribute wall_range: int64[n_chunks, 2], min and max wall_ns per chunk
+    /records/<source>/
+        $time/mono_ns, $time/wall_ns      columns: the distinct timestamps of this source's records
+                                          ("$" is never produced by the name encoding: no entity clashes)
+        <entity>/
+            _seq _tidx _source_version _error   columns (one row per record); _tidx indexes $time
+            fields/<field>/                     columns
+            _directory                          scalar UTF-8 JSON: every column's metadata in one read
+            attribute wall_range: int64[n_chunks, 2], min and max wall_ns per chunk
     /ticks/<reader label>/  columns: tick, scheduled_mono_ns, start_mono_ns, end_mono_ns,
                             start_wall_ns, status, records, cpu_ns
     /annotations/           columns: start_wall_ns, end_wall_ns, start_mono_ns, end_mono_ns, label
@@ -25,12 +29,16 @@ import numpy as np
 
 from telemrec._version import __version__
 from telemrec.record import RawRecord
+from telemrec.trace._codec import INT as INT_KIND
 from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader
 from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
 
 FORMAT_VERSION = 1
 DEFAULT_CHUNK_ROWS = 8192
+STORED_META = ("_seq", "_tidx", "_source_version", "_error")
 META_COLUMNS = ("_seq", "_mono_ns", "_wall_ns", "_source_version", "_error")
+"""What ``EntityReader.read`` answers besides fields; _mono_ns/_wall_ns resolve through $time."""
+TIME_GROUP = "$time"
 TICK_COLUMNS = ("tick", "scheduled_mono_ns", "start_mono_ns", "end_mono_ns", "start_wall_ns",
                 "status", "records", "cpu_ns")
 TICK_OK, TICK_LATE, TICK_MISSED = 0, 1, 2
@@ -47,16 +55,49 @@ def default_filters() -> dict:
     return {"shuffle": True, "compression": "gzip", "compression_opts": 6}
 
 
-class _EntityBuilder:
-    __slots__ = ("group", "chunk_rows", "filters", "rows", "meta", "fields", "field_order", "wall_ranges",
-                 "_wall_pending", "fields_group")
+class _SourceTime:
+    """The distinct (mono_ns, wall_ns) pairs of one source's records, in first-use order.
+
+    Records of one tick share a timestamp pair; storing it once per source instead of once
+    per entity removes most of a trace's timestamp bytes.
+    """
+
+    __slots__ = ("mono", "wall", "index", "rows")
 
     def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict):
+        self.mono = ColumnBuilder(group.create_group("mono_ns"), chunk_rows, filters)
+        self.wall = ColumnBuilder(group.create_group("wall_ns"), chunk_rows, filters)
+        self.index: dict[tuple[int, int], int] = {}
+        self.rows = 0
+
+    def lookup(self, mono: int, wall: int) -> int:
+        key = (mono, wall)
+        idx = self.index.get(key)
+        if idx is None:
+            if len(self.index) > 4096:  # only recent ticks are shared; keep the map small
+                self.index.clear()
+            idx = self.index[key] = self.rows
+            self.mono.append(mono)
+            self.wall.append(wall)
+            self.rows += 1
+        return idx
+
+    def finish(self) -> None:
+        self.mono.finish()
+        self.wall.finish()
+
+
+class _EntityBuilder:
+    __slots__ = ("group", "chunk_rows", "filters", "rows", "meta", "fields", "field_order", "wall_ranges",
+                 "_wall_pending", "fields_group", "time")
+
+    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, time: _SourceTime):
         self.group = group
         self.chunk_rows = chunk_rows
         self.filters = filters
+        self.time = time
         self.rows = 0
-        self.meta = {name: ColumnBuilder(group.create_group(name), chunk_rows, filters) for name in META_COLUMNS}
+        self.meta = {name: ColumnBuilder(group.create_group(name), chunk_rows, filters) for name in STORED_META}
         self.fields: dict[str, ColumnBuilder] = {}
         self.field_order: list[str] = []
         self.fields_group = group.create_group("fields")
@@ -66,8 +107,7 @@ class _EntityBuilder:
     def append(self, seq: int, rec: RawRecord) -> None:
         meta = self.meta
         meta["_seq"].append(seq)
-        meta["_mono_ns"].append(rec.mono_ns)
-        meta["_wall_ns"].append(rec.wall_ns)
+        meta["_tidx"].append(self.time.lookup(rec.mono_ns, rec.wall_ns))
         meta["_source_version"].append(rec.source_version)
         meta["_error"].append(rec.error)
         self._wall_pending.append(rec.wall_ns)
@@ -100,11 +140,13 @@ class _EntityBuilder:
 
     def finish(self) -> None:
         self._close_wall_range()
-        for col in (*self.meta.values(), *self.fields.values()):
-            col.finish()
+        directory = {"meta": {name: col.finish() for name, col in self.meta.items()},
+                     "fields": [dict(col.finish(), name=name, key=h5name(name)) for name, col in self.fields.items()]}
         self.group.attrs["rows"] = self.rows
         self.group.attrs["chunk_rows"] = self.chunk_rows
         self.group.attrs["wall_range"] = np.array(self.wall_ranges, np.int64).reshape(-1, 2)
+        self.group.create_dataset("_directory", data=json.dumps(directory, separators=(",", ":")),
+                                  dtype=h5py.string_dtype("utf-8"))
 
 
 class _TableBuilder:
@@ -136,6 +178,7 @@ class V1Writer:
         self.records_group = h5.create_group("records")
         self.ticks_group = h5.create_group("ticks")
         self._entities: dict[tuple[str, str], _EntityBuilder] = {}
+        self._times: dict[str, _SourceTime] = {}
         self._ticks: dict[str, _TableBuilder] = {}
         self._annotations: _TableBuilder | None = None
         self.seq = 0
@@ -147,10 +190,12 @@ class V1Writer:
         if builder is None:
             sname = h5name(source)
             if sname not in self.records_group:
-                self.records_group.create_group(sname).attrs["name"] = source
+                sgroup = self.records_group.create_group(sname)
+                sgroup.attrs["name"] = source
+                self._times[source] = _SourceTime(sgroup.create_group(TIME_GROUP), self.chunk_rows, self.filters)
             group = self.records_group[sname].create_group(h5name(entity))
             group.attrs["name"] = entity
-            builder = self._entities[key] = _EntityBuilder(group, self.chunk_rows, self.filters)
+            builder = self._entities[key] = _EntityBuilder(group, self.chunk_rows, self.filters, self._times[source])
         return builder
 
     def add_record(self, rec: RawRecord) -> None:
@@ -175,6 +220,8 @@ class V1Writer:
     def finish(self, manifest: Mapping) -> None:
         for builder in self._entities.values():
             builder.finish()
+        for time_table in self._times.values():
+            time_table.finish()
         for table in self._ticks.values():
             table.finish()
         if self._annotations is not None:
@@ -188,37 +235,79 @@ class V1Writer:
 
 # -- reading ----------------------------------------------------------------------------------
 
+class SourceTimeReader:
+    """A source's timestamp table, read slice by slice and cached per chunk range."""
+
+    def __init__(self, group: h5py.Group):
+        self.mono = ColumnReader(group["mono_ns"])
+        self.wall = ColumnReader(group["wall_ns"])
+        self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
+
+    def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(tidx):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lo, hi = int(tidx.min()), int(tidx.max()) + 1
+        cache = self._cache
+        if cache is None or lo < cache[0] or hi > cache[1]:
+            cr = self.mono.chunk_rows
+            a, b = lo // cr * cr, min(-(-hi // cr) * cr, self.mono.rows)
+            cache = self._cache = (a, b, self.mono.read(a, b).ints, self.wall.read(a, b).ints)
+        a = cache[0]
+        return cache[2][tidx - a], cache[3][tidx - a]
+
+
 class EntityReader:
     """One (source, entity) series of a v1 trace."""
 
-    def __init__(self, source: str, group: h5py.Group):
+    def __init__(self, source: str, group: h5py.Group, time: SourceTimeReader):
         self.source = source
         self.group = group
-        self.name = str(group.attrs["name"])
-        self.rows = int(group.attrs["rows"])
-        self.chunk_rows = int(group.attrs["chunk_rows"])
-        fields = group["fields"]
-        named = [(int(g.attrs["order"]), str(g.attrs["name"]), key) for key, g in fields.items()]
-        named.sort()
-        self._field_keys = {name: key for _, name, key in named}
-        self.fields = [name for _, name, _ in named]
-        self._cols: dict[str, ColumnReader] = {}
+        self.time = time
+        attrs = group.attrs
+        self.name = str(attrs["name"])
+        self.rows = int(attrs["rows"])
+        self.chunk_rows = int(attrs["chunk_rows"])
+        directory = json.loads(group["_directory"].asstr()[()])
+        self._meta = directory["meta"]
+        self._field_meta = {f["name"]: f for f in directory["fields"]}
+        self.fields = [f["name"] for f in directory["fields"]]
+        self._cols: dict[tuple[bool, str], ColumnReader] = {}
 
     def wall_ranges(self) -> np.ndarray:
         return np.asarray(self.group.attrs["wall_range"], np.int64).reshape(-1, 2)
 
-    def column(self, name: str) -> ColumnReader:
-        col = self._cols.get(name)
+    def field_column(self, name: str) -> ColumnReader:
+        col = self._cols.get((False, name))
         if col is None:
-            if name in META_COLUMNS:
-                col = ColumnReader(self.group[name])
-            else:
-                col = ColumnReader(self.group["fields"][self._field_keys[name]])
-            self._cols[name] = col
+            meta = self._field_meta[name]
+            col = self._cols[(False, name)] = ColumnReader(self.group["fields"][meta["key"]], meta)
         return col
 
+    def meta_column(self, name: str) -> ColumnReader:
+        col = self._cols.get((True, name))
+        if col is None:
+            col = self._cols[(True, name)] = ColumnReader(self.group[name], self._meta[name])
+        return col
+
+    def column(self, name: str) -> ColumnReader:
+        """A stored column: meta (``_seq``, ``_tidx``, ...) first, then fields."""
+        return self.meta_column(name) if name in STORED_META else self.field_column(name)
+
     def read(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
+        """Rows [lo, hi) of a meta column (``_mono_ns`` and ``_wall_ns`` included) or else a field."""
+        if name in ("_mono_ns", "_wall_ns"):
+            mono, wall = self.timestamps(lo, hi)
+            values = mono if name == "_mono_ns" else wall
+            return Column(np.full(len(values), INT_KIND, np.uint8), values, values.astype(np.float64), None)
         return self.column(name).read(lo, hi)
+
+    def read_field(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
+        """Rows [lo, hi) of the field ``name``, even one named like a meta column."""
+        return self.field_column(name).read(lo, hi)
+
+    def timestamps(self, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mono_ns, wall_ns) of rows [lo, hi)."""
+        return self.time.gather(self.meta_column("_tidx").read(lo, hi).ints)
 
     def ints(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
         return self.read(name, lo, hi).ints
@@ -235,7 +324,7 @@ class EntityReader:
             return 0, 0
         a = int(hit[0]) * self.chunk_rows
         b = min((int(hit[-1]) + 1) * self.chunk_rows, self.rows)
-        wall = self.ints("_wall_ns", a, b)
+        _, wall = self.timestamps(a, b)
         inside = np.nonzero((wall >= lo_ns) & (wall < hi_ns))[0]
         if not len(inside):
             return 0, 0
@@ -255,9 +344,11 @@ class V1Reader:
             found = {}
             for sgroup in self.h5["records"].values():
                 source = str(sgroup.attrs["name"])
-                for egroup in sgroup.values():
-                    reader = EntityReader(source, egroup)
-                    found[(source, reader.name)] = reader
+                time = SourceTimeReader(sgroup[TIME_GROUP])
+                for key, egroup in sgroup.items():
+                    if key != TIME_GROUP:
+                        reader = EntityReader(source, egroup, time)
+                        found[(source, reader.name)] = reader
             self._entities = found
         return self._entities
 

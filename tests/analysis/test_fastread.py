@@ -76,7 +76,7 @@ def test_int64_output_is_exact(small_chunk_trace):
     path, n = small_chunk_trace
     with open_trace(path) as trace:
         ent = trace.entity("src", "e")
-        for name in ("_wall_ns", "_mono_ns", "_seq"):
+        for name in ("_tidx", "_seq"):
             col = ent.column(name)
             for lo, hi in ((0, n), (3, n - 2), (CHUNK + 5, 3 * CHUNK + 1)):
                 out = np.empty(hi - lo, np.int64)
