@@ -72,6 +72,9 @@ def import_command(
                 n = import_records(iter_records(stream), output, source_name=name, tags=parse_options(tag))
             except RecordError as exc:
                 raise RecordError(f"{name}: {exc.message}; nothing was written", exc.remediation) from None
+            except UnicodeDecodeError as exc:
+                raise RecordError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start}); nothing was written",
+                                  "JSON-lines records are UTF-8 text, one JSON object per line (docs/jsonl.md).") from None
         typer.echo(f"imported {n} records into {output}", err=True)
 
 

@@ -122,6 +122,10 @@ def test_import_rejects_bad_lines_and_leaves_nothing(tmp_path, cli):
     proc = cli("import", str(src), "-o", str(tmp_path / "bad.h5"))
     assert proc.returncode == 2 and "line 2" in proc.stderr and "missing keys" in proc.stderr
     assert not list(tmp_path.glob("bad.h5*"))
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    proc = cli("import", str(binary), "-o", str(tmp_path / "bin.h5"))
+    assert proc.returncode == 2 and "UTF-8" in proc.stderr and not list(tmp_path.glob("bin.h5*"))
     proc = cli("import", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "x.h5"))
     assert proc.returncode == 2 and "hint" in proc.stderr
 
