@@ -45,13 +45,13 @@ def test_cli_import_leaves_pandas_and_matplotlib_alone():
 
 @pytest.fixture(scope="module")
 def real_trace(tmp_path_factory):
-    """A 2 s psutil recording of this machine at 0.25 s, with a command doing disk writes."""
+    """A psutil recording of this machine at 0.25 s while a ~2 s command does disk writes (it ends with the command)."""
     path = tmp_path_factory.mktemp("real") / "real.h5"
     scratch = tmp_path_factory.mktemp("scratch") / "blob"
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "telemrec", "record", "-r", "psutil", "-i", "0.25", "-d", "2", "-q",
+    proc = subprocess.run([sys.executable, "-m", "telemrec", "record", "-r", "psutil", "-i", "0.25", "-q",
                            "-O", "levels=system,process,user", "-O", f"pid={os.getpid()}", "-o", str(path), "--",
                            sys.executable, "-c",
                            f"import os,time\nfor i in range(8):\n open({str(scratch)!r},'wb').write(os.urandom(1<<20)); "
