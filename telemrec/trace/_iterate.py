@@ -19,11 +19,11 @@ import numpy as np
 
 from telemrec.record import RawRecord
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
-from telemrec.trace._columns import Column, ColumnReader
-from telemrec.trace.v1 import META_COLUMNS, EntityReader, h5name
+from telemrec.trace._columns import Column
+from telemrec.trace.v1 import EntityReader
 
 __all__ = ["BATCH_VALUES", "MERGE_ROWS", "Batch", "build_records", "iter_batches", "iter_entity_records",
-           "iter_records", "iter_records_with_seq", "read_field", "select_entities"]
+           "iter_records", "iter_records_with_seq", "select_entities"]
 
 MERGE_ROWS = 16384
 """Records built per merge step, summed over entities: bounds memory, amortises overhead."""
@@ -85,14 +85,6 @@ def _row_ranges(ent: EntityReader, start_wall_ns: int | None, end_wall_ns: int |
 
 
 # -- decoding one block into numpy value arrays --------------------------------------------------
-
-def read_field(ent: EntityReader, name: str, lo: int, hi: int) -> Column:
-    """Rows [lo, hi) of a field column, also for a field named like a meta column ("_seq"),
-    which ``EntityReader.read`` would resolve to the meta column."""
-    if name in META_COLUMNS:
-        return ColumnReader(ent.group["fields"][h5name(name)]).read(lo, hi)
-    return ent.read(name, lo, hi)
-
 
 def _values(col: Column) -> tuple[np.ndarray, np.ndarray | None]:
     """(values, present): ``values.tolist()`` gives the exact Python value of each row
@@ -159,12 +151,11 @@ class _Block:
         self.names = names
         self.template = dict.fromkeys(names)
         seq = ent.read("_seq", a, b).ints
-        mono = ent.read("_mono_ns", a, b).ints
-        wall = ent.read("_wall_ns", a, b).ints
+        mono, wall = ent.timestamps(a, b)
         ver = _values(ent.read("_source_version", a, b))[0]
         err_col = ent.read("_error", a, b)
         err = _values(err_col)[0]
-        decoded = [_values(read_field(ent, name, a, b)) for name in names]
+        decoded = [_values(ent.read_field(name, a, b)) for name in names]
         cols = [values for values, _ in decoded]
         present = [mask for _, mask in decoded]
         keep = None
@@ -189,8 +180,27 @@ class _Block:
         self.cols = cols
         self.present = present
         self.n = len(seq)
-        absent = sum(int(self.n - np.count_nonzero(m)) for m in present if m is not None)
-        self.dense = absent * 4 <= self.n * len(names)  # at least 3 of 4 values present
+        self._set_density()
+
+    def _set_density(self) -> None:
+        absent = sum(int(self.n - np.count_nonzero(m)) for m in self.present if m is not None)
+        self.dense = absent * 4 <= self.n * len(self.names)  # at least 3 of 4 values present
+
+    def joined(self, pos: int, other: "_Block") -> "_Block":
+        """Rows [pos, n) of this block followed by all of ``other`` (the entity's next block)."""
+        new = object.__new__(_Block)
+        new.ent, new.names, new.template = self.ent, self.names, self.template
+        new.seq, new.mono, new.wall = (np.concatenate([a[pos:], b]) for a, b in
+                                       ((self.seq, other.seq), (self.mono, other.mono), (self.wall, other.wall)))
+        new.ver, new.err = _join(self.ver[pos:], other.ver), _join(self.err[pos:], other.err)
+        new.cols = [_join(a[pos:], b) for a, b in zip(self.cols, other.cols)]
+        new.present = [None if a is None and b is None else
+                       np.concatenate([np.ones(self.n - pos, bool) if a is None else a[pos:],
+                                       np.ones(other.n, bool) if b is None else b])
+                       for a, b in zip(self.present, other.present)]
+        new.n = self.n - pos + other.n
+        new._set_density()
+        return new
 
     def records(self, i: int, j: int) -> list[RawRecord]:
         """Records of rows [i, j), built column by column (one loop per field over the rows).
@@ -225,6 +235,14 @@ class _Block:
                              self.ver[i:j].tolist(), self.err[i:j].tolist())
 
 
+def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Concatenate value arrays without numpy's type promotion (int64 + float64 would give
+    float64): arrays of different dtypes meet as Python objects."""
+    if a.dtype == b.dtype:
+        return np.concatenate([a, b])
+    return np.concatenate([a.astype(object), b.astype(object)])
+
+
 @contextmanager
 def _gc_paused():
     """Pause the cyclic GC while a merge step builds its records (as ``timeit`` does).
@@ -244,12 +262,13 @@ def _gc_paused():
 class _Cursor:
     """Walks one entity block by block."""
 
-    __slots__ = ("blocks", "block", "pos")
+    __slots__ = ("blocks", "block", "pos", "last")
 
     def __init__(self, blocks: Iterator[_Block]):
         self.blocks = blocks
         self.block: _Block | None = None
         self.pos = 0
+        self.last = False
 
     def advance(self) -> bool:
         """Make sure a block with unread rows is loaded; False when the entity is done."""
@@ -259,6 +278,18 @@ class _Cursor:
             if self.block is None:
                 return False
         return True
+
+    def ensure(self, rows: int) -> None:
+        """Have ``rows`` unread rows loaded where the entity has them: a block's short tail is
+        joined to the next block, so no merge step is cut short at a chunk boundary (which
+        would make one tiny step per entity there)."""
+        while not self.last and self.block.n - self.pos < rows:
+            nxt = next(self.blocks, None)
+            if nxt is None:
+                self.last = True
+            elif nxt.n:
+                self.block = self.block.joined(self.pos, nxt)
+                self.pos = 0
 
 
 def _entity_blocks(ent: EntityReader, names: list[str], start_wall_ns, end_wall_ns,
@@ -275,6 +306,8 @@ def _windows(selected: list[tuple[EntityReader, list[str]]], start_wall_ns, end_
     cursors = [c for c in cursors if c.advance()]
     while cursors:
         step = max(1, merge_rows // len(cursors))
+        for cur in cursors:
+            cur.ensure(step)
         if len(cursors) == 1:
             cur = cursors[0]
             j = min(cur.pos + step, cur.block.n)
@@ -284,7 +317,9 @@ def _windows(selected: list[tuple[EntityReader, list[str]]], start_wall_ns, end_
             cur.pos = j
         else:
             # every record with seq <= frontier is in a loaded block: emit those, sorted
-            frontier = min(int(c.block.seq[min(c.pos + step, c.block.n) - 1]) for c in cursors)
+            # (a cursor whose step reaches the entity's very last row bounds nothing)
+            frontier = min((int(c.block.seq[min(c.pos + step, c.block.n) - 1]) for c in cursors
+                            if not (c.last and c.pos + step >= c.block.n)), default=_INT64_MAX)
             seqs, recs = [], []
             with _gc_paused():
                 for cur in cursors:
@@ -368,9 +403,9 @@ def iter_batches(entities: Mapping[tuple[str, str], EntityReader], *, start_wall
         a = lo
         while a < hi:
             b = min((a // step + 1) * step, hi)
-            wall = ent.read("_wall_ns", a, b).ints
-            batch = Batch(ent.source, ent.name, ent.read("_seq", a, b).ints, ent.read("_mono_ns", a, b).ints, wall,
-                          {name: read_field(ent, name, a, b) for name in names},
+            mono, wall = ent.timestamps(a, b)
+            batch = Batch(ent.source, ent.name, ent.read("_seq", a, b).ints, mono, wall,
+                          {name: ent.read_field(name, a, b) for name in names},
                           ent.read("_source_version", a, b), ent.read("_error", a, b))
             a = b
             if windowed:
