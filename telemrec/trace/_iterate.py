@@ -22,8 +22,8 @@ from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 from telemrec.trace._columns import Column
 from telemrec.trace.v1 import EntityReader
 
-__all__ = ["BATCH_VALUES", "MERGE_ROWS", "Batch", "build_records", "iter_batches", "iter_entity_records",
-           "iter_records", "iter_records_with_seq", "select_entities"]
+__all__ = ["BATCH_VALUES", "MERGE_ROWS", "Batch", "build_records", "entity_map", "iter_batches",
+           "iter_entity_records", "iter_records", "iter_records_with_seq", "select_entities"]
 
 MERGE_ROWS = 16384
 """Records built per merge step, summed over entities: bounds memory, amortises overhead."""
@@ -48,6 +48,13 @@ class Batch(NamedTuple):
 
 
 # -- selection --------------------------------------------------------------------------------
+
+def entity_map(trace_or_entities) -> Mapping[tuple[str, str], EntityReader]:
+    """{(source, entity): EntityReader} of a ``Trace``, or the mapping itself."""
+    if isinstance(trace_or_entities, Mapping):
+        return trace_or_entities
+    return {key: trace_or_entities.entity(*key) for key in trace_or_entities.entities()}
+
 
 def select_entities(entities: Mapping[tuple[str, str], EntityReader], *, sources: Iterable[str] | None = None,
                     entity_names: Iterable[str] | None = None,
@@ -340,11 +347,13 @@ def _windows(selected: list[tuple[EntityReader, list[str]]], start_wall_ns, end_
 
 # -- public iterators ---------------------------------------------------------------------------
 
-def iter_records(entities: Mapping[tuple[str, str], EntityReader], *, start_wall_ns: int | None = None,
+def iter_records(entities, *, start_wall_ns: int | None = None,
                  end_wall_ns: int | None = None, sources: Iterable[str] | None = None,
                  entity_names: Iterable[str] | None = None,
                  fields: Iterable[str] | None = None, merge_rows: int = MERGE_ROWS) -> Iterator[list[RawRecord]]:
     """Lists of records in recorded (seq) order; concatenated, they are the selection.
+
+    ``entities`` is a ``Trace`` or its {(source, entity): EntityReader} mapping.
 
     ``merge_rows`` bounds the records built per merge step (summed over entities): memory
     against per-step overhead.
@@ -353,16 +362,16 @@ def iter_records(entities: Mapping[tuple[str, str], EntityReader], *, start_wall
     keep only those fields and a record holding none of them is skipped unless its
     ``error`` is set.
     """
-    selected = select_entities(entities, sources=sources, entity_names=entity_names, fields=fields)
+    selected = select_entities(entity_map(entities), sources=sources, entity_names=entity_names, fields=fields)
     for _, recs in _windows(selected, start_wall_ns, end_wall_ns, fields is not None, merge_rows):
         yield recs
 
 
-def iter_records_with_seq(entities: Mapping[tuple[str, str], EntityReader], *, start_wall_ns=None,
+def iter_records_with_seq(entities, *, start_wall_ns=None,
                           end_wall_ns=None, sources=None, entity_names=None,
                           fields=None, merge_rows: int = MERGE_ROWS) -> Iterator[tuple[int, RawRecord]]:
     """(seq, record) in recorded order; see ``iter_records`` for the selection rules."""
-    selected = select_entities(entities, sources=sources, entity_names=entity_names, fields=fields)
+    selected = select_entities(entity_map(entities), sources=sources, entity_names=entity_names, fields=fields)
     for seq, recs in _windows(selected, start_wall_ns, end_wall_ns, fields is not None, merge_rows):
         yield from zip(seq.tolist(), recs)
 
@@ -383,17 +392,18 @@ def iter_entity_records(ent: EntityReader, lo: int, hi: int, fields: list[str] |
         a = b
 
 
-def iter_batches(entities: Mapping[tuple[str, str], EntityReader], *, start_wall_ns: int | None = None,
+def iter_batches(entities, *, start_wall_ns: int | None = None,
                  end_wall_ns: int | None = None, sources: Iterable[str] | None = None,
                  entity_names: Iterable[str] | None = None, fields: Iterable[str] | None = None,
                  batch_values: int = BATCH_VALUES) -> Iterator[Batch]:
-    """Columnar blocks, entity after entity (not merged: use ``seq`` to interleave).
+    """Columnar blocks of a ``Trace`` (or its entity mapping), entity after entity (not merged:
+    ``seq`` interleaves them).
 
     A block is whole chunks of one entity, about ``batch_values`` values (at least one
     chunk): few large reads keep HDF5's per-call cost small. The window is applied to
     whole rows on ``wall_ns``; ``fields`` only limits which columns are decoded.
     """
-    selected = select_entities(entities, sources=sources, entity_names=entity_names, fields=fields)
+    selected = select_entities(entity_map(entities), sources=sources, entity_names=entity_names, fields=fields)
     windowed = start_wall_ns is not None or end_wall_ns is not None
     lo_ns = _INT64_MIN if start_wall_ns is None else start_wall_ns
     hi_ns = _INT64_MAX if end_wall_ns is None else end_wall_ns

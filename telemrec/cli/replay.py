@@ -1,0 +1,130 @@
+"""`telemrec replay`: a trace back out as JSON lines, paced like the recording."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from telemrec.cli._common import reported_errors
+
+EXIT_INTERRUPTED = 130
+
+
+def replay_command(
+    trace: str = typer.Argument(..., help="Trace to replay (written by `telemrec record` or `import`)."),
+    speed: str = typer.Option("1", "--speed", "-x",
+                              help="1 = real time (default), 10 = ten times faster, 0.5 = half speed, "
+                                   "max = no pacing."),
+    start: Optional[str] = typer.Option(None, "--start",
+                                        help="Window start: ISO 8601 (2026-03-02T01:00:00Z), +5m after the first "
+                                             "record, or -5m before the last."),
+    end: Optional[str] = typer.Option(None, "--end", help="Window end (exclusive), same forms as --start."),
+    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s",
+                                                    help="Only records of this source/reader (repeatable)."),
+    entity: Optional[List[str]] = typer.Option(None, "--entity", "-e",
+                                               help="Only this entity; glob patterns such as 'gpu*' (repeatable)."),
+    field: Optional[List[str]] = typer.Option(None, "--field", "-f",
+                                              help="Only this field; records without any chosen field are "
+                                                   "skipped unless they carry an error (repeatable, globs)."),
+    loop: str = typer.Option("1", "--loop",
+                             help="Passes over the selection: N or forever (timestamps keep increasing)."),
+    rebase_now: bool = typer.Option(False, "--rebase-now",
+                                    help="Shift mono and wall timestamps so the first record is stamped now."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write JSON lines here instead of stdout."),
+) -> None:
+    """Replay a trace as JSON lines (docs/jsonl.md), exactly as recorded, in real time by default.
+
+    `telemrec replay run.h5 --speed max | telemrec import - -o copy.h5` copies a trace record for record.
+    """
+    from telemrec.readers.replay import Replay
+    from telemrec.trace import open_trace
+
+    with reported_errors():
+        trace_obj = open_trace(trace)
+        try:
+            _report_state(trace_obj)
+            replay = Replay(trace_obj, speed=speed, start=start, end=end, entities=entity, fields=field,
+                            sources=source_name, loop=loop, rebase_now=rebase_now)
+            out = _Output(output)
+            try:
+                paced = replay.speed is not None
+                for group in replay.paced():
+                    out.write(group, flush=paced)
+            except KeyboardInterrupt:
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            finally:
+                out.close()
+        finally:
+            trace_obj.close()
+
+
+class _Output:
+    """JSON lines to a file or stdout, UTF-8 with "\\n" line ends whatever the locale."""
+
+    def __init__(self, path: str | None):
+        import io
+
+        from telemrec.errors import UsageError
+
+        self.name = path or "stdout"
+        if path is None or path == "-":
+            raw = getattr(sys.stdout, "buffer", None)
+            if raw is None:  # a test harness' plain text stream
+                self.stream, self._close = sys.stdout, sys.stdout.flush
+            else:
+                self.stream = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+                self._close = self.stream.detach  # flushes, and leaves sys.stdout usable
+        else:
+            try:
+                self.stream = open(path, "w", encoding="utf-8", newline="\n")
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}",
+                                 "Check that the directory exists and is writable.") from exc
+            self._close = self.stream.close
+
+    def write(self, records, flush: bool) -> None:
+        from telemrec.jsonl import dumps_record
+
+        try:
+            self.stream.write("".join([dumps_record(rec) + "\n" for rec in records]))
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
+        try:
+            self._close()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError):
+        from telemrec.errors import TelemrecError
+
+        raise TelemrecError(f"writing {self.name} failed: {exc.strerror or exc}",
+                            "Free disk space or write elsewhere with -o.") from exc
+
+
+def _report_state(trace) -> None:
+    """Say on stderr when the trace is not a cleanly closed recording (its data may end early)."""
+    records = (trace.manifest.get("stats") or {}).get("records")
+    count = f"{records} records" if isinstance(records, int) else "the records"
+    if trace.in_progress:
+        typer.echo(f"telemrec: note: {trace.path} is still being recorded; replaying {count} flushed so far",
+                   err=True)
+    elif trace.recovered:
+        typer.echo(f"telemrec: note: {trace.path} was not closed cleanly (its recorder stopped without finishing); "
+                   f"recovered from its journal just now: replaying {count} up to its last flush", err=True)
+    elif not trace.closed_cleanly:
+        typer.echo(f"telemrec: note: {trace.path} was not closed cleanly (recovered after its recorder stopped "
+                   f"without finishing); replaying {count} up to its last flush", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("replay")(replay_command)
