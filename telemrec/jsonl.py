@@ -18,7 +18,7 @@ from telemrec.record import RawRecord, validate_record
 __all__ = ["dump_record", "dumps_record", "iter_records", "loads_record"]
 
 KEYS = ("mono_ns", "wall_ns", "entity", "source", "source_version", "fields", "error")
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=True, separators=(",", ":"))
 
 
 def dumps_record(rec: RawRecord) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from telemrec.trace import _codec
+from telemrec.trace import _codec, _strings
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 
 _STR_DTYPE = h5py.string_dtype("utf-8")
@@ -75,7 +75,7 @@ class ColumnBuilder:
         elif t is str:
             if value != self._last_str:
                 self.str_rows.append(self.rows)
-                self.str_values.append(value)
+                self.str_values.append(_strings.store(value))
                 self._last_str = value
             self._push(STR, 0, 0.0)
         else:
@@ -236,11 +236,13 @@ class ColumnReader:
     def _str_runs(self):
         if self._strs is None:
             if self._str_where == "attrs":
-                values = np.array([v.decode("utf-8") if isinstance(v, bytes) else v
-                                   for v in self.group.attrs["str_values"]], dtype=object)
+                values = np.array([_strings.load(v) for v in self.group.attrs["str_values"]], dtype=object)
                 self._strs = (np.asarray(self.group.attrs["str_rows"], np.int64), values)
             elif self._str_where == "datasets":
-                self._strs = (self.group["str_rows"][()], self.group["str_values"].asstr()[()])
+                values = self.group["str_values"].asstr()[()]
+                if any(v.startswith(_strings.ESC) for v in values):
+                    values = np.array([_strings.load(v) for v in values], dtype=object)
+                self._strs = (self.group["str_rows"][()], values)
             else:
                 self._strs = (np.zeros(0, np.int64), np.zeros(0, object))
         return self._strs

@@ -28,7 +28,7 @@ _FRAME_HEAD = struct.Struct("<4sII")
 MAX_FRAME = 1 << 30
 JOURNAL_SUFFIX = ".journal"
 
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=True, separators=(",", ":"))
 
 
 def journal_path(trace_path: str) -> str:

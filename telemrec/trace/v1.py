@@ -29,6 +29,7 @@ import numpy as np
 
 from telemrec._version import __version__
 from telemrec.record import RawRecord
+from telemrec.trace import _strings
 from telemrec.trace._codec import INT as INT_KIND
 from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader
 from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
@@ -46,7 +47,7 @@ ANNOTATION_COLUMNS = ("start_wall_ns", "end_wall_ns", "start_mono_ns", "end_mono
 
 
 def h5name(name: str) -> str:
-    q = quote(name, safe="")
+    q = quote(name, safe="", errors="surrogatepass")
     return "%2E" + q[1:] if q.startswith(".") else q
 
 
@@ -123,7 +124,7 @@ class _EntityBuilder:
             for name, value in fields.items():
                 if name not in self.fields:
                     grp = self.fields_group.create_group(h5name(name))
-                    grp.attrs["name"] = name
+                    grp.attrs["name"] = _strings.store(name)
                     grp.attrs["order"] = len(self.field_order)
                     col = ColumnBuilder(grp, self.chunk_rows, self.filters, leading_absent=self.rows)
                     col.append(value)
@@ -191,10 +192,10 @@ class V1Writer:
             sname = h5name(source)
             if sname not in self.records_group:
                 sgroup = self.records_group.create_group(sname)
-                sgroup.attrs["name"] = source
+                sgroup.attrs["name"] = _strings.store(source)
                 self._times[source] = _SourceTime(sgroup.create_group(TIME_GROUP), self.chunk_rows, self.filters)
             group = self.records_group[sname].create_group(h5name(entity))
-            group.attrs["name"] = entity
+            group.attrs["name"] = _strings.store(entity)
             builder = self._entities[key] = _EntityBuilder(group, self.chunk_rows, self.filters, self._times[source])
         return builder
 
@@ -207,7 +208,7 @@ class V1Writer:
         table = self._ticks.get(label)
         if table is None:
             group = self.ticks_group.create_group(h5name(label))
-            group.attrs["name"] = label
+            group.attrs["name"] = _strings.store(label)
             table = self._ticks[label] = _TableBuilder(group, TICK_COLUMNS, self.chunk_rows, self.filters)
         table.append(row)
 
@@ -264,7 +265,7 @@ class EntityReader:
         self.group = group
         self.time = time
         attrs = group.attrs
-        self.name = str(attrs["name"])
+        self.name = _strings.load(attrs["name"])
         self.rows = int(attrs["rows"])
         self.chunk_rows = int(attrs["chunk_rows"])
         directory = json.loads(group["_directory"].asstr()[()])
@@ -343,7 +344,7 @@ class V1Reader:
         if self._entities is None:
             found = {}
             for sgroup in self.h5["records"].values():
-                source = str(sgroup.attrs["name"])
+                source = _strings.load(sgroup.attrs["name"])
                 time = SourceTimeReader(sgroup[TIME_GROUP])
                 for key, egroup in sgroup.items():
                     if key != TIME_GROUP:
@@ -353,7 +354,7 @@ class V1Reader:
         return self._entities
 
     def tick_labels(self) -> list[str]:
-        return [str(g.attrs["name"]) for g in self.h5["ticks"].values()]
+        return [_strings.load(g.attrs["name"]) for g in self.h5["ticks"].values()]
 
     def ticks(self, label: str) -> dict[str, np.ndarray]:
         group = self.h5["ticks"][h5name(label)]

@@ -173,3 +173,19 @@ def test_nan_sign_and_payload_survive_the_journal(tmp_path):
     with open_trace(tmp_path / "t.h5") as trace:
         (back,) = trace.records()
     assert records_identical(back, recs[0])
+
+
+def test_strings_hdf5_cannot_hold_as_they_are_round_trip(tmp_path):
+    odd = ["nul\x00inside", "lone \udc80 surrogate", "\x1bstarts with ESC", "\x1b", ""]
+    recs = [RawRecord(i, i, f"pid:{i}\x00\udcff", {"cmdline": odd[i % len(odd)], f"f\udc80{i % 2}": i, "\x1bk": "x"},
+                      "src\x00", "v\udc81", odd[i % len(odd)]) for i in range(20)]
+    write(tmp_path / "t.h5", recs)
+    with open_trace(tmp_path / "t.h5") as trace:
+        got = list(trace.records())
+    assert len(got) == 20 and all(records_identical(a, b) for a, b in zip(recs, got))
+    from telemrec.jsonl import dumps_record, loads_record
+
+    for rec in recs:
+        line = dumps_record(rec)
+        line.encode("utf-8")  # always writable to a UTF-8 stream
+        assert records_identical(loads_record(line), rec)
