@@ -264,15 +264,39 @@ class EntityReader:
         self.source = source
         self.group = group
         self.time = time
-        attrs = group.attrs
-        self.name = _strings.load(attrs["name"])
-        self.rows = int(attrs["rows"])
-        self.chunk_rows = int(attrs["chunk_rows"])
-        directory = json.loads(group["_directory"].asstr()[()])
-        self._meta = directory["meta"]
-        self._field_meta = {f["name"]: f for f in directory["fields"]}
-        self.fields = [f["name"] for f in directory["fields"]]
+        self.name = _strings.load(group.attrs["name"])
+        self._directory: dict | None = None  # read on first use: opening a trace touches only names
         self._cols: dict[tuple[bool, str], ColumnReader] = {}
+
+    def _dir(self) -> dict:
+        if self._directory is None:
+            directory = json.loads(self.group["_directory"].asstr()[()])
+            attrs = self.group.attrs
+            directory["rows"], directory["chunk_rows"] = int(attrs["rows"]), int(attrs["chunk_rows"])
+            directory["field_meta"] = {f["name"]: f for f in directory["fields"]}
+            directory["names"] = [f["name"] for f in directory["fields"]]
+            self._directory = directory
+        return self._directory
+
+    @property
+    def rows(self) -> int:
+        return self._dir()["rows"]
+
+    @property
+    def chunk_rows(self) -> int:
+        return self._dir()["chunk_rows"]
+
+    @property
+    def fields(self) -> list[str]:
+        return self._dir()["names"]
+
+    @property
+    def _meta(self) -> dict:
+        return self._dir()["meta"]
+
+    @property
+    def _field_meta(self) -> dict:
+        return self._dir()["field_meta"]
 
     def wall_ranges(self) -> np.ndarray:
         return np.asarray(self.group.attrs["wall_range"], np.int64).reshape(-1, 2)
