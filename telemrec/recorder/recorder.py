@@ -63,6 +63,7 @@ class Recorder:
         self._ticks: collections.deque = collections.deque()
         self._tick_limit = max(queue_limit, 100_000)
         self._stop = threading.Event()
+        self._done = threading.Event()  # set on stop(), when every reader ended, or on a write error
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._writer_thread: threading.Thread | None = None
@@ -84,6 +85,7 @@ class Recorder:
 
     def stop(self) -> None:
         self._stop.set()
+        self._done.set()
 
     @property
     def stopping(self) -> bool:
@@ -94,14 +96,8 @@ class Recorder:
         return self._live == 0
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until stop() or every reader ended; True if so."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._stop.is_set() and self._live > 0 and self.write_error is None:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            self._stop.wait(0.05 if remaining is None else min(0.05, remaining))
-        return True
+        """Wait until stop(), every reader ended, or the writer failed; True if so."""
+        return self._done.wait(timeout)
 
     def join(self) -> None:
         """Stop sampling, then drain the queue into the writer and flush."""
@@ -161,6 +157,8 @@ class Recorder:
         finally:
             with self._lock:
                 self._live -= 1
+                if self._live == 0:
+                    self._done.set()
 
     def _enqueue(self, item) -> None:
         try:
@@ -190,7 +188,7 @@ class Recorder:
         done = False
         while not done:
             try:
-                item = self._queue.get(timeout=min(0.2, self.flush_every))
+                item = self._queue.get(timeout=max(0.01, next_flush - time.monotonic()))
             except queue.Empty:
                 item = None
             try:
@@ -212,7 +210,7 @@ class Recorder:
                     next_flush = time.monotonic() + self.flush_every
             except TraceWriteError as exc:
                 self.write_error = exc
-                self._stop.set()
+                self.stop()
                 return
 
     def _flush(self, ticks: dict[str, list]) -> None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -181,18 +182,30 @@ def record(req: RecordRequest, *, progress: Callable[[Recorder, float, TraceWrit
     recorder.start()
     exit_status = None
     reason = "stopped"
+    child_ended = threading.Event()
+    if child is not None:
+        def watch_child() -> None:
+            child.wait()
+            child_ended.set()
+            recorder.stop()
+
+        threading.Thread(target=watch_child, name="telemrec-command", daemon=True).start()
     try:
         deadline = None if req.duration is None else time.monotonic() + req.duration
         while True:
-            if recorder.wait(0.1):
-                reason = "writer failed" if recorder.write_error else (
-                    "readers exhausted" if recorder.readers_done and not received else "stopped")
-                break
-            if child is not None and child.poll() is not None:
-                reason = "command exited"
-                break
-            if deadline is not None and time.monotonic() >= deadline:
+            # block on the recorder's event: no polling while nothing happens
+            remaining = None if deadline is None else deadline - time.monotonic()
+            step = 0.5 if progress else remaining
+            if remaining is not None and remaining <= 0:
                 reason = "duration reached"
+                break
+            if recorder.wait(step if remaining is None else min(step, remaining)):
+                if child_ended.is_set():
+                    reason = "command exited"
+                elif recorder.write_error:
+                    reason = "writer failed"
+                elif recorder.readers_done and not received:
+                    reason = "readers exhausted"
                 break
             if progress:
                 progress(recorder, (time.monotonic_ns() - start_mono) / 1e9, writer)
