@@ -60,8 +60,6 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
     try:
         if format == "csv":
             table.to_csv(tmp, index=False)
-            with open(f"{out}.meta.json", "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2, default=str)
         else:
             try:
                 import pyarrow  # noqa: F401
@@ -71,8 +69,13 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
             table.attrs = {"telemrec": json.dumps(meta, default=str)}
             table.to_parquet(tmp, index=False, compression="zstd")
         os.replace(tmp, out)
+        if format == "csv":  # written only once the data is in place, so a failure leaves nothing behind
+            with open(f"{out}.meta.json", "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2, default=str)
     except OSError as exc:
-        raise TraceWriteError(f"cannot write {out}: {exc}", path=out) from exc
+        raise TraceWriteError(f"cannot write {out}: {exc.strerror or exc}",
+                              "Check that the output directory exists and is writable, and that the disk is not full.",
+                              path=out) from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -29,15 +29,33 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_OK) from None
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, str]:
-    """``-O key=value`` pairs into a dict (values stay strings; readers parse them)."""
+def parse_options(pairs: list[str] | None, flag: str = "-O", example: str = "pid=1234") -> dict[str, str]:
+    """``-O key=value`` (or ``--tag key=value``) pairs into a dict (values stay strings; readers parse them)."""
     out: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"option {pair!r} is not KEY=VALUE", "Write reader options as -O key=value, e.g. -O pid=1234.")
+            raise UsageError(f"{flag} {pair!r} is not KEY=VALUE", f"Write it as {flag} key=value, e.g. {flag} {example}.")
         out[key.strip()] = value
     return out
+
+
+def check_output(path: str, *, suffixes: tuple[str, ...] = ()) -> str:
+    """A new output file: not empty, not existing (telemrec never overwrites data), parent directory present."""
+    import os
+
+    if not path or not path.strip():
+        raise UsageError("the output path is empty", "Give a file name with -o, e.g. -o out.h5.")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory", "Give a file name inside it, e.g. -o " + os.path.join(path, "out"))
+    if os.path.exists(path):
+        raise UsageError(f"{path} already exists; telemrec does not overwrite files", "Remove it or choose another -o path.")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"the directory {parent} does not exist", "Create it first or choose another -o path.")
+    if suffixes and not path.lower().endswith(suffixes):
+        raise UsageError(f"cannot tell the format of {path}", f"End the name with one of {', '.join(suffixes)}.")
+    return path
 
 
 def is_tty(stream=None) -> bool:

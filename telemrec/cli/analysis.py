@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import reported_errors
+from telemrec.cli._common import check_output, reported_errors
 
 _READERS = typer.Option(None, "--reader", "-r", help="Record source or reader label (glob; repeatable).")
 _ENTITIES = typer.Option(None, "--entity", "-e", help="Entity name or glob such as 'gpu*' (repeatable).")
@@ -67,12 +67,13 @@ def plot_command(
     path: str = typer.Argument(..., help="Trace file."),
     out: str = typer.Option(..., "--output", "-o", help="Image to write (.png, .svg or .pdf)."),
     title: Optional[str] = typer.Option(None, "--title", help="Figure title (default: host, file, span)."),
-    width: float = typer.Option(12.0, "--width", help="Figure width in inches.", min=4.0),
+    width: float = typer.Option(12.0, "--width", help="Figure width in inches.", min=4.0, max=60.0),
 ) -> None:
     """Draw CPU, memory, disk I/O and GPU panels over time into one figure."""
     from telemrec.analysis.plot import plot_trace
 
     with reported_errors():
+        check_output(out, suffixes=(".png", ".svg", ".pdf"))
         plot_trace(path, out, title=title, width=width)
         typer.echo(out)
 
@@ -95,6 +96,7 @@ def export_command(
     from telemrec.analysis.export import export
 
     with reported_errors():
+        check_output(out)
         target = paths[0] if len(paths) == 1 else paths
         if fmt == "jumper":
             export(target, fmt, out, form=form, readers=readers, entities=entities, fields=fields,

@@ -29,7 +29,7 @@ def record_command(
         req = RecordRequest(
             output=output, readers=reader or ["psutil"], sources=source or [], interval=interval,
             duration=duration, flush_every=flush_every, command=list(ctx.args),
-            options=parse_options(option), tags=parse_options(tag))
+            options=parse_options(option), tags=parse_options(tag, '--tag', 'experiment=baseline'))
         show = is_tty() and not quiet
         result = record(req, progress=stderr_progress if show else None)
         if show:
@@ -63,13 +63,16 @@ def import_command(
             stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
             name = "<stdin>"
         else:
+            if os.path.isdir(records):
+                raise UsageError(f"{records} is a directory", "Give a JSON-lines file or - for stdin.")
             if not os.path.isfile(records):
                 raise UsageError(f"no such file: {records}", "Give a JSON-lines file or - for stdin.")
             stream = open(records, encoding="utf-8")
             name = records
         with stream:
             try:
-                n = import_records(iter_records(stream), output, source_name=name, tags=parse_options(tag))
+                n = import_records(iter_records(stream), output, source_name=name,
+                                   tags=parse_options(tag, '--tag', 'experiment=baseline'))
             except RecordError as exc:
                 raise RecordError(f"{name}: {exc.message}; nothing was written", exc.remediation) from None
             except UnicodeDecodeError as exc:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import reported_errors
+from telemrec.cli._common import check_output, reported_errors
 
 EXIT_INTERRUPTED = 130
 
@@ -42,6 +42,8 @@ def replay_command(
     from telemrec.trace import open_trace
 
     with reported_errors():
+        if output is not None:
+            check_output(output)
         trace_obj = open_trace(trace)
         try:
             _report_state(trace_obj)

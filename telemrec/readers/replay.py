@@ -76,8 +76,8 @@ def parse_speed(value: Any) -> float | None:
         raise UsageError(f"speed must be a number or 'max', got {value!r}", "For example speed=10 or speed=max.")
     if value == float("inf"):
         return None
-    if not value > 0:
-        raise UsageError(f"speed must be > 0, got {value!r}",
+    if not 1e-6 <= value <= 1e9:
+        raise UsageError(f"speed must lie between 1e-6 and 1e9 (or be max), got {value!r}",
                          "Use 1 for real time, 0.5 for half speed, max for no pacing.")
     return float(value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -47,13 +48,22 @@ class RecordResult:
     bytes: int
 
 
+MIN_INTERVAL = 0.001
+"""1 kHz: below this the sampling threads cannot keep a grid and every tick would be missed."""
+
+
 def _validate(req: RecordRequest) -> None:
-    if req.interval <= 0:
-        raise UsageError(f"--interval must be > 0, got {req.interval}", "Use e.g. --interval 1 or --interval 0.1.")
-    if req.flush_every <= 0:
-        raise UsageError(f"--flush-every must be > 0, got {req.flush_every}", "The default is 5 seconds.")
-    if req.duration is not None and req.duration <= 0:
-        raise UsageError(f"--duration must be > 0, got {req.duration}", "Omit it to record until Ctrl-C or the command ends.")
+    if not (math.isfinite(req.interval) and MIN_INTERVAL <= req.interval <= 86400):
+        raise UsageError(f"--interval must be a number of seconds from {MIN_INTERVAL} to 86400, got {req.interval}",
+                         "Use e.g. --interval 1 or --interval 0.1.")
+    if not (math.isfinite(req.flush_every) and req.flush_every > 0):
+        raise UsageError(f"--flush-every must be a positive number of seconds, got {req.flush_every}",
+                         "The default is 5 seconds.")
+    if req.duration is not None and not (math.isfinite(req.duration) and req.duration > 0):
+        raise UsageError(f"--duration must be a positive number of seconds, got {req.duration}",
+                         "Omit it to record until Ctrl-C or the command ends.")
+    if not req.output or not req.output.strip():
+        raise UsageError("the output path is empty", "Give a file name with -o, e.g. -o run-%h.h5.")
     if len(req.sources) > len(req.readers):
         raise UsageError("more --source values than --reader values",
                          "Give one --source per --reader, in the same order (use '' for the default).")
@@ -142,6 +152,8 @@ def record(req: RecordRequest, *, progress: Callable[[Recorder, float, TraceWrit
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"output directory {directory} does not exist", "Create it first or choose another -o path.")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory", "Give a trace file name, e.g. -o run.h5.")
     child: subprocess.Popen | None = None
     if req.command:
         try:

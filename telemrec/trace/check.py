@@ -44,7 +44,7 @@ def check_trace(path: str, *, deep: bool = True) -> CheckReport:
     with trace:
         manifest = trace.manifest
         report.problems.extend(manifest_problems(manifest, trace.format_version))
-        if not trace.closed_cleanly:
+        if not trace.closed_cleanly and not trace.in_progress:
             recovery = manifest.get("recovery") or {}
             detail = ""
             if recovery:

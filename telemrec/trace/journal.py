@@ -70,9 +70,12 @@ class JournalWriter:
         does not exist yet or starts with a complete first frame."""
         self.path = path
         if os.path.exists(path):
-            raise TraceWriteError(f"{path} already exists: another recording, or a crashed one not yet recovered",
-                                  "Run `telemrec check` on the trace to recover it, or choose another -o path.",
-                                  path=path)
+            if is_locked(path):
+                raise TraceWriteError(f"{path} is being written by a running `telemrec record`",
+                                      "Choose another -o path, or stop that recorder first.", path=path)
+            raise TraceWriteError(f"{path} is left over from a recording that did not stop cleanly",
+                                  f"Run `telemrec check {path[: -len(JOURNAL_SUFFIX)]}` to recover it into the trace, "
+                                  "or choose another -o path.", path=path)
         tmp = f"{path}.tmp-{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -230,8 +230,20 @@ class V1Writer:
         self.h5.attrs["format"] = FORMAT_NAME
         self.h5.attrs["format_version"] = CURRENT_FORMAT_VERSION
         self.h5.attrs["telemrec_version"] = __version__
-        self.h5.create_dataset("manifest", data=json.dumps(manifest, sort_keys=True, allow_nan=False),
+        self.h5.create_dataset("manifest", data=json.dumps(_finite(manifest), sort_keys=True, allow_nan=False),
                                dtype=h5py.string_dtype("utf-8"))
+
+
+def _finite(value):
+    """The manifest is strict JSON: a non-finite number (from a bad option) becomes null, so a
+    journal can always be folded."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 # -- reading ----------------------------------------------------------------------------------
