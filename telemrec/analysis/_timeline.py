@@ -35,7 +35,8 @@ def tick_grid(trace) -> Grid | None:
     interval = int(round(seconds * 1e9)) if seconds else None
     firsts = []
     for label in labels:
-        ticks = trace.ticks(label)
+        # with the interval known, the first tick fixes a reader's grid: read one row, not the table
+        ticks = trace.ticks(label, 0, 1) if interval else trace.ticks(label)
         sched, number = ticks["scheduled_mono_ns"], ticks["tick"]
         if not len(sched):
             continue

@@ -182,8 +182,9 @@ class Trace:
     def tick_labels(self) -> list[str]:
         return self._reader.tick_labels()
 
-    def ticks(self, label: str):
-        return self._reader.ticks(label)
+    def ticks(self, label: str, lo: int = 0, hi: int | None = None):
+        """The tick table of reader ``label`` (rows [lo, hi)): column name -> int64 array."""
+        return self._reader.ticks(label, lo, hi)
 
     def annotations(self) -> list[dict]:
         return self._reader.annotations()
