@@ -21,7 +21,7 @@ from telemrec.readers import get_reader
 from telemrec.readers.replay import Pacer, Replay, ReplayReader, iter_replay, parse_speed, parse_time
 from telemrec.record import RawRecord, ReaderConfig, records_identical
 from telemrec.testing import ReaderConformance
-from telemrec.trace import TraceWriter, fold_journal, open_trace
+from telemrec.trace import TraceWriter, open_trace
 from telemrec.trace._iterate import iter_batches, iter_records
 from telemrec.trace.importer import import_manifest
 
@@ -40,14 +40,9 @@ def manifest(readers=()):
 
 def write_trace(path, records, *, readers=(), chunk_rows=None):
     """Write through TraceWriter; with ``chunk_rows`` fold the journal with that chunk size."""
-    w = TraceWriter(path, manifest(readers))
+    w = TraceWriter(path, manifest(readers), chunk_rows=chunk_rows)
     w.write(records)
-    if chunk_rows is None:
-        w.close()
-    else:
-        w.flush()
-        w.abandon()
-        fold_journal(w.journal_path, str(path), chunk_rows=chunk_rows)
+    w.close()
     return str(path)
 
 

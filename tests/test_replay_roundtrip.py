@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from telemrec.readers.replay import ReplayReader
 from telemrec.record import RawRecord, ReaderConfig, records_identical
-from telemrec.trace import TraceWriter, fold_journal, open_trace
+from telemrec.trace import TraceWriter, open_trace
 from telemrec.trace._iterate import iter_records
 from telemrec.trace.importer import import_manifest
 
@@ -60,14 +60,9 @@ def assert_same(got, expected):
 
 
 def write(path, records, chunk_rows=None):
-    w = TraceWriter(path, import_manifest("property"))
+    w = TraceWriter(path, import_manifest("property"), chunk_rows=chunk_rows)
     w.write(records)
-    if chunk_rows is None:
-        w.close()
-    else:
-        w.flush()
-        w.abandon()
-        fold_journal(w.journal_path, path, chunk_rows=chunk_rows)
+    w.close()
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,7 +19,7 @@ from telemrec.trace.v1 import TICK_COLUMNS
 
 class TraceWriter:
     def __init__(self, path: str | os.PathLike, manifest: Mapping, *, frame_records: int = 20000,
-                 overwrite: bool = False):
+                 overwrite: bool = False, chunk_rows: int | None = None):
         self.path = os.fspath(path)
         if os.path.exists(self.path) and not overwrite:
             raise TraceWriteError(f"{self.path} already exists", "Choose another -o path or remove the old trace.",
@@ -28,6 +28,7 @@ class TraceWriter:
         self._journal = _journal.JournalWriter(self.journal_path, {"t": "start", "manifest": dict(manifest)})
         self._pending: list[RawRecord] = []
         self._frame_records = frame_records
+        self._chunk_rows = chunk_rows  # rows per HDF5 chunk of the folded trace (None: the format default)
         self.records = 0
         self.values = 0
         self._closed = False
@@ -80,7 +81,10 @@ class TraceWriter:
                               "stats": dict(stats or {}), "clean": clean, "error": error,
                               "manifest": dict(manifest_updates or {})})
         self._journal.close()
-        fold_journal(self.journal_path, self.path)
+        if self._chunk_rows is None:
+            fold_journal(self.journal_path, self.path)
+        else:
+            fold_journal(self.journal_path, self.path, chunk_rows=self._chunk_rows)
 
     def abandon(self) -> None:
         """Stop writing without folding (the journal stays for recovery)."""

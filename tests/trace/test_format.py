@@ -59,19 +59,8 @@ def test_chunk_boundaries_never_change_values(tmp_path, chunk_rows):
     floats = rng.normal(size=500).tolist()
     recs = [RawRecord(i, i, "e", {"i": ints[i], "f": floats[i], "c": i // 7, "d": round(i / 3, 2)}, "s")
             for i in range(500)]
-    write(tmp_path / "t.h5", recs)
-    from telemrec.trace.v1 import V1Writer  # noqa: F401  (chunk size is a writer parameter)
-
     path = tmp_path / f"c{chunk_rows}.h5"
-    w = TraceWriter(path, import_manifest("t"))
-    w.write(recs)
-    w._emit_records()
-    w._journal.append({"t": "end", "stop": None, "command": None, "stats": {}, "clean": True, "error": None})
-    w._journal.close()
-    w._closed = True
-    from telemrec.trace import fold_journal
-
-    fold_journal(w.journal_path, str(path), chunk_rows=chunk_rows)
+    write(path, recs, chunk_rows=chunk_rows)
     with open_trace(path) as trace:
         assert all(records_identical(a, b) for a, b in zip(recs, trace.records()))
         assert trace.entity("s", "e").chunk_rows == chunk_rows
