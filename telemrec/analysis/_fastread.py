@@ -257,8 +257,10 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
             job.out[t0:t1] = buf[s:e]
 
     if threads and len(work) > 8 and _WORKERS > 1:
+        # a task per ~64 chunks: per-chunk tasks cost more in executor overhead than they save
+        batches = [work[i:i + 64] for i in range(0, len(work), 64)]
         with ThreadPoolExecutor(_WORKERS) as pool:
-            for _ in pool.map(run, work, chunksize=16):
+            for _ in pool.map(lambda batch: [run(item) for item in batch], batches):
                 pass
     else:
         for item in work:

@@ -246,9 +246,12 @@ def _column_kind(ent, name: str, lo: int, hi: int) -> str:
 
 
 def _read_times(ents: list[_Entity], need_mono: bool) -> None:
-    """wall_ns (and mono_ns) of every entity's rows, from its source's shared timestamp table."""
-    for e in ents:
-        e.mono, e.wall = e.reader.timestamps(e.lo, e.hi)
+    """wall_ns (and mono_ns) of every entity's rows: decode the ``_tidx`` columns on the fast path,
+    then look the instants up in each source's shared timestamp table."""
+    tidx = [np.empty(e.hi - e.lo, np.int64) for e in ents]
+    decode_numeric([NumericJob(e.reader.meta_column("_tidx"), e.lo, e.hi, t) for e, t in zip(ents, tidx)])
+    for e, t in zip(ents, tidx):
+        e.mono, e.wall = e.reader.time.gather(t)
 
 
 def _time_index(wall: np.ndarray) -> pd.DatetimeIndex:

@@ -34,7 +34,8 @@ class ReaderConformance:
     expect_records = True
 
     def make_reader(self):  # pragma: no cover - provided by subclasses
-        raise NotImplementedError("subclasses return a fresh reader")
+        # the one hook every subclass must provide; reaching this is a mistake in the test module
+        raise TypeError(f"{type(self).__name__} must define make_reader() returning a fresh, unopened reader")
 
     def make_config(self) -> ReaderConfig:
         return ReaderConfig(interval=0.05)
