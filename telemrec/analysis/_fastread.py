@@ -21,6 +21,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 
 from telemrec.trace import _codec
@@ -109,9 +110,9 @@ def _kinds(col: ColumnReader, lo: int, hi: int) -> np.ndarray | int:
     return col.kinds(lo, hi)
 
 
-def _plain_filters(dset, width: int) -> bool:
+def _plain_filters(dsid, width: int) -> bool:
     """True when the pipeline is exactly what the format writes: shuffle (not for 1-byte data), then deflate."""
-    plist = dset.id.get_create_plist()
+    plist = dsid.get_create_plist()
     expected = [_DEFLATE] if width == 1 else [_SHUFFLE, _DEFLATE]
     return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())] == expected
 
@@ -229,12 +230,12 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
                 payload = np.zeros(rows, np.uint8)
             else:
                 if width not in datasets:
-                    dset = col.group[f"u{width}"]
-                    datasets[width] = (dset, raw and _plain_filters(dset, width))
-                dset, raw_ok = datasets[width]
+                    dsid = h5py.h5d.open(col.group.id, f"u{width}".encode())
+                    datasets[width] = (dsid, raw and _plain_filters(dsid, width))
+                dsid, raw_ok = datasets[width]
                 if raw_ok:
                     try:
-                        mask, payload = dset.id.read_direct_chunk((c * cr,))
+                        mask, payload = dsid.read_direct_chunk((c * cr,))
                     except (KeyError, OSError, ValueError):
                         payload = None
                     else:
