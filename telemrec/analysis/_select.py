@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 
 from telemrec.errors import TraceNotFoundError, UsageError
 from telemrec.trace import Trace, open_trace
+from telemrec.trace.manifest import caps_by_source as source_caps  # the one merge of recorded caps
 
 TRACE_SUFFIXES = (".h5", ".hdf5", ".trace")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -118,29 +119,6 @@ def to_wall_ns(value, *, origin_ns: int | None, what: str) -> int | None:
 def natural_key(name: str) -> tuple:
     """Sort key that puts cpu2 before cpu10 and pid:99 before pid:100."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
-def source_caps(manifest: dict) -> dict[str, dict]:
-    """Units, descriptions and counters per record source.
-
-    Records carry the reader's name as their source (``psutil``, ``nvml``,
-    ``dcgmi``); a reader is also indexed by its caps kind, so a source written
-    under another name (a replayed or imported trace) still finds its caps.
-    """
-    by_name: dict[str, dict] = {}
-    by_kind: dict[str, dict] = {}
-    for reader in manifest.get("readers") or []:
-        caps = reader.get("caps") or {}
-        for table, key in ((by_name, reader.get("name")), (by_kind, caps.get("kind"))):
-            if not key:
-                continue
-            entry = table.setdefault(key, {"units": {}, "descriptions": {}, "counters": set()})
-            entry["units"].update(caps.get("units") or {})
-            entry["descriptions"].update(caps.get("descriptions") or {})
-            entry["counters"].update(caps.get("counters") or [])
-    out = dict(by_kind)
-    out.update(by_name)
-    return out
 
 
 def caps_for(caps: dict[str, dict], source: str) -> dict:

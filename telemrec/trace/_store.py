@@ -168,16 +168,10 @@ class Trace:
         return list(self.entity(source, entity).fields)
 
     def caps(self) -> dict[str, dict]:
-        """Per source name: units, descriptions and counters, merged over the readers that wrote it."""
-        merged: dict[str, dict] = {}
-        for reader in self.manifest.get("readers", []):
-            caps = reader.get("caps") or {}
-            entry = merged.setdefault(caps.get("kind") or reader.get("name", ""),
-                                      {"units": {}, "descriptions": {}, "counters": set()})
-            entry["units"].update(caps.get("units", {}))
-            entry["descriptions"].update(caps.get("descriptions", {}))
-            entry["counters"].update(caps.get("counters", []))
-        return merged
+        """Per record source (and per caps kind): merged units, descriptions and counters."""
+        from telemrec.trace.manifest import caps_by_source
+
+        return caps_by_source(self.manifest)
 
     def tick_labels(self) -> list[str]:
         return self._reader.tick_labels()

@@ -50,3 +50,26 @@ def validate_manifest(manifest: object, version: int = 1) -> None:
     problems = manifest_problems(manifest, version)
     if problems:
         raise ManifestValidationError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+
+
+def caps_by_source(manifest: dict) -> dict[str, dict]:
+    """Units, descriptions and counters per record source.
+
+    Records carry the reader's name as their source (``psutil``, ``nvml``,
+    ``dcgmi``); a reader is also indexed by its caps kind, so a source written
+    under another name (a replayed or imported trace) still finds its caps.
+    """
+    by_name: dict[str, dict] = {}
+    by_kind: dict[str, dict] = {}
+    for reader in manifest.get("readers") or []:
+        caps = reader.get("caps") or {}
+        for table, key in ((by_name, reader.get("name")), (by_kind, caps.get("kind"))):
+            if not key:
+                continue
+            entry = table.setdefault(key, {"units": {}, "descriptions": {}, "counters": set()})
+            entry["units"].update(caps.get("units") or {})
+            entry["descriptions"].update(caps.get("descriptions") or {})
+            entry["counters"].update(caps.get("counters") or [])
+    out = dict(by_kind)
+    out.update(by_name)
+    return out
