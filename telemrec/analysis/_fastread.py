@@ -2,12 +2,16 @@
 
 ``ColumnReader.read`` returns a ``Column`` (kinds, ints, floats, strs: four arrays
 per column, then ``as_float`` makes two more). For a wide frame of hundreds of
-columns that is most of the time, so this module decodes each chunk directly
-into its slice of the caller's output row (the frame's column-major block) and
-reads the compressed chunks itself when the dataset uses exactly the format's
-default filters (shuffle + deflate), decompressing them on a small thread pool
-(zlib releases the GIL; h5py's own reads hold a global lock). Anything else
-(other filters, a chunk stored unfiltered, a missing chunk) goes through h5py.
+columns that is most of the time, so this module decodes chunks directly into
+their slice of the caller's output row (the frame's column-major block). When a
+dataset uses exactly the format's filters (shuffle + deflate) and the file is on
+HDF5's default driver, the compressed chunks are located once per dataset
+(``chunk_iter``), read with ``os.pread`` and inflated on a small thread pool
+(the inflaters release the GIL; h5py's reads hold a global lock). Anything else
+(other filters, a chunk that does not read back cleanly) goes through h5py.
+Work is planned and handed to the pool in batches of ~64 chunks, so decoding
+starts while later columns are still being planned; the arithmetic is in
+``_kernels``.
 
 The chunk encodings are those of ``telemrec.trace._codec``; the result is equal
 to ``ColumnReader.read(lo, hi).as_float()[0]`` bit for bit (tested).
@@ -15,7 +19,6 @@ to ``ColumnReader.read(lo, hi).as_float()[0]`` bit for bit (tested).
 
 from __future__ import annotations
 
-import mmap
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -24,16 +27,13 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from telemrec.analysis._kernels import decode_into, scratch
 from telemrec.trace import _codec
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
 from telemrec.trace._columns import ColumnReader
 
-_POW10 = [float(10**k) for k in range(19)]
 _DEFLATE, _SHUFFLE = 1, 2
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-
-
-_POPULATE_MIN_BYTES = 1 << 22
 
 
 def _inflater():
@@ -58,23 +58,14 @@ if INFLATER == "isal":
 
 
 def empty_block(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
-    """An uninitialised array whose pages are mapped up front.
+    """An uninitialised array for the decoders to fill.
 
-    Touching fresh memory page by page costs one fault per 4 KiB; on virtual
-    machines that is 10-30 us each (2 s for the 265 MB of the 24 h reference
-    frame). ``MAP_POPULATE`` maps the whole block in one system call. The
-    memory is released when the last array viewing it is collected.
+    NumPy asks the kernel for transparent huge pages on large allocations, so
+    the decode threads fault the block in 2 MiB at a time while they fill it;
+    pre-faulting it in 4 KiB pages (``MAP_POPULATE``) measured 0.2 s for the
+    588 MB of the 24 h reference frame against 0.04 s this way.
     """
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    flags = getattr(mmap, "MAP_POPULATE", None)
-    if size < _POPULATE_MIN_BYTES or flags is None:
-        return np.empty(shape, dtype)
-    try:
-        buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
-    except (OSError, ValueError):
-        return np.empty(shape, dtype)
-    return np.frombuffer(buf, dtype).reshape(shape)
+    return np.empty(shape, dtype)
 
 
 @dataclass
@@ -117,49 +108,6 @@ def _plain_filters(dsid, width: int) -> bool:
     return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())] == expected
 
 
-def _unshuffle(buf: bytes, n: int, width: int) -> np.ndarray:
-    """Undo HDF5's byte shuffle of n values of ``width`` bytes: plane k holds byte k of every value.
-
-    Plane-by-plane strided stores are twice as fast as ``planes.T.copy()``, and the
-    planes that are all zero (the high bytes of small values) are skipped.
-    """
-    dtype = _codec._UNSIGNED[width]
-    if width == 1:
-        return np.frombuffer(buf, np.uint8)[:n].copy()
-    planes = np.frombuffer(buf, np.uint8).reshape(width, n)
-    used = planes.any(axis=1)
-    out = np.zeros(n, dtype) if not used.all() else np.empty(n, dtype)
-    dest = out.view(np.uint8).reshape(n, width)
-    for k in np.flatnonzero(used).tolist():
-        dest[:, k] = planes[k]
-    return out
-
-
-def _decode_into(data: np.ndarray, enc: int, scale: int, out: np.ndarray) -> None:
-    """Decode one chunk's stored unsigned payload into ``out`` (float64, or int64 for INT chunks)."""
-    if enc <= _codec.DEC_DELTA2:
-        is_dec = enc >= _codec.DEC_RAW
-        values = _codec.unzigzag(data)
-        if not values.flags.writeable:
-            values = values.copy()
-        for k in range(enc - (_codec.DEC_RAW if is_dec else _codec.INT_RAW), 0, -1):
-            np.cumsum(values[k - 1:], out=values[k - 1:])
-        if is_dec and scale:
-            if out.dtype != np.float64:
-                raise ValueError("a decimal chunk cannot be decoded into integers")
-            np.divide(values, _POW10[scale], out=out)
-        else:
-            out[:] = values
-    elif out.dtype != np.float64:
-        raise ValueError("a float chunk cannot be decoded into integers")
-    elif enc == _codec.F64_XOR:
-        out.view(np.int64)[:] = np.bitwise_xor.accumulate(data.astype(np.uint64, copy=False).view(np.int64))
-    elif enc in (_codec.F64_BITS, _codec.MIXED_RAW):
-        out.view(np.int64)[:] = data.astype(np.uint64, copy=False).view(np.int64)
-    else:
-        raise ValueError(f"unknown chunk encoding {enc}")
-
-
 def _finish_kinds(job: NumericJob, kinds) -> None:
     """Put NaN where the row holds no number; note None and str rows."""
     if job.out.dtype != np.float64:
@@ -188,84 +136,184 @@ def _finish_kinds(job: NumericJob, kinds) -> None:
                 seg[m] = seg.view(np.int64)[m].astype(np.float64)
 
 
-def _plan(job: NumericJob) -> list[tuple]:
-    """(chunk index, rows [s, e) within the chunk, target slice) for the chunks the job needs."""
-    cr = job.col.chunk_rows
-    tasks = []
+class _ChunkSource:
+    """Where the stored chunks of one width dataset of a column come from.
+
+    With the format's own filters and a file on the default driver, a chunk's
+    compressed bytes are read with ``os.pread`` at the offset HDF5 reports
+    (``chunk_iter``: one call per dataset) and inflated on the worker threads,
+    outside h5py's global lock. Otherwise, and for any chunk that does not
+    read back cleanly that way, h5py reads and filters it (``stored_chunk``).
+    """
+
+    __slots__ = ("col", "width", "fd", "offsets")
+
+    def __init__(self, col: ColumnReader, width: int, fd: int | None):
+        self.col, self.width, self.fd, self.offsets = col, width, fd, None
+        if fd is None:
+            return
+        dsid = h5py.h5d.open(col.group.id, f"u{width}".encode())
+        if not _plain_filters(dsid, width):
+            return
+        offsets: dict[int, tuple[int, int]] = {}
+        cr = col.chunk_rows
+
+        def note(info, offsets=offsets, cr=cr):
+            if info.filter_mask == 0 and info.byte_offset is not None:
+                offsets[info.chunk_offset[0] // cr] = (info.byte_offset, info.size)
+
+        dsid.chunk_iter(note)
+        self.offsets = offsets
+
+    def _inflated(self, c: int) -> bytes | None:
+        where = self.offsets.get(c) if self.offsets is not None else None
+        if where is None:
+            return None
+        size = self.col.chunk_rows * self.width
+        try:
+            raw = _INFLATE(os.pread(self.fd, where[1], where[0]), size)
+        except Exception:  # noqa: BLE001 - isal and libdeflate raise their own error types
+            return None  # h5py reads it again and raises the error a damaged file deserves
+        return raw if len(raw) == size else None
+
+    def stored(self, c0: int, count: int, rows: int) -> np.ndarray:
+        """The first ``rows`` stored values of chunks c0 .. c0+count-1 (called on a worker thread):
+        their shuffled bytes as uint8 [count, width, rows] when read directly, else the values
+        as unsigned [count, rows]."""
+        cr, width = self.col.chunk_rows, self.width
+        planes = None
+        for i in range(count):
+            raw = self._inflated(c0 + i)
+            if raw is None:
+                return np.stack([self.col.stored_chunk(c)[:rows] for c in range(c0, c0 + count)])
+            if count == 1:
+                planes = np.frombuffer(raw, np.uint8).reshape(1, width, cr)
+            else:
+                if planes is None:
+                    planes = scratch("planes", np.uint8, (count, width, cr))
+                planes[i] = np.frombuffer(raw, np.uint8).reshape(width, cr)
+        return planes[:, :, :rows]
+
+
+class _Files:
+    """File descriptors that chunks can be read from directly, one lookup per file."""
+
+    def __init__(self, raw: bool):
+        self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter")
+        self._fds: dict[int, int | None] = {}
+
+    def fd(self, col: ColumnReader) -> int | None:
+        if not self.enabled:
+            return None
+        fid = col.group.id.fileno
+        if fid not in self._fds:
+            f = col.group.file
+            fd = None
+            if f.driver == "sec2" and not f.userblock_size:
+                try:
+                    fd = int(f.id.get_vfd_handle())
+                except (TypeError, ValueError, RuntimeError):
+                    fd = None
+            self._fds[fid] = fd
+        return self._fds[fid]
+
+
+_MAX_RUN = 16  # chunks decoded as one block: bounds each worker's scratch to a few MB
+
+
+def _plan(job: NumericJob, files: _Files) -> list[tuple]:
+    """Work items for the chunks a job needs: (source or None, first chunk, chunk count,
+    encoding, scale, rows to decode per chunk, rows to skip, target [count, rows - skip]).
+    Consecutive whole chunks of one encoding form one item and decode as a 2-D block."""
+    col = job.col
+    cr = col.chunk_rows
+    desc = col.descriptors.tolist()
+    fd = files.fd(col)
+    sources: dict[int, _ChunkSource] = {}
+    items = []
+
+    def add(c0: int, count: int, s: int, e: int) -> None:
+        enc, scale, width = desc[c0]
+        src = None
+        if width:
+            src = sources.get(width)
+            if src is None:
+                src = sources[width] = _ChunkSource(col, width, fd)
+        a = c0 * cr + s - job.lo
+        out = job.out[a:a + (count - 1) * cr + e - s]
+        items.append((src, c0, count, enc, scale, e, s, out.reshape(count, e - s)))
+
+    run = None  # [first chunk, count] of whole chunks with one encoding
     for c in range(job.lo // cr, (job.hi - 1) // cr + 1):
-        a = max(c * cr, job.lo)
-        b = min((c + 1) * cr, job.hi)
-        tasks.append((c, a - c * cr, b - c * cr, a - job.lo, b - job.lo))
-    return tasks
+        a = c * cr
+        s, e = max(a, job.lo) - a, min(a + cr, job.hi) - a
+        if s == 0 and e == cr:
+            if run is not None and run[1] < _MAX_RUN and desc[c] == desc[run[0]] and run[0] + run[1] == c:
+                run[1] += 1
+                continue
+            if run is not None:
+                add(run[0], run[1], 0, cr)
+            run = [c, 1]
+            continue
+        if run is not None:
+            add(run[0], run[1], 0, cr)
+            run = None
+        add(c, 1, s, e)
+    if run is not None:
+        add(run[0], run[1], 0, cr)
+    return items
+
+
+def _run(item) -> None:
+    src, c0, count, enc, scale, e, s, out = item
+    stored = np.zeros((count, e), np.uint8) if src is None else src.stored(c0, count, e)
+    decode_into(stored, enc, scale, out, s)
+
+
+def _run_batch(batch: list) -> None:
+    for item in batch:
+        _run(item)
 
 
 def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = True) -> None:
     """Fill every job's ``out``: numbers as float64, NaN for None, absent and str rows.
 
     ``raw=False`` reads every chunk through h5py's filter pipeline (the reference path).
+    With ``threads``, batches of ~64 chunks go to a small pool as soon as they are
+    planned (one task per chunk costs more in executor overhead than it saves).
     """
-    work = []  # (job, enc, scale, s, e, t0, t1, payload, rows, width)
-    for job in jobs:
-        if job.hi <= job.lo:
-            continue
-        if isinstance(job.col, Prefilled):
-            job.out[:] = job.col.values
-            job.kinds = INT
-            continue
-        kinds = job.kinds = _kinds(job.col, job.lo, job.hi)
-        numeric_present = (kinds in (INT, FLOAT)) if isinstance(kinds, int) else bool(
-            ((kinds == INT) | (kinds == FLOAT)).any())
-        if not numeric_present:
-            job.out[:] = np.nan
-            continue
-        col = job.col
-        desc = chunk_descriptors(col)
-        cr = col.chunk_rows
-        datasets: dict[int, tuple] = {}
-        for c, s, e, t0, t1 in _plan(job):
-            enc, scale, width = int(desc[c, 0]), int(desc[c, 1]), int(desc[c, 2])
-            rows = min(cr, col.rows - c * cr)
-            payload = None
-            if width == 0:
-                payload = np.zeros(rows, np.uint8)
-            else:
-                if width not in datasets:
-                    dsid = h5py.h5d.open(col.group.id, f"u{width}".encode())
-                    datasets[width] = (dsid, raw and _plain_filters(dsid, width))
-                dsid, raw_ok = datasets[width]
-                if raw_ok:
-                    try:
-                        mask, payload = dsid.read_direct_chunk((c * cr,))
-                    except (KeyError, OSError, ValueError):
-                        payload = None
-                    else:
-                        if mask != 0:
-                            payload = None
-                if payload is None:
-                    payload = col.stored_chunk(c)
-            work.append((job, enc, scale, s, e, t0, t1, payload, rows, width))
-
-    def run(item):
-        job, enc, scale, s, e, t0, t1, payload, rows, width = item
-        if isinstance(payload, bytes):
-            payload = _unshuffle(_INFLATE(payload, job.col.chunk_rows * width), job.col.chunk_rows, width)[:rows]
-        # deltas restart at each chunk, so a chunk decodes from its first row
-        if s == 0:
-            _decode_into(payload[:e], enc, scale, job.out[t0:t1])
-        else:
-            buf = np.empty(e, job.out.dtype)
-            _decode_into(payload[:e], enc, scale, buf)
-            job.out[t0:t1] = buf[s:e]
-
-    if threads and len(work) > 8 and _WORKERS > 1:
-        # a task per ~64 chunks: per-chunk tasks cost more in executor overhead than they save
-        batches = [work[i:i + 64] for i in range(0, len(work), 64)]
-        with ThreadPoolExecutor(_WORKERS) as pool:
-            for _ in pool.map(lambda batch: [run(item) for item in batch], batches):
-                pass
-    else:
-        for item in work:
-            run(item)
+    pool = ThreadPoolExecutor(_WORKERS) if threads and _WORKERS > 1 else None
+    futures = []
+    batch, size = [], 0
+    files = _Files(raw)
+    try:
+        for job in jobs:
+            if job.hi <= job.lo:
+                continue
+            if isinstance(job.col, Prefilled):
+                job.out[:] = job.col.values
+                job.kinds = INT
+                continue
+            kinds = job.kinds = _kinds(job.col, job.lo, job.hi)
+            numeric_present = (kinds in (INT, FLOAT)) if isinstance(kinds, int) else bool(
+                ((kinds == INT) | (kinds == FLOAT)).any())
+            if not numeric_present:
+                job.out[:] = np.nan
+                continue
+            for item in _plan(job, files):
+                batch.append(item)
+                size += item[2]
+            if size >= 64:
+                futures.append(pool.submit(_run_batch, batch) if pool else _run_batch(batch))
+                batch, size = [], 0
+        if batch:
+            _run_batch(batch)
+        for f in futures:
+            if f is not None:
+                f.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     for job in jobs:
         if job.kinds is not None and not isinstance(job.col, Prefilled):
             _finish_kinds(job, job.kinds)

@@ -53,7 +53,7 @@ import pandas as pd
 
 from telemrec.analysis import _select, _timeline
 from telemrec.analysis._fastread import NumericJob, Prefilled, decode_numeric, empty_block
-from telemrec.analysis.rates import counter_rate, rate_unit
+from telemrec.analysis.rates import counter_rate, counter_rates, rate_unit
 from telemrec.errors import UsageError
 from telemrec.trace import Trace
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
@@ -250,18 +250,36 @@ def _read_times(ents: list[_Entity], need_mono: bool) -> None:
     then look the instants up in each source's shared timestamp table."""
     tidx = [np.empty(e.hi - e.lo, np.int64) for e in ents]
     decode_numeric([NumericJob(e.reader.meta_column("_tidx"), e.lo, e.hi, t) for e, t in zip(ents, tidx)])
+    last: dict[int, tuple] = {}  # the entities of one source mostly share their rows' instants
     for e, t in zip(ents, tidx):
-        e.mono, e.wall = e.reader.time.gather(t)
+        prev = last.get(id(e.reader.time))
+        if prev is not None and np.array_equal(prev[0], t):
+            e.mono, e.wall = prev[1], prev[2]
+        else:
+            e.mono, e.wall = e.reader.time.gather(t)
+            last[id(e.reader.time)] = (t, e.mono, e.wall)
 
 
 def _time_index(wall: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(wall.view("datetime64[ns]"), name="time").tz_localize("UTC")
 
 
-def _apply_rates(e: _Entity, rows: dict[int, np.ndarray]) -> None:
-    for k, c in enumerate(e.columns):
-        if c.counter and c.kind == _NUM:
+def _apply_rates(e: _Entity, rows: dict[int, np.ndarray], block: np.ndarray | None = None) -> None:
+    """Counters into rates, in place. ``block``: the entity's numeric columns as consecutive rows
+    of one array (wide form), so runs of counters are converted as 2-D blocks."""
+    counted = [k for k, c in enumerate(e.columns) if c.counter and c.kind == _NUM]
+    if block is None:
+        for k in counted:
             counter_rate(rows[k], e.mono, out=rows[k])
+        return
+    position = {k: i for i, k in enumerate(k for k, c in enumerate(e.columns) if c.kind == _NUM)}
+    at = [position[k] for k in counted]
+    start = 0
+    for i in range(1, len(at) + 1):
+        if i == len(at) or at[i] != at[i - 1] + 1:
+            if start < i:
+                counter_rates(block[at[start]:at[i - 1] + 1], e.mono)
+            start = i
 
 
 def _text_values(e: _Entity, k: int) -> np.ndarray:
@@ -318,23 +336,24 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
     n = len(rows.keys)
     num_cols = [(e, k) for e in ents for k, c in enumerate(e.columns) if c.kind == _NUM]
     block = empty_block((len(num_cols), n))
-    jobs, scatter = [], []
+    jobs, scatter, parts_of = [], [], []
     j = 0
     for e in ents:
         ks = [k for k, c in enumerate(e.columns) if c.kind == _NUM]
         pos = positions[owner[id(e)]]
         if pos is None:
-            e.values = {k: block[j + i] for i, k in enumerate(ks)}
+            part = block[j:j + len(ks)]
         else:
-            temp = np.empty((len(ks), e.hi - e.lo), np.float64)
-            e.values = {k: temp[i] for i, k in enumerate(ks)}
-            scatter.append((j, temp, pos))
+            part = np.empty((len(ks), e.hi - e.lo), np.float64)
+            scatter.append((j, part, pos))
+        e.values = {k: part[i] for i, k in enumerate(ks)}
+        parts_of.append(part)
         jobs.extend(NumericJob(_source_column(e, e.columns[k].field), e.lo, e.hi, e.values[k]) for k in ks)
         j += len(ks)
     decode_numeric(jobs)
     if rates:
-        for e in ents:
-            _apply_rates(e, e.values)
+        for e, part in zip(ents, parts_of):
+            _apply_rates(e, e.values, part)
     for j0, temp, pos in scatter:
         part = block[j0:j0 + len(temp)]
         part.fill(np.nan)

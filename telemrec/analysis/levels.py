@@ -99,7 +99,7 @@ class _Rows:
             grid = _timeline.Grid(min(firsts) if firsts else 0, max(step, 1))
         self.grid = grid
         keyed = [(self.keys(m), w, m) for w, m in timelines]
-        self.keys_ = np.unique(np.concatenate([k for k, _, _ in keyed])) if keyed else np.zeros(0, np.int64)
+        self.keys_ = _timeline.sorted_unique(np.concatenate([k for k, _, _ in keyed])) if keyed else np.zeros(0, np.int64)
         n = len(self.keys_)
         self.wall = np.zeros(n, np.int64)
         self.mono = np.zeros(n, np.int64)

@@ -394,7 +394,7 @@ def _tick_counts(trace) -> tuple[int, int]:
 
     done = missed = 0
     for label in trace.tick_labels():
-        status = trace.ticks(label)["status"]
+        status = trace.ticks(label, columns=("status",))["status"]
         done = max(done, int((status != TICK_MISSED).sum()))
         missed = max(missed, int((status == TICK_MISSED).sum()))
     return done, missed

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["counter_rate", "rate_unit"]
+__all__ = ["counter_rate", "counter_rates", "rate_unit"]
 
 
 def counter_rate(values: np.ndarray, mono_ns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -46,6 +46,38 @@ def counter_rate(values: np.ndarray, mono_ns: np.ndarray, out: np.ndarray | None
         rate[(dv < 0) | (dt <= 0)] = np.nan
         out[idx[1:]] = rate
     return out
+
+
+def counter_rates(values: np.ndarray, mono_ns: np.ndarray) -> None:
+    """``counter_rate`` of every row of ``values`` (float64 [counters, samples]), in place.
+
+    The rows share one clock, so the time differences are computed once and the
+    rows without missing values are done as one block; the result is identical
+    to ``counter_rate`` row by row.
+    """
+    if values.ndim != 2 or not len(values) or values.shape[1] == 0:
+        for row in values:
+            counter_rate(row, mono_ns, out=row)
+        return
+    complete = ~np.isnan(values).any(axis=1)
+    for i in np.flatnonzero(~complete).tolist():
+        counter_rate(values[i], mono_ns, out=values[i])
+    rows = np.flatnonzero(complete)
+    if not len(rows):
+        return
+    dt = np.diff(np.asarray(mono_ns, np.int64)).astype(np.float64)
+    block = values if len(rows) == len(values) else values[rows]
+    dv = np.diff(block, axis=1)
+    falls = dv < 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.multiply(dv, 1e9, out=dv)
+        np.divide(dv, dt, out=dv)
+    dv[falls] = np.nan
+    dv[:, dt <= 0] = np.nan
+    block[:, 1:] = dv
+    block[:, 0] = np.nan
+    if block is not values:
+        values[rows] = block
 
 
 def rate_unit(unit: str | None) -> str:

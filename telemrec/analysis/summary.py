@@ -279,7 +279,7 @@ def _gaps(trace, holes: dict, interval: float) -> pd.DataFrame:
     labels = trace.tick_labels()
     by_name = {r.get("label"): r.get("name") for r in trace.manifest.get("readers") or []}
     for label in labels:
-        status = trace.ticks(label)["status"]
+        status = trace.ticks(label, columns=("status",))["status"]
         source = by_name.get(label, label)
         h = holes.pop(source, (0, 0.0, 0.0))
         rows.append((label, int(len(status)), int((status == TICK_LATE).sum()), int((status == TICK_MISSED).sum()),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from telemrec.errors import TraceCorruptError
 from telemrec.trace import _codec, _strings
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 
@@ -227,11 +228,17 @@ class ColumnReader:
         self.uniform_kind: int | None = meta["kind"]
         self._str_where = meta.get("str")
         self._strs = None
+        self._kinds: tuple[int, int, np.ndarray] | None = None
 
     def kinds(self, lo: int, hi: int) -> np.ndarray:
         if self.uniform_kind is not None:
             return np.full(hi - lo, self.uniform_kind, np.uint8)
-        return self.group["kind"][lo:hi]
+        # callers ask twice for the same range (what a column holds, then how to decode it)
+        cached = self._kinds
+        if cached is None or cached[0] != lo or cached[1] != hi:
+            cached = self._kinds = (lo, hi, self.group["kind"][lo:hi])
+            cached[2].flags.writeable = False
+        return cached[2]
 
     def _str_runs(self):
         if self._strs is None:
@@ -253,7 +260,12 @@ class ColumnReader:
         a, b = c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.rows)
         if width == 0:
             return np.zeros(b - a, np.uint8)
-        data = self.group[f"u{width}"][a:b]
+        try:
+            data = self.group[f"u{width}"][a:b]
+        except (KeyError, OSError, ValueError) as exc:
+            path = self.group.file.filename
+            raise TraceCorruptError(f"{path}: rows {a}-{b - 1} of column {self.group.name} cannot be read ({exc})",
+                                    path=path) from exc
         if len(data) < b - a:  # rows never written hold the fill value
             data = np.concatenate([data, np.zeros(b - a - len(data), data.dtype)])
         return data

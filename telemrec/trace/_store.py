@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 
 import h5py
 
-from telemrec.errors import TraceCorruptError, TraceError, TraceNotFoundError, TraceWriteError
+from telemrec.errors import TraceCorruptError, TraceError, TraceNotFoundError, TraceWriteError, UsageError
 from telemrec.record import RawRecord
 from telemrec.trace import journal as _journal
 from telemrec.trace import v1
@@ -176,9 +176,15 @@ class Trace:
     def tick_labels(self) -> list[str]:
         return self._reader.tick_labels()
 
-    def ticks(self, label: str, lo: int = 0, hi: int | None = None):
-        """The tick table of reader ``label`` (rows [lo, hi)): column name -> int64 array."""
-        return self._reader.ticks(label, lo, hi)
+    def ticks(self, label: str, lo: int = 0, hi: int | None = None, columns=None):
+        """The tick table of reader ``label`` (rows [lo, hi)): column name -> int64 array;
+        ``columns``: the names to read (default all)."""
+        if columns is not None:
+            unknown = [c for c in columns if c not in v1.TICK_COLUMNS]
+            if unknown:
+                raise UsageError(f"no tick column {', '.join(map(repr, unknown))}",
+                                 f"Tick columns are {', '.join(v1.TICK_COLUMNS)}.")
+        return self._reader.ticks(label, lo, hi, columns)
 
     def annotations(self) -> list[dict]:
         return self._reader.annotations()

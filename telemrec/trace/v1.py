@@ -394,9 +394,9 @@ class V1Reader:
     def tick_labels(self) -> list[str]:
         return [_strings.load(g.attrs["name"]) for g in self.h5["ticks"].values()]
 
-    def ticks(self, label: str, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
+    def ticks(self, label: str, lo: int = 0, hi: int | None = None, columns=None) -> dict[str, np.ndarray]:
         group = self.h5["ticks"][h5name(label)]
-        return {name: ColumnReader(group[name]).read(lo, hi).ints for name in TICK_COLUMNS}
+        return {name: ColumnReader(group[name]).read(lo, hi).ints for name in (columns or TICK_COLUMNS)}
 
     def annotations(self) -> list[dict]:
         if "annotations" not in self.h5:

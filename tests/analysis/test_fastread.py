@@ -128,3 +128,53 @@ def test_empty_block_is_writable():
     block[:] = 1.5
     assert block.sum() == 1.5 * 3 * (1 << 20)
     assert empty_block((2, 2)).shape == (2, 2)
+
+
+def test_clean_chunks_are_read_directly_and_runs_are_capped(small_chunk_trace, monkeypatch):
+    """The pread + inflate path serves every chunk of a clean file (h5py's reader is only the
+    fallback), and capping the 2-D runs changes nothing."""
+    from telemrec.analysis import _fastread
+    from telemrec.trace._columns import ColumnReader
+
+    path, n = small_chunk_trace
+    calls = []
+    original = ColumnReader.stored_chunk
+    monkeypatch.setattr(ColumnReader, "stored_chunk", lambda self, c: calls.append(c) or original(self, c))
+    with open_trace(path) as trace:
+        ent = trace.entity("src", "e")
+        cols = [ent.column(f) for f in ent.fields]
+        whole = [NumericJob(c, 0, n, np.empty(n)) for c in cols]
+        decode_numeric(whole, threads=False)
+        assert calls == []
+        monkeypatch.setattr(_fastread, "_MAX_RUN", 2)
+        capped = [NumericJob(c, 0, n, np.empty(n)) for c in cols]
+        decode_numeric(capped, threads=True)
+        for x, y in zip(whole, capped):
+            assert np.array_equal(x.out.view(np.int64), y.out.view(np.int64))
+
+
+def test_a_damaged_chunk_is_a_typed_error(small_chunk_trace, tmp_path):
+    import shutil
+
+    import h5py
+
+    from telemrec.errors import TraceCorruptError
+
+    path, n = small_chunk_trace
+    damaged = str(tmp_path / "damaged.h5")
+    shutil.copy(path, damaged)
+    with h5py.File(damaged, "r") as f:
+        found = []
+        f.visititems(lambda name, obj: found.append(name) if "/fields/" in name and name.endswith("/u8") else None)
+        dsid = f[found[0]].id
+        info = dsid.get_chunk_info(0)
+    with open(damaged, "r+b") as fh:
+        fh.seek(info.byte_offset)
+        fh.write(b"\xff" * info.size)
+    with open_trace(damaged) as trace:
+        with pytest.raises(TraceCorruptError, match="cannot be read"):
+            for name in trace.entity("src", "e").fields:
+                col = trace.entity("src", "e").column(name)
+                decode_numeric([NumericJob(col, 0, n, np.empty(n))])
+    with pytest.raises(TraceCorruptError):
+        load(damaged)

@@ -29,3 +29,20 @@ def test_non_increasing_time_is_nan_and_in_place_works():
 
 def test_units():
     assert rate_unit("bytes") == "bytes/s" and rate_unit(None) == "1/s" and rate_unit("") == "1/s"
+
+
+def test_counter_rates_equal_counter_rate_row_by_row():
+    from telemrec.analysis.rates import counter_rates
+
+    rng = np.random.default_rng(3)
+    n = 500
+    mono = np.cumsum(rng.integers(0, 2 * 10**9, n)).astype(np.int64)  # includes dt == 0
+    values = np.cumsum(rng.random((6, n)) * 100, axis=1)
+    values[1, 40] = 0.0  # a reset
+    values[2, [3, 99]] = np.nan  # missing samples take the row-by-row path
+    values[4, :] = np.nan
+    expect = np.array([counter_rate(row, mono) for row in values])
+    got = values.copy()
+    counter_rates(got, mono)
+    assert np.array_equal(got, expect, equal_nan=True)
+    assert np.isnan(got[1, 40]) and np.isnan(got[:, 0]).all()

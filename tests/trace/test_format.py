@@ -178,3 +178,18 @@ def test_strings_hdf5_cannot_hold_as_they_are_round_trip(tmp_path):
         line = dumps_record(rec)
         line.encode("utf-8")  # always writable to a UTF-8 stream
         assert records_identical(loads_record(line), rec)
+
+
+def test_ticks_reads_only_the_columns_asked_for(tmp_path):
+    from telemrec.errors import UsageError
+
+    path = str(tmp_path / "t.h5")
+    writer = TraceWriter(path, {"readers": [], "interval_seconds": 1.0})
+    writer.write_ticks("r", [{"tick": 0, "scheduled_mono_ns": 5, "start_mono_ns": 6, "end_mono_ns": 7,
+                              "start_wall_ns": 8, "cpu_ns": 9, "records": 1, "status": 0}])
+    writer.close()
+    with open_trace(path) as trace:
+        assert list(trace.ticks("r", columns=("tick", "scheduled_mono_ns"))) == ["tick", "scheduled_mono_ns"]
+        assert trace.ticks("r", columns=("status",))["status"].tolist() == [0]
+        with pytest.raises(UsageError, match="no tick column 'nope'"):
+            trace.ticks("r", columns=("nope",))
