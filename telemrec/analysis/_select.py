@@ -83,12 +83,13 @@ def matches(name: str, patterns: list[str] | None) -> bool:
     return patterns is None or any(name == p or fnmatchcase(name, p) for p in patterns)
 
 
-def to_wall_ns(value, *, origin_ns: int | None, what: str) -> int | None:
+def to_wall_ns(value, *, origin_ns: int | None, what: str, last_ns=None) -> int | None:
     """A time bound as int ns since the epoch (UTC).
 
     Accepts None, an int (ns since the epoch), a float (s since the epoch), a str,
     datetime or pandas Timestamp (naive means UTC), or a timedelta / pandas
-    Timedelta (an offset from the start of the recording).
+    Timedelta: an offset from the start of the recording, or when negative, back
+    from its last sample (``last_ns``: that instant, or a function returning it).
     """
     if value is None:
         return None
@@ -101,9 +102,16 @@ def to_wall_ns(value, *, origin_ns: int | None, what: str) -> int | None:
     import pandas as pd
 
     if isinstance(value, (_dt.timedelta, pd.Timedelta)):
+        offset = int(pd.Timedelta(value).value)
+        if offset < 0:
+            last = last_ns() if callable(last_ns) else last_ns
+            if last is None:
+                raise UsageError(f"{what} is an offset back from the end but the trace holds no sample",
+                                 "Pass an absolute time instead.")
+            return last + offset
         if origin_ns is None:
             raise UsageError(f"{what} is an offset but the trace has no start time", "Pass an absolute time instead.")
-        return origin_ns + int(pd.Timedelta(value).value)
+        return origin_ns + offset
     try:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:

@@ -120,8 +120,8 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
     ``_error``, ``_source_version``, ``_seq``) are loaded when named exactly.
     ``start``/``end``: bounds of the half-open interval [start, end) as a
     timestamp or ISO string (naive = UTC), epoch seconds (float) or
-    nanoseconds (int), or a timedelta from the start of the recording; only the
-    chunks that hold it are read. ``rates``: counters (listed in the readers'
+    nanoseconds (int), or a timedelta from the start of the recording (when
+    negative, back from its last sample); only the chunks that hold it are read. ``rates``: counters (listed in the readers'
     caps) become per-second rates (``telemrec.analysis.rates``). ``form``:
     ``"wide"`` or ``"long"``; ``align``: ``"tick"`` or ``"exact"``;
     ``resample``: a pandas frequency such as ``"10s"`` (wide form only).
@@ -166,8 +166,9 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
     origin = (manifest.get("start") or {}).get("wall_ns")
     if origin is None:
         origin = trace.time_span()[0]
-    start_ns = _select.to_wall_ns(start, origin_ns=origin, what="start")
-    end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end")
+    last = lambda: trace.time_span()[1]  # noqa: E731 - read only for an offset back from the end
+    start_ns = _select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last)
+    end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last)
     ents = _select_entities(trace, selection, caps, start_ns, end_ns)
     grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
     _read_times(ents, need_mono=grid is not None or rates)

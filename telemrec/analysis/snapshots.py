@@ -210,7 +210,7 @@ def snapshot(trace, at=None) -> Snapshot:
         manifest = tr.manifest
         start = (manifest.get("start") or {}).get("wall_ns")
         first, last = tr.time_span()
-        at_ns = _select.to_wall_ns(at, origin_ns=start if start is not None else first, what="at")
+        at_ns = _select.to_wall_ns(at, origin_ns=start if start is not None else first, what="at", last_ns=last)
         if at_ns is None:
             at_ns = last if last is not None else 0
         interval = float(manifest.get("interval_seconds") or 1.0)

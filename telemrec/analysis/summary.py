@@ -146,8 +146,9 @@ def summarize(path, *, readers=None, entities=None, fields=None, start=None, end
         caps = _select.source_caps(manifest)
         origin = (manifest.get("start") or {}).get("wall_ns")
         first, last = trace.time_span()
-        start_ns = _select.to_wall_ns(start, origin_ns=origin if origin is not None else first, what="start")
-        end_ns = _select.to_wall_ns(end, origin_ns=origin if origin is not None else first, what="end")
+        start_ns = _select.to_wall_ns(start, origin_ns=origin if origin is not None else first, what="start",
+                                      last_ns=last)
+        end_ns = _select.to_wall_ns(end, origin_ns=origin if origin is not None else first, what="end", last_ns=last)
         interval = float(manifest.get("interval_seconds") or 1.0)
         rows, gpus, holes = [], [], {}
         procs = []

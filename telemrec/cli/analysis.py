@@ -11,28 +11,33 @@ from telemrec.cli._common import check_output, reported_errors
 _READERS = typer.Option(None, "--reader", "-r", help="Record source or reader label (glob; repeatable).")
 _ENTITIES = typer.Option(None, "--entity", "-e", help="Entity name or glob such as 'gpu*' (repeatable).")
 _FIELDS = typer.Option(None, "--field", "-f", help="Field name or glob such as 'cpu_times.*' (repeatable).")
-_START = typer.Option(None, "--start", help="Start: ISO time (UTC if no zone), or epoch seconds.")
-_END = typer.Option(None, "--end", help="End (exclusive): ISO time (UTC if no zone), or epoch seconds.")
+_TIMES = "ISO time (UTC if no zone), epoch seconds, +10min (after the start) or -5min (before the last sample)"
+_START = typer.Option(None, "--start", help=f"Start: {_TIMES}.")
+_END = typer.Option(None, "--end", help=f"End (exclusive): {_TIMES}.")
 
 
 def _time(value: Optional[str]):
-    """CLI times: epoch seconds if numeric, an offset such as '+10min' from the start, else an ISO string."""
+    """CLI times: epoch seconds if numeric; '+10min' after the start or '-5min' before the last
+    sample; else an ISO string."""
     if value is None:
         return None
     text = value.strip()
-    if text.startswith("+"):
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text[:1] in "+-":
         import pandas as pd
 
         from telemrec.errors import UsageError
 
         try:
-            return pd.Timedelta(text[1:])
+            offset = pd.Timedelta(text[1:])
         except ValueError:
-            raise UsageError(f"{value!r} is not an offset", "Write offsets like +90s, +10min or +2h.") from None
-    try:
-        return float(text)
-    except ValueError:
-        return text
+            raise UsageError(f"{value!r} is not an offset",
+                             "Write offsets like +90s, +10min or +2h from the start, -5min back from the end.") from None
+        return -offset if text[0] == "-" else offset
+    return text
 
 
 def summary_command(

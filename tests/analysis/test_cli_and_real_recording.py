@@ -21,6 +21,11 @@ def test_summary_plot_export_commands(cli, node_trace, tmp_path):
     csv = tmp_path / "t.csv"
     cli("export", node_trace, "--format", "csv", "-o", str(csv), "-e", "gpu0", "--rates", "--start", "+5s", check=True)
     assert len(pd.read_csv(csv)) == 15
+    tail = tmp_path / "tail.csv"
+    cli("export", node_trace, "--format", "csv", "-o", str(tail), "-e", "gpu0", "--start", "-4s", check=True)
+    assert len(pd.read_csv(tail)) == len(load(node_trace, entities="gpu0", start=pd.Timedelta("-4s")))
+    bad = cli("summary", node_trace, "--start", "-4x")
+    assert bad.returncode == 2 and "-5min back from the end" in bad.stderr
     session = tmp_path / "s.zip"
     cli("export", node_trace, "--format", "jumper", "-o", str(session), check=True)
     assert "manifest.json" in zipfile.ZipFile(session).namelist()

@@ -86,6 +86,16 @@ def test_time_range_reads_the_half_open_interval(node_trace):
     pd.testing.assert_frame_equal(df, naive_iso)
 
 
+def test_a_negative_offset_counts_back_from_the_last_sample(node_trace):
+    whole = load(node_trace, entities="gpu0")
+    last = int(whole.index.asi8[-1])
+    tail = load(node_trace, entities="gpu0", start=pd.Timedelta("-3s"))
+    pd.testing.assert_frame_equal(tail, whole[whole.index.asi8 >= last - 3 * S])
+    assert 3 <= len(tail) <= 4
+    head = load(node_trace, entities="gpu0", end=pd.Timedelta("-3s"))
+    assert len(head) + len(tail) == len(whole)
+
+
 def test_rates_turn_counters_into_per_second_with_reset_as_nan(node_trace):
     df = load(node_trace, entities="disk:sda", rates=True)
     read = df[("psutil", "disk:sda", "disk_io_counters.read_bytes")]
