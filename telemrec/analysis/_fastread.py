@@ -199,7 +199,8 @@ class _Files:
     """File descriptors that chunks can be read from directly, one lookup per file."""
 
     def __init__(self, raw: bool):
-        self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter")
+        # chunk_iter needs h5py >= 3.8 on HDF5 >= 1.12.3; os.pread is POSIX only
+        self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter") and hasattr(os, "pread")
         self._fds: dict[int, int | None] = {}
 
     def fd(self, col: ColumnReader) -> int | None:

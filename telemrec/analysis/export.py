@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pandas as pd
 
@@ -36,8 +37,33 @@ def _meta(frame: pd.DataFrame) -> dict:
     return {key: frame.attrs.get(key) for key in ("units", "descriptions", "counters", "rates", "align", "traces")}
 
 
+def _to_parquet(table: pd.DataFrame, meta: dict, target) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ReaderUnavailableError("Parquet export needs pyarrow, which is not installed",
+                                     "pip install 'telemrec[parquet]'") from None
+    table.attrs = {"telemrec": json.dumps(meta, default=str)}
+    table.to_parquet(target, index=False, compression="zstd")
+
+
+def _to_stdout(table: pd.DataFrame, format: str, meta: dict) -> None:
+    """``out="-"``: the CSV (without its .meta.json) or the Parquet bytes on standard output."""
+    if format == "csv":
+        table.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
+        return
+    import io
+
+    buf = io.BytesIO()
+    _to_parquet(table, meta, buf)
+    sys.stdout.buffer.write(buf.getvalue())
+    sys.stdout.buffer.flush()
+
+
 def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **load_args) -> str:
     """Write trace(s) ``path`` to ``out`` as ``format`` (csv, parquet, jumper); return ``out``.
+    ``out="-"`` writes CSV or Parquet to standard output.
 
     ``load_args`` (readers, entities, fields, start, end, rates, resample, align) select
     what goes into CSV and Parquet; a JUmPER session always holds whole levels.
@@ -46,6 +72,8 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}", f"Choose one of {', '.join(FORMATS)}.")
     if format == "jumper":
+        if out == "-":
+            raise UsageError("a JUmPER session is a directory or a .zip, not a stream", "Give -o DIR or -o FILE.zip.")
         if any(v is not None for k, v in load_args.items() if k not in ("rates", "align")) or form != "wide":
             raise UsageError("a JUmPER session holds whole levels; selections and --form do not apply",
                              "Drop the selection options, or export csv/parquet instead.")
@@ -56,18 +84,15 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
     frame = load(path, form=form, **load_args)
     table = flat_columns(frame) if form == "wide" else frame
     meta = _meta(frame)
+    if out == "-":
+        _to_stdout(table, format, meta)
+        return out
     tmp = f"{out}.tmp-{os.getpid()}"
     try:
         if format == "csv":
             table.to_csv(tmp, index=False)
         else:
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise ReaderUnavailableError("Parquet export needs pyarrow, which is not installed",
-                                             "pip install 'telemrec[parquet]'") from None
-            table.attrs = {"telemrec": json.dumps(meta, default=str)}
-            table.to_parquet(tmp, index=False, compression="zstd")
+            _to_parquet(table, meta, tmp)
         os.replace(tmp, out)
         if format == "csv":  # written only once the data is in place, so a failure leaves nothing behind
             with open(f"{out}.meta.json", "w", encoding="utf-8") as f:

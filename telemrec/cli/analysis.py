@@ -86,7 +86,7 @@ def plot_command(
 def export_command(
     paths: List[str] = typer.Argument(..., help="Trace file(s), a directory or a glob."),
     fmt: str = typer.Option(..., "--format", help="csv, parquet or jumper."),
-    out: str = typer.Option(..., "--output", "-o", help="Output file (csv/parquet), or directory or .zip (jumper)."),
+    out: str = typer.Option(..., "--output", "-o", help="Output file (csv/parquet; - for standard output), or directory or .zip (jumper)."),
     form: str = typer.Option("wide", "--form", help="wide (a column per source/entity/field) or long (a row per value)."),
     rates: bool = typer.Option(False, "--rates", help="Counters as per-second rates."),
     resample: Optional[str] = typer.Option(None, "--resample", help="Bin rows, e.g. 10s or 1min (wide form)."),
@@ -101,7 +101,8 @@ def export_command(
     from telemrec.analysis.export import export
 
     with reported_errors():
-        check_output(out)
+        if out != "-":
+            check_output(out)
         target = paths[0] if len(paths) == 1 else paths
         if fmt == "jumper":
             export(target, fmt, out, form=form, readers=readers, entities=entities, fields=fields,
@@ -109,7 +110,8 @@ def export_command(
         else:
             export(target, fmt, out, form=form, rates=rates, resample=resample, align=align, readers=readers,
                    entities=entities, fields=fields, start=_time(start), end=_time(end))
-        typer.echo(out)
+        if out != "-":
+            typer.echo(out)
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,28 @@ def test_summary_plot_export_commands(cli, node_trace, tmp_path):
     assert "manifest.json" in zipfile.ZipFile(session).namelist()
 
 
+def test_export_to_standard_output(cli, node_trace, tmp_path):
+    import io
+    import subprocess
+    import sys
+
+    proc = cli("export", node_trace, "--format", "csv", "-o", "-", "-e", "gpu0", check=True)
+    streamed = pd.read_csv(io.StringIO(proc.stdout))
+    assert len(streamed) == len(load(node_trace, entities="gpu0")) and "gpu0" in streamed.columns[1]
+    assert list(tmp_path.iterdir()) == []
+    refused = cli("export", node_trace, "--format", "jumper", "-o", "-")
+    assert refused.returncode == 2 and "not a stream" in refused.stderr
+    # a reader that stops early (| head) ends the export quietly; the sample's long form (~750 KB)
+    # is far more than a pipe buffers
+    sample = os.path.join(os.path.dirname(__file__), "..", "..", "sample_traces", "v1", "psutil_workload.h5")
+    pipe = subprocess.Popen([sys.executable, "-m", "telemrec", "export", sample, "--format", "csv", "--form", "long",
+                             "-o", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pipe.stdout.read(10)
+    pipe.stdout.close()
+    with pipe.stderr:
+        assert pipe.wait(timeout=60) == 0 and b"Traceback" not in pipe.stderr.read()
+
+
 def test_cli_errors_are_reported_not_raised(cli, node_trace, tmp_path):
     proc = cli("export", node_trace, "--format", "xlsx", "-o", str(tmp_path / "x"))
     assert proc.returncode == 2 and "unknown export format" in proc.stderr and "Traceback" not in proc.stderr
