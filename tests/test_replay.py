@@ -182,7 +182,7 @@ def test_caps_and_identity_come_from_the_manifest(tmp_path):
     try:
         caps = reader.caps
         identity = reader.identity()
-        assert reader.source_version == "telemrec-trace v1"
+        assert reader.source_version == "telemrec-trace v2"
     finally:
         reader.close()
     assert caps.kind == "nvml"

@@ -1,4 +1,4 @@
-"""Manifest schema: valid examples pass, each invalid example fails, and the wheel ships the schema."""
+"""Manifest schemas (one per format version): valid examples pass, each invalid example fails, and the wheel ships the schema."""
 
 import json
 import subprocess
@@ -11,23 +11,35 @@ import pytest
 from telemrec.trace.manifest import load_schema, manifest_problems
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "schemas" / "manifest" / "v1" / "examples"
+VERSIONS = sorted(int(p.name[1:]) for p in (ROOT / "schemas" / "manifest").glob("v*"))
 
 
-@pytest.mark.parametrize("path", sorted((EXAMPLES / "valid").glob("*.json")), ids=lambda p: p.stem)
-def test_valid_examples_validate(path):
-    assert manifest_problems(json.loads(path.read_text())) == []
+def _examples(kind: str):
+    return [(v, p) for v in VERSIONS
+            for p in sorted((ROOT / "schemas" / "manifest" / f"v{v}" / "examples" / kind).glob("*.json"))]
 
 
-@pytest.mark.parametrize("path", sorted((EXAMPLES / "invalid").glob("*.json")), ids=lambda p: p.stem)
-def test_invalid_examples_are_rejected(path):
-    assert manifest_problems(json.loads(path.read_text()))
+def test_every_supported_format_version_has_a_schema():
+    from telemrec.trace import SUPPORTED_FORMAT_VERSIONS
+
+    assert VERSIONS == list(SUPPORTED_FORMAT_VERSIONS)
 
 
-def test_id_and_version_match_the_folder():
-    schema = load_schema(1)
-    assert schema["$id"].endswith("/manifest/v1/manifest.schema.json")
-    assert schema["properties"]["format_version"] == {"const": 1}
+@pytest.mark.parametrize("version,path", _examples("valid"), ids=lambda x: getattr(x, "stem", f"v{x}"))
+def test_valid_examples_validate(version, path):
+    assert manifest_problems(json.loads(path.read_text()), version) == []
+
+
+@pytest.mark.parametrize("version,path", _examples("invalid"), ids=lambda x: getattr(x, "stem", f"v{x}"))
+def test_invalid_examples_are_rejected(version, path):
+    assert manifest_problems(json.loads(path.read_text()), version)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_id_and_version_match_the_folder(version):
+    schema = load_schema(version)
+    assert schema["$id"].endswith(f"/manifest/v{version}/manifest.schema.json")
+    assert schema["properties"]["format_version"] == {"const": version}
 
 
 def test_a_real_recording_manifest_validates(tmp_path, cli):
@@ -50,6 +62,7 @@ def test_the_wheel_ships_the_schemas(tmp_path):
     (wheel,) = tmp_path.glob("telemrec-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        shipped = zf.read("telemrec/schemas/manifest/v1/manifest.schema.json")
-    assert shipped == (ROOT / "schemas/manifest/v1/manifest.schema.json").read_bytes()
-    assert any(n.startswith("telemrec/schemas/manifest/v1/examples/valid/") for n in names)
+        for version in VERSIONS:
+            shipped = zf.read(f"telemrec/schemas/manifest/v{version}/manifest.schema.json")
+            assert shipped == (ROOT / f"schemas/manifest/v{version}/manifest.schema.json").read_bytes()
+            assert any(n.startswith(f"telemrec/schemas/manifest/v{version}/examples/valid/") for n in names)

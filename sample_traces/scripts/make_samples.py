@@ -1,9 +1,12 @@
-"""Regenerate the sample traces (run once per format version; the outputs are frozen afterwards).
+"""Make the sample traces (run once per format version; the outputs are frozen afterwards).
 
-    python sample_traces/scripts/make_samples.py [psutil|nvml|dcgmi|node_exporter|corrupt ...]
+    python sample_traces/scripts/make_samples.py [psutil|nvml|dcgmi|node_exporter|corrupt|upgrade ...]
 
-Each function documents what it records and on what. Outputs go to sample_traces/v1/ and
-sample_traces/corrupt/; update SHA256SUMS with `sha256sum v1/*.h5 corrupt/* > SHA256SUMS`.
+Each function documents what it records and on what. Recordings go to the folder of the current
+format version (sample_traces/v<N>/), negative cases to sample_traces/corrupt/ (made once, from
+v1); update SHA256SUMS with `sha256sum v*/*.h5 corrupt/* > SHA256SUMS`. The v1 files were
+recorded by telemrec 0.1.0; the v2 files are those recordings upgraded (``upgrade``), so the two
+folders hold the same records in both versions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 V1 = os.path.join(ROOT, "v1")
+
+
+def _current() -> str:
+    from telemrec.trace import CURRENT_FORMAT_VERSION
+
+    return os.path.join(ROOT, f"v{CURRENT_FORMAT_VERSION}")
 CORRUPT = os.path.join(ROOT, "corrupt")
 
 WORKLOAD = """
@@ -43,7 +52,7 @@ def _record_cli(out: str, *args: str) -> None:
 def psutil_sample() -> None:
     """A real psutil recording of a 2-core CI-class VM: system, process and user levels at 0.5 s while a
     20 s workload (sha256 + fsynced writes) runs; the workload's exit status is kept."""
-    _record_cli(os.path.join(V1, "psutil_workload.h5"), "-r", "psutil", "-i", "0.5", "--flush-every", "2",
+    _record_cli(os.path.join(_current(), "psutil_workload.h5"), "-r", "psutil", "-i", "0.5", "--flush-every", "2",
                 "-O", "levels=system,process", "-O", "uss=false", "--tag", "sample=psutil_workload",
                 "--", sys.executable, "-c", WORKLOAD)
 
@@ -54,7 +63,7 @@ def nvml_sample() -> None:
     from telemrec.readers.nvml import NvmlReader
     from telemrec.testing.fake_nvml import FakeNvml, training_job
 
-    _record_python(os.path.join(V1, "nvml_synthetic.h5"), NvmlReader(nvml=FakeNvml(training_job(2), seed=7), environ={}),
+    _record_python(os.path.join(_current(), "nvml_synthetic.h5"), NvmlReader(nvml=FakeNvml(training_job(2), seed=7), environ={}),
                    None, 0.5, 30.0, {"sample": "nvml_synthetic", "synthetic": "fake_nvml training_job(2) seed=7"})
 
 
@@ -70,7 +79,7 @@ def dcgmi_sample() -> None:
             f.write(f"#!/bin/sh\nexec {sys.executable} -m telemrec.testing.fake_dcgmi \"$@\"\n")
         os.chmod(shim, 0o755)
         os.environ["PATH"] = tmp + os.pathsep + os.environ["PATH"]
-        _record_python(os.path.join(V1, "dcgmi_synthetic.h5"), DcgmiReader(), None, 0.5, 30.0,
+        _record_python(os.path.join(_current(), "dcgmi_synthetic.h5"), DcgmiReader(), None, 0.5, 30.0,
                        {"sample": "dcgmi_synthetic", "synthetic": "telemrec.testing.fake_dcgmi"})
     finally:
         shutil.rmtree(tmp)
@@ -87,7 +96,7 @@ def node_exporter_sample() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
-        _record_cli(os.path.join(V1, "node_exporter.h5"), "-r", "prometheus", "-s",
+        _record_cli(os.path.join(_current(), "node_exporter.h5"), "-r", "prometheus", "-s",
                     f"http://127.0.0.1:{port}/metrics", "-i", "1", "-d", "20", "--tag", "sample=node_exporter")
     finally:
         proc.terminate()
@@ -154,10 +163,23 @@ def corrupt_samples() -> None:
         f.write(blob[:-5])  # tear the final frame, as a kill in the middle of a write does
 
 
+def upgraded_samples() -> None:
+    """The v1 recordings rewritten in the current format by `telemrec.trace.upgrade.upgrade` (records,
+    ticks, annotations and manifest copied exactly; only format_version changes)."""
+    from telemrec.trace.upgrade import upgrade
+
+    os.makedirs(_current(), exist_ok=True)
+    for name in sorted(os.listdir(V1)):
+        out = os.path.join(_current(), name)
+        if os.path.exists(out):
+            os.unlink(out)
+        upgrade(os.path.join(V1, name), out)
+
+
 if __name__ == "__main__":
-    todo = sys.argv[1:] or ["psutil", "nvml", "dcgmi", "node_exporter", "corrupt"]
+    todo = sys.argv[1:] or ["psutil", "nvml", "dcgmi", "node_exporter"]
     funcs = {"psutil": psutil_sample, "nvml": nvml_sample, "dcgmi": dcgmi_sample,
-             "node_exporter": node_exporter_sample, "corrupt": corrupt_samples}
+             "node_exporter": node_exporter_sample, "corrupt": corrupt_samples, "upgrade": upgraded_samples}
     for name in todo:
         funcs[name]()
         print("made", name)

@@ -224,7 +224,8 @@ _MAX_RUN = 16  # chunks decoded as one block: bounds each worker's scratch to a 
 
 def _plan(job: NumericJob, files: _Files) -> list[tuple]:
     """Work items for the chunks a job needs: (source or None, first chunk, chunk count,
-    encoding, scale, rows to decode per chunk, rows to skip, target [count, rows - skip]).
+    encoding, scale, rows to decode per chunk, rows to skip, target [count, rows - skip],
+    anchors [count, 2] or None).
     Consecutive whole chunks of one encoding form one item and decode as a 2-D block."""
     col = job.col
     cr = col.chunk_rows
@@ -242,7 +243,8 @@ def _plan(job: NumericJob, files: _Files) -> list[tuple]:
                 src = sources[width] = _ChunkSource(col, width, fd)
         a = c0 * cr + s - job.lo
         out = job.out[a:a + (count - 1) * cr + e - s]
-        items.append((src, c0, count, enc, scale, e, s, out.reshape(count, e - s)))
+        anchors = None if col.anchors is None else col.anchors[c0:c0 + count]
+        items.append((src, c0, count, enc, scale, e, s, out.reshape(count, e - s), anchors))
 
     run = None  # [first chunk, count] of whole chunks with one encoding
     for c in range(job.lo // cr, (job.hi - 1) // cr + 1):
@@ -266,9 +268,9 @@ def _plan(job: NumericJob, files: _Files) -> list[tuple]:
 
 
 def _run(item) -> None:
-    src, c0, count, enc, scale, e, s, out = item
-    stored = np.zeros((count, e), np.uint8) if src is None else src.stored(c0, count, e)
-    decode_into(stored, enc, scale, out, s)
+    src, c0, count, enc, scale, e, s, out, anchors = item
+    stored = (count, e) if src is None else src.stored(c0, count, e)
+    decode_into(stored, enc, scale, out, s, anchors)
 
 
 def _run_batch(batch: list) -> None:

@@ -98,17 +98,41 @@ def _residuals(planes: np.ndarray) -> np.ndarray:
     return values
 
 
-def decode_into(stored: np.ndarray, enc: int, scale: int, out: np.ndarray, skip: int = 0) -> None:
+def _from_anchors(shape: tuple[int, int], order: int, anchors: np.ndarray | None) -> np.ndarray:
+    """The values of chunks whose stored residuals are all 0 (width 0), straight from their
+    anchors: the same int64 (wrapping) results as the cumulative sums, in one or two passes."""
+    values = scratch("i8", np.int64, shape)
+    if anchors is None or not order:
+        values.fill(0)
+    elif order == 1:
+        values[...] = anchors[:, :1]
+    else:  # x[i] = x[0] + i * d[1]
+        np.multiply(np.arange(shape[1], dtype=np.int64), anchors[:, 1:2], out=values)
+        values += anchors[:, :1]
+    return values
+
+
+def decode_into(stored, enc: int, scale: int, out: np.ndarray, skip: int = 0,
+                anchors: np.ndarray | None = None) -> None:
     """Decode stored unsigned values [chunks, rows], or their shuffled bytes as uint8
-    [chunks, width, rows], of one encoding and write each chunk's rows
-    from ``skip`` on into ``out`` [chunks, rows - skip] (float64, or int64 for INT chunks).
-    Deltas restart at each chunk, so a chunk always decodes from its first row."""
+    [chunks, width, rows], or, for width-0 chunks (every stored value 0), just their shape
+    (chunks, rows), of one encoding (with each chunk's anchors [chunks, 2] in format 2) and
+    write each chunk's rows from ``skip`` on into ``out`` [chunks, rows - skip] (float64, or
+    int64 for INT chunks). Deltas restart at each chunk, so a chunk always decodes from its
+    first row."""
     if enc <= _codec.DEC_DELTA2:
         is_dec = enc >= _codec.DEC_RAW
-        values = _residuals(stored) if stored.ndim == 3 else _as_int64(stored, zigzag=True)
-        for k in range(enc - (_codec.DEC_RAW if is_dec else _codec.INT_RAW), 0, -1):
-            tail = values[:, k - 1:]
-            np.cumsum(tail, axis=1, out=tail)
+        order = _codec.delta_order(enc)
+        if isinstance(stored, tuple):
+            values = _from_anchors(stored, order, anchors)
+        else:
+            values = _residuals(stored) if stored.ndim == 3 else _as_int64(stored, zigzag=True)
+            if anchors is not None and order:
+                head = min(order, values.shape[1])
+                values[:, :head] = anchors[:, :head]
+            for k in range(order, 0, -1):
+                tail = values[:, k - 1:]
+                np.cumsum(tail, axis=1, out=tail)
         if is_dec and scale:
             if out.dtype != np.float64:
                 raise ValueError("a decimal chunk cannot be decoded into integers")
@@ -120,6 +144,9 @@ def decode_into(stored: np.ndarray, enc: int, scale: int, out: np.ndarray, skip:
         raise ValueError("a float chunk cannot be decoded into integers")
     if enc not in (_codec.F64_XOR, _codec.F64_BITS, _codec.MIXED_RAW):
         raise ValueError(f"unknown chunk encoding {enc}")
+    if isinstance(stored, tuple):
+        out.view(np.int64)[...] = 0  # all stored bit patterns 0: +0.0, also after the cumulative XOR
+        return
     if stored.ndim == 3:
         stored = unshuffle(stored, stored.shape[1])
     bits = _as_int64(stored, zigzag=False)

@@ -1,10 +1,10 @@
-"""`telemrec info` and `telemrec check`."""
+"""`telemrec info`, `telemrec check` and `telemrec upgrade`."""
 
 from __future__ import annotations
 
 import typer
 
-from telemrec.cli._common import EXIT_FAILED, reported_errors
+from telemrec.cli._common import EXIT_FAILED, check_output, reported_errors
 
 
 def _iso(ns):
@@ -92,6 +92,21 @@ def check_command(
     raise typer.Exit(EXIT_FAILED)
 
 
+def upgrade_command(
+    path: str = typer.Argument(..., help="Trace file of any supported format version."),
+    out: str = typer.Option(..., "--output", "-o", help="New trace file (never overwritten)."),
+) -> None:
+    """Rewrite a trace in the current format version (every version stays readable as it is)."""
+    from telemrec.trace import CURRENT_FORMAT_VERSION
+    from telemrec.trace.upgrade import upgrade
+
+    with reported_errors():
+        check_output(out)
+        was = upgrade(path, out)
+    typer.echo(f"{out}: format v{was} -> v{CURRENT_FORMAT_VERSION}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("info")(info_command)
     app.command("check")(check_command)
+    app.command("upgrade")(upgrade_command)

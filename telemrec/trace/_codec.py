@@ -70,10 +70,11 @@ def _decimal_scale(values: np.ndarray) -> tuple[int, np.ndarray] | None:
 
 @dataclass
 class EncodedChunk:
-    data: np.ndarray  # unsigned, len == rows in chunk, dtype of ``width`` bytes
+    data: np.ndarray  # unsigned, len == rows in chunk, dtype of ``width`` bytes (empty when width is 0)
     encoding: int
     scale: int = 0
     width: int = 8
+    anchors: tuple[int, ...] = ()  # anchored delta chunks: the first ``order`` residuals, stored as 0
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -97,13 +98,34 @@ def _narrow(u: np.ndarray) -> tuple[np.ndarray, int]:
     return u, 8
 
 
-def _int_chunk(resid: np.ndarray, encoding: int, scale: int = 0) -> EncodedChunk:
-    data, width = _narrow(zigzag(resid))
-    return EncodedChunk(data, encoding, scale, width)
+def _int_chunk(resid: np.ndarray, encoding: int, scale: int = 0, anchored: bool = False) -> EncodedChunk:
+    """Zigzag and narrow integer residuals. ``anchored`` (format 2): a delta chunk's first value and
+    first difference go to its anchors and are stored as 0, so one large starting value no
+    longer widens every residual; a chunk whose stored values are all 0 gets width 0 (no data)."""
+    anchors: tuple[int, ...] = ()
+    order = delta_order(encoding)
+    if anchored and order:
+        anchors = tuple(int(v) for v in resid[:order])
+        resid = resid.copy()
+        resid[:order] = 0
+    u = zigzag(resid)
+    if anchored and not u.any():
+        return EncodedChunk(np.zeros(0, np.uint8), encoding, scale, 0, anchors)
+    data, width = _narrow(u)
+    return EncodedChunk(data, encoding, scale, width, anchors)
 
 
-def encode_chunk(kinds: np.ndarray, ints: np.ndarray, floats: np.ndarray) -> EncodedChunk:
-    """Encode the numeric slots of one chunk.
+def delta_order(encoding: int) -> int:
+    """How many cumulative sums decode an integer encoding (0 for RAW and for float encodings)."""
+    if encoding <= INT_DELTA2:
+        return encoding - INT_RAW
+    if encoding <= DEC_DELTA2:
+        return encoding - DEC_RAW
+    return 0
+
+
+def encode_chunk(kinds: np.ndarray, ints: np.ndarray, floats: np.ndarray, *, anchored: bool = False) -> EncodedChunk:
+    """Encode the numeric slots of one chunk (``anchored``: format 2, see ``_int_chunk``).
 
     ``ints``/``floats`` hold the value of each row whose kind is INT/FLOAT
     (anything elsewhere). Non-numeric rows repeat the previous numeric value so
@@ -125,13 +147,13 @@ def encode_chunk(kinds: np.ndarray, ints: np.ndarray, floats: np.ndarray) -> Enc
         if dec is not None:
             scale, packed = dec
             order, resid = _best_delta(_fill_forward(numeric, packed))
-            return _int_chunk(resid, DEC_RAW + order, scale)
+            return _int_chunk(resid, DEC_RAW + order, scale, anchored)
         bits = _fill_forward(numeric, vals.view(np.int64))
         xored = bits.copy()
         xored[1:] = bits[1:] ^ bits[:-1]
         return EncodedChunk(xored.view(np.uint64), F64_XOR)
     order, resid = _best_delta(_fill_forward(numeric, ints[numeric].astype(np.int64, copy=False)))
-    return _int_chunk(resid, INT_RAW + order)
+    return _int_chunk(resid, INT_RAW + order, anchored=anchored)
 
 
 def _fill_forward(mask: np.ndarray, packed: np.ndarray) -> np.ndarray:
@@ -143,15 +165,26 @@ def _fill_forward(mask: np.ndarray, packed: np.ndarray) -> np.ndarray:
     return packed[idx] if len(packed) else np.zeros(len(mask), np.int64)
 
 
-def decode_chunk(data: np.ndarray, encoding: int, scale: int, kinds: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def residuals(data: np.ndarray, encoding: int, anchors=None) -> np.ndarray:
+    """The int64 residuals of an integer chunk: unzigzagged stored values, the first ``order``
+    replaced by the chunk's anchors when it has them (format 2)."""
+    values = unzigzag(data)
+    if anchors is not None:
+        order = min(delta_order(encoding), len(values))
+        if order:
+            values = values.copy()
+            values[:order] = anchors[:order]
+    return values
+
+
+def decode_chunk(data: np.ndarray, encoding: int, scale: int, anchors=None) -> tuple[np.ndarray, np.ndarray]:
     """Return (ints, floats) arrays aligned with the chunk's rows; ``data`` is the stored
-    unsigned array of any width."""
+    unsigned array of any width; ``anchors``: the chunk's anchors (format 2) or None."""
     if encoding in (INT_RAW, INT_DELTA1, INT_DELTA2):
-        ints = _invert_delta(unzigzag(data), encoding - INT_RAW)
+        ints = _invert_delta(residuals(data, encoding, anchors), encoding - INT_RAW)
         return ints, ints.astype(np.float64)
     if encoding in (DEC_RAW, DEC_DELTA1, DEC_DELTA2):
-        ints = _invert_delta(unzigzag(data), encoding - DEC_RAW)
+        ints = _invert_delta(residuals(data, encoding, anchors), encoding - DEC_RAW)
         return ints, ints / _POW10[scale]
     bits = data.astype(np.uint64, copy=False).view(np.int64)
     if encoding == F64_XOR:

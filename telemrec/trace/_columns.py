@@ -41,13 +41,16 @@ def kind_of(value) -> int:
 class ColumnBuilder:
     """Accumulates one column and writes full chunks to HDF5 as they fill."""
 
-    __slots__ = ("group", "chunk_rows", "filters", "kinds", "ints", "floats", "pending",
-                 "chunk_desc", "str_rows", "str_values", "_last_str", "rows", "_data", "meta")
+    __slots__ = ("group", "chunk_rows", "filters", "anchored", "kinds", "ints", "floats", "pending",
+                 "chunk_desc", "chunk_anchors", "str_rows", "str_values", "_last_str", "rows", "_data", "meta")
 
-    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, leading_absent: int = 0):
+    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, leading_absent: int = 0,
+                 anchored: bool = False):
         self.group = group
         self.chunk_rows = chunk_rows
         self.filters = filters
+        self.anchored = anchored  # format 2: delta chunks keep their first values as anchors
+        self.chunk_anchors: list[tuple[int, int]] = []
         self.kinds = bytearray()
         self.ints: list[int] = []
         self.floats: list[float] = []
@@ -96,16 +99,21 @@ class ColumnBuilder:
         if not n:
             return
         kinds = np.frombuffer(self.kinds, np.uint8)[self.rows - n:self.rows]
+        anchors = (0, 0)
         if (kinds == INT).any() or (kinds == FLOAT).any():
-            enc = _codec.encode_chunk(kinds, np.array(self.ints, np.int64), np.array(self.floats, np.float64))
-            start = self.rows - n
-            data = self._dataset(enc.width)
-            if data.shape[0] < start + n:
-                data.resize((start + n,))
-            data[start:start + n] = enc.data
+            enc = _codec.encode_chunk(kinds, np.array(self.ints, np.int64), np.array(self.floats, np.float64),
+                                      anchored=self.anchored)
+            if enc.width:
+                start = self.rows - n
+                data = self._dataset(enc.width)
+                if data.shape[0] < start + n:
+                    data.resize((start + n,))
+                data[start:start + n] = enc.data
             self.chunk_desc.append((enc.encoding, enc.scale, enc.width))
+            anchors = (tuple(enc.anchors) + (0, 0))[:2]
         else:
             self.chunk_desc.append((_codec.INT_RAW, 0, 0))
+        self.chunk_anchors.append(anchors)
         self.ints.clear()
         self.floats.clear()
         self.pending = 0
@@ -129,6 +137,11 @@ class ColumnBuilder:
         g.attrs["rows"] = self.rows
         g.attrs["chunk_rows"] = self.chunk_rows
         g.attrs["chunks"] = chunks
+        anchors = None
+        if self.anchored and any(a != (0, 0) for a in self.chunk_anchors):
+            # all-zero anchors are left out: the zeros stored in their place decode the same
+            anchors = np.array(self.chunk_anchors, np.int64).reshape(-1, 2)
+            g.attrs["anchors"] = anchors
         kinds = np.frombuffer(self.kinds, np.uint8)
         present = np.unique(kinds)
         uniform = int(present[0]) if len(present) == 1 else (ABSENT if not len(present) else None)
@@ -150,6 +163,8 @@ class ColumnBuilder:
                 g.create_dataset("str_values", data=values, dtype=_STR_DTYPE, **self.filters)
         self.meta = {"rows": self.rows, "chunk_rows": self.chunk_rows, "kind": uniform,
                      "chunks": chunks.tolist(), "str": None if str_in_attrs is None else ("attrs" if str_in_attrs else "datasets")}
+        if anchors is not None:
+            self.meta["anchors"] = anchors.tolist()
         return self.meta
 
 
@@ -220,11 +235,15 @@ class ColumnReader:
             meta = {"rows": int(attrs["rows"]), "chunk_rows": int(attrs["chunk_rows"]),
                     "kind": int(attrs["kind"]) if "kind" in attrs else None,
                     "chunks": np.asarray(attrs["chunks"], np.uint8).reshape(-1, 3),
+                    "anchors": attrs["anchors"] if "anchors" in attrs else None,
                     "str": "attrs" if "str_rows" in attrs else ("datasets" if "str_rows" in group else None)}
         self.rows = int(meta["rows"])
         self.chunk_rows = int(meta["chunk_rows"])
         self.descriptors = np.asarray(meta["chunks"], np.uint8).reshape(-1, 3)
         """(encoding, decimal scale, byte width) per chunk."""
+        anchors = meta.get("anchors")
+        self.anchors = None if anchors is None else np.asarray(anchors, np.int64).reshape(-1, 2)
+        """Format 2: (first value, first difference) of each delta chunk, stored as 0; None in format 1."""
         self.uniform_kind: int | None = meta["kind"]
         self._str_where = meta.get("str")
         self._strs = None
@@ -284,7 +303,8 @@ class ColumnReader:
                 a = c * cr
                 s, e = max(lo, a), min(hi, a + cr)
                 enc, scale, _ = (int(v) for v in self.descriptors[c])
-                ci, cf = _codec.decode_chunk(self.stored_chunk(c), enc, scale)
+                anchors = None if self.anchors is None else self.anchors[c]
+                ci, cf = _codec.decode_chunk(self.stored_chunk(c), enc, scale, anchors)
                 ints[s - lo:e - lo] = ci[s - a:e - a]
                 floats[s - lo:e - lo] = cf[s - a:e - a]
         strs = None

@@ -11,17 +11,17 @@ import h5py
 from telemrec.errors import TraceCorruptError, TraceError, TraceNotFoundError, TraceWriteError, UsageError
 from telemrec.record import RawRecord
 from telemrec.trace import journal as _journal
-from telemrec.trace import v1
+from telemrec.trace import v1, v2
 from telemrec.trace._version import parse_format_version
 
 LIBVER = ("v110", "v110")
 """HDF5 object-format bounds: compact groups and attributes of HDF5 1.10; readable by HDF5 >= 1.10 (docs/format.md)."""
 
-_READERS = {1: v1.V1Reader}
+_READERS = {1: v1.V1Reader, 2: v2.V2Reader}
 
 
 def fold_journal(jpath: str, out: str | None, *, chunk_rows: int = v1.DEFAULT_CHUNK_ROWS) -> h5py.File | None:
-    """Fold a journal into a v1 trace.
+    """Fold a journal into a trace of the current format version.
 
     With ``out`` the trace is written to ``out`` atomically (temporary name, fsync,
     rename) and the journal is removed afterwards; returns None. With ``out=None``
@@ -33,11 +33,7 @@ def fold_journal(jpath: str, out: str | None, *, chunk_rows: int = v1.DEFAULT_CH
     if out is None:
         h5 = h5py.File(f"telemrec-view-{id(scan)}", "w", driver="core", backing_store=False, libver=LIBVER)
     else:
-        tmp = f"{out}.tmp-{os.getpid()}"
-        try:
-            h5 = h5py.File(tmp, "w", libver=LIBVER)
-        except OSError as exc:
-            raise TraceWriteError(f"cannot write {tmp}: {exc}", path=out) from exc
+        h5, tmp = create_temporary(out)
     try:
         manifest = _fold_into(h5, jpath, scan, chunk_rows)
     except BaseException:
@@ -48,14 +44,14 @@ def fold_journal(jpath: str, out: str | None, *, chunk_rows: int = v1.DEFAULT_CH
     if out is None:
         return h5
     h5.close()
-    _durable_rename(tmp, out)
+    durable_rename(tmp, out)
     os.unlink(jpath)
     _journal._fsync_dir(out)
     return None
 
 
 def _fold_into(h5: h5py.File, jpath: str, scan: _journal.JournalScan, chunk_rows: int) -> dict:
-    writer = v1.V1Writer(h5, chunk_rows=chunk_rows)
+    writer = v2.V2Writer(h5, chunk_rows=chunk_rows)
     manifest: dict | None = None
     end: dict | None = None
     readers: dict[str, dict] = {}
@@ -112,7 +108,16 @@ def _fold_into(h5: h5py.File, jpath: str, scan: _journal.JournalScan, chunk_rows
     return manifest
 
 
-def _durable_rename(tmp: str, out: str) -> None:
+def create_temporary(out: str) -> tuple[h5py.File, str]:
+    """A new HDF5 file beside ``out`` under a temporary name (renamed onto ``out`` when complete)."""
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        return h5py.File(tmp, "w", libver=LIBVER), tmp
+    except OSError as exc:
+        raise TraceWriteError(f"cannot write {tmp}: {exc.strerror or exc}", path=out) from exc
+
+
+def durable_rename(tmp: str, out: str) -> None:
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)

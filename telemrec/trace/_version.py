@@ -6,8 +6,8 @@ from telemrec._version import __version__
 from telemrec.errors import TraceCorruptError, UnsupportedFormatVersionError
 
 FORMAT_NAME = "telemrec-trace"
-CURRENT_FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+CURRENT_FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 JOURNAL_FORMAT_VERSION = 1
 
 

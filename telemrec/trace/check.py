@@ -58,6 +58,10 @@ def check_trace(path: str, *, deep: bool = True) -> CheckReport:
     return report
 
 
+def trace_version(group) -> int:
+    return int(group.file.attrs.get("format_version", 0))
+
+
 def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, deep: bool) -> None:
     desc = col.descriptors
     if len(desc) != n_chunks:
@@ -67,8 +71,14 @@ def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, de
         report.problems.append(f"{where}: unknown chunk encodings {bad}")
         return
     own = ColumnReader(group)  # the column's own attributes must agree with the entity's directory
-    if own.rows != col.rows or not np.array_equal(own.descriptors, desc) or own.uniform_kind != col.uniform_kind:
+    same_anchors = (own.anchors is None) == (col.anchors is None) and (
+        own.anchors is None or np.array_equal(own.anchors, col.anchors))
+    if (own.rows != col.rows or not np.array_equal(own.descriptors, desc) or own.uniform_kind != col.uniform_kind
+            or not same_anchors):
         report.problems.append(f"{where}: the column's attributes disagree with the entity's _directory")
+    if col.anchors is not None and (trace_version(group) < 2 or len(col.anchors) != len(desc)):
+        report.problems.append(f"{where}: chunk anchors in a format {trace_version(group)} trace, "
+                               f"or not one pair per chunk ({len(col.anchors)} for {len(desc)} chunks)")
     if deep:
         col.read()  # decompresses and decodes every chunk: finds damaged bytes
 

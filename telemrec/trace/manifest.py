@@ -8,11 +8,12 @@ from importlib import resources
 from pathlib import Path
 
 from telemrec.errors import ManifestValidationError
+from telemrec.trace._version import CURRENT_FORMAT_VERSION
 
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
 
 
-def schema_path(version: int = 1) -> Path:
+def schema_path(version: int = CURRENT_FORMAT_VERSION) -> Path:
     """Where the schema lives: inside the installed wheel, or in the source checkout's schemas/."""
     rel = Path("manifest") / f"v{version}" / "manifest.schema.json"
     packaged = resources.files("telemrec") / "schemas" / rel
@@ -26,11 +27,11 @@ def schema_path(version: int = 1) -> Path:
 
 
 @lru_cache(maxsize=4)
-def load_schema(version: int = 1) -> dict:
+def load_schema(version: int = CURRENT_FORMAT_VERSION) -> dict:
     return json.loads(schema_path(version).read_text(encoding="utf-8"))
 
 
-def manifest_problems(manifest: object, version: int = 1) -> list[str]:
+def manifest_problems(manifest: object, version: int = CURRENT_FORMAT_VERSION) -> list[str]:
     """Every way ``manifest`` violates the schema (empty when valid), as readable lines."""
     import jsonschema
 
@@ -46,7 +47,7 @@ def manifest_problems(manifest: object, version: int = 1) -> list[str]:
     return problems
 
 
-def validate_manifest(manifest: object, version: int = 1) -> None:
+def validate_manifest(manifest: object, version: int = CURRENT_FORMAT_VERSION) -> None:
     problems = manifest_problems(manifest, version)
     if problems:
         raise ManifestValidationError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))

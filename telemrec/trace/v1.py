@@ -1,4 +1,5 @@
-"""On-disk format version 1: the HDF5 layout (docs/format.md is the spec).
+"""On-disk format version 1: the HDF5 layout (docs/format.md is the spec). Format 2
+(``telemrec.trace.v2``) keeps this layout and changes only how delta chunks are stored.
 
     /                       attrs: format="telemrec-trace", format_version=1, telemrec_version
     /manifest               scalar UTF-8 string: the manifest JSON
@@ -32,7 +33,7 @@ from telemrec.record import RawRecord
 from telemrec.trace import _strings
 from telemrec.trace._codec import INT as INT_KIND
 from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader
-from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
+from telemrec.trace._version import FORMAT_NAME
 
 FORMAT_VERSION = 1
 DEFAULT_CHUNK_ROWS = 8192
@@ -65,9 +66,9 @@ class _SourceTime:
 
     __slots__ = ("mono", "wall", "index", "rows")
 
-    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict):
-        self.mono = ColumnBuilder(group.create_group("mono_ns"), chunk_rows, filters)
-        self.wall = ColumnBuilder(group.create_group("wall_ns"), chunk_rows, filters)
+    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, anchored: bool):
+        self.mono = ColumnBuilder(group.create_group("mono_ns"), chunk_rows, filters, anchored=anchored)
+        self.wall = ColumnBuilder(group.create_group("wall_ns"), chunk_rows, filters, anchored=anchored)
         self.index: dict[tuple[int, int], int] = {}
         self.rows = 0
 
@@ -89,16 +90,18 @@ class _SourceTime:
 
 
 class _EntityBuilder:
-    __slots__ = ("group", "chunk_rows", "filters", "rows", "meta", "fields", "field_order", "wall_ranges",
-                 "_wall_pending", "fields_group", "time")
+    __slots__ = ("group", "chunk_rows", "filters", "anchored", "rows", "meta", "fields", "field_order",
+                 "wall_ranges", "_wall_pending", "fields_group", "time")
 
-    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, time: _SourceTime):
+    def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, time: _SourceTime, anchored: bool):
         self.group = group
         self.chunk_rows = chunk_rows
         self.filters = filters
+        self.anchored = anchored
         self.time = time
         self.rows = 0
-        self.meta = {name: ColumnBuilder(group.create_group(name), chunk_rows, filters) for name in STORED_META}
+        self.meta = {name: ColumnBuilder(group.create_group(name), chunk_rows, filters, anchored=anchored)
+                     for name in STORED_META}
         self.fields: dict[str, ColumnBuilder] = {}
         self.field_order: list[str] = []
         self.fields_group = group.create_group("fields")
@@ -126,7 +129,8 @@ class _EntityBuilder:
                     grp = self.fields_group.create_group(h5name(name))
                     grp.attrs["name"] = _strings.store(name)
                     grp.attrs["order"] = len(self.field_order)
-                    col = ColumnBuilder(grp, self.chunk_rows, self.filters, leading_absent=self.rows)
+                    col = ColumnBuilder(grp, self.chunk_rows, self.filters, leading_absent=self.rows,
+                                        anchored=self.anchored)
                     col.append(value)
                     self.fields[name] = col
                     self.field_order.append(name)
@@ -153,9 +157,10 @@ class _EntityBuilder:
 class _TableBuilder:
     """A group of equally long columns (ticks, annotations)."""
 
-    def __init__(self, group: h5py.Group, columns: Iterable[str], chunk_rows: int, filters: dict):
+    def __init__(self, group: h5py.Group, columns: Iterable[str], chunk_rows: int, filters: dict, anchored: bool):
         self.group = group
-        self.columns = {c: ColumnBuilder(group.create_group(c), chunk_rows, filters) for c in columns}
+        self.columns = {c: ColumnBuilder(group.create_group(c), chunk_rows, filters, anchored=anchored)
+                        for c in columns}
         self.rows = 0
 
     def append(self, row: Mapping[str, object]) -> None:
@@ -170,7 +175,12 @@ class _TableBuilder:
 
 
 class V1Writer:
-    """Writes one complete v1 trace into an open, empty h5py.File (the caller owns the file)."""
+    """Writes one complete trace of this layout into an open, empty h5py.File (the caller owns the
+    file). telemrec writes only the latest version (``v2.V2Writer``); this class is its base and
+    writes format 1 itself only for tests of reading format 1."""
+
+    FORMAT_VERSION = FORMAT_VERSION
+    ANCHORED = False
 
     def __init__(self, h5: h5py.File, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, filters: dict | None = None):
         self.h5 = h5
@@ -193,10 +203,12 @@ class V1Writer:
             if sname not in self.records_group:
                 sgroup = self.records_group.create_group(sname)
                 sgroup.attrs["name"] = _strings.store(source)
-                self._times[source] = _SourceTime(sgroup.create_group(TIME_GROUP), self.chunk_rows, self.filters)
+                self._times[source] = _SourceTime(sgroup.create_group(TIME_GROUP), self.chunk_rows, self.filters,
+                                                  self.ANCHORED)
             group = self.records_group[sname].create_group(h5name(entity))
             group.attrs["name"] = _strings.store(entity)
-            builder = self._entities[key] = _EntityBuilder(group, self.chunk_rows, self.filters, self._times[source])
+            builder = self._entities[key] = _EntityBuilder(group, self.chunk_rows, self.filters, self._times[source],
+                                                           self.ANCHORED)
         return builder
 
     def add_record(self, rec: RawRecord) -> None:
@@ -209,13 +221,14 @@ class V1Writer:
         if table is None:
             group = self.ticks_group.create_group(h5name(label))
             group.attrs["name"] = _strings.store(label)
-            table = self._ticks[label] = _TableBuilder(group, TICK_COLUMNS, self.chunk_rows, self.filters)
+            table = self._ticks[label] = _TableBuilder(group, TICK_COLUMNS, self.chunk_rows, self.filters,
+                                                       self.ANCHORED)
         table.append(row)
 
     def add_annotation(self, row: Mapping[str, object]) -> None:
         if self._annotations is None:
             self._annotations = _TableBuilder(self.h5.create_group("annotations"), ANNOTATION_COLUMNS,
-                                              self.chunk_rows, self.filters)
+                                              self.chunk_rows, self.filters, self.ANCHORED)
         self._annotations.append(row)
 
     def finish(self, manifest: Mapping) -> None:
@@ -228,8 +241,10 @@ class V1Writer:
         if self._annotations is not None:
             self._annotations.finish()
         self.h5.attrs["format"] = FORMAT_NAME
-        self.h5.attrs["format_version"] = CURRENT_FORMAT_VERSION
+        self.h5.attrs["format_version"] = self.FORMAT_VERSION
         self.h5.attrs["telemrec_version"] = __version__
+        # the manifest names the version of the file it is in (a journal may come from an older telemrec)
+        manifest = dict(manifest, format=FORMAT_NAME, format_version=self.FORMAT_VERSION)
         self.h5.create_dataset("manifest", data=json.dumps(_finite(manifest), sort_keys=True, allow_nan=False),
                                dtype=h5py.string_dtype("utf-8"))
 

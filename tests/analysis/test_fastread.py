@@ -16,8 +16,15 @@ CHUNK = 16
 def _values(rng: random.Random, n: int) -> dict[str, list]:
     counter, gauge = 10**12, 0.0
     cols = {"int_counter": [], "dec2": [], "xor_float": [], "mixed": [], "sparse": [], "with_none": [],
-            "with_text": [], "negative": [], "big": []}
+            "with_text": [], "negative": [], "big": [], "steady": [], "constant": [], "zero": [], "flat": [],
+            "steady_dec": []}
     for i in range(n):
+        # chunks whose stored residuals are all 0 in format 2 (width 0, values from the anchors)
+        cols["steady"].append(10**12 + 7 * i)
+        cols["constant"].append(-42)
+        cols["zero"].append(0)
+        cols["flat"].append(2.5)
+        cols["steady_dec"].append(round(1000.25 + 0.5 * i, 2))
         counter += rng.randint(0, 5000)
         gauge = round(gauge + rng.uniform(-3, 3), 2)
         cols["int_counter"].append(counter)
@@ -30,6 +37,24 @@ def _values(rng: random.Random, n: int) -> dict[str, list]:
         cols["negative"].append(-rng.randint(0, 2**40))
         cols["big"].append(rng.choice([2**62, -(2**62), 0, 1]))
     return cols
+
+
+def test_values_equal_what_was_recorded(small_chunk_trace):
+    """Against the input itself (not the reference decoder, which shares the codec)."""
+    path, n = small_chunk_trace
+    cols = _values(random.Random(7), n)
+    with open_trace(path) as trace:
+        ent = trace.entity("src", "e")
+        widths = {int(w) for name in ("steady", "constant", "zero", "flat") for w in ent.column(name).descriptors[:, 2]}
+        assert widths == {0}, "these columns should exercise the anchors-only path"
+        for name in ("int_counter", "dec2", "negative", "big", "steady", "constant", "zero", "flat", "steady_dec"):
+            out = np.empty(n)
+            decode_numeric([NumericJob(ent.column(name), 0, n, out)], threads=False)
+            assert out.tolist() == [float(v) for v in cols[name]], name
+            for lo, hi in ((3, n - 2), (CHUNK + 1, 3 * CHUNK - 1)):
+                part = np.empty(hi - lo)
+                decode_numeric([NumericJob(ent.column(name), lo, hi, part)], threads=False)
+                assert part.tolist() == out[lo:hi].tolist(), (name, lo, hi)
 
 
 @pytest.fixture(scope="module")

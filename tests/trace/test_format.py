@@ -1,4 +1,4 @@
-"""Format v1: exact round trips, encodings, time-range reads, damaged and foreign files."""
+"""Trace format (v2 written, v1 read): exact round trips, encodings, time-range reads, damaged and foreign files."""
 
 import json
 import math
@@ -46,7 +46,7 @@ def test_plain_h5py_opens_the_trace(tmp_path, records_factory):
     write(tmp_path / "t.h5", records_factory(10))
     with h5py.File(tmp_path / "t.h5", "r") as h5:
         assert h5.attrs["format"] == "telemrec-trace"
-        assert int(h5.attrs["format_version"]) == 1
+        assert int(h5.attrs["format_version"]) == 2
         manifest = json.loads(h5["manifest"].asstr()[()])
         assert manifest["stats"]["records"] == 20
         assert "fake" in [g.attrs["name"] for g in h5["records"].values()]
@@ -83,21 +83,42 @@ def test_encodings_are_chosen_by_content():
     for data, kinds in ((counter, kinds_int), (power, kinds_f), (noise, kinds_f)):
         ints = data if kinds is kinds_int else np.zeros(n, np.int64)
         floats = data if kinds is kinds_f else np.zeros(n)
-        e = _codec.encode_chunk(kinds, ints, floats)
-        di, df = _codec.decode_chunk(e.data, e.encoding, e.scale, kinds)
-        got = di if kinds is kinds_int else df
-        assert np.array_equal(got.view(np.int64), np.asarray(data).view(np.int64))
+        for anchored in (False, True):
+            e = _codec.encode_chunk(kinds, ints, floats, anchored=anchored)
+            stored = e.data if e.width else np.zeros(n, np.uint8)
+            di, df = _codec.decode_chunk(stored, e.encoding, e.scale, e.anchors if anchored else None)
+            got = di if kinds is kinds_int else df
+            assert np.array_equal(got.view(np.int64), np.asarray(data).view(np.int64))
+
+
+def test_anchored_chunks_keep_their_start_out_of_the_residuals():
+    """Format 2: a counter far from zero with steady increments stores nothing at all, and
+    increments that vary fit one byte although the first value needs four."""
+    n = 8192
+    kinds = np.full(n, _codec.INT, np.uint8)
+    steady = 80_256_567 + 100 * np.arange(n, dtype=np.int64)
+    e = _codec.encode_chunk(kinds, steady, np.zeros(n), anchored=True)
+    assert (e.encoding, e.width, e.anchors) == (_codec.INT_DELTA2, 0, (80_256_567, 100))
+    v1 = _codec.encode_chunk(kinds, steady, np.zeros(n))
+    assert v1.width == 4 and v1.anchors == ()
+    jitter = 80_256_567 + np.cumsum(np.random.default_rng(1).integers(95, 105, n))
+    e = _codec.encode_chunk(kinds, jitter, np.zeros(n), anchored=True)
+    assert e.width == 1 and e.data[0] == 0
+    ints, _ = _codec.decode_chunk(e.data, e.encoding, e.scale, e.anchors)
+    assert np.array_equal(ints, jitter)
+    one = _codec.encode_chunk(kinds[:1], steady[:1], np.zeros(1), anchored=True)
+    assert np.array_equal(_codec.decode_chunk(np.zeros(1, np.uint8), one.encoding, 0, one.anchors)[0], steady[:1])
 
 
 def test_negative_zero_and_nan_payloads_fall_back_to_raw_bits():
     kinds = np.full(4, _codec.FLOAT, np.uint8)
     vals = np.array([1.5, -0.0, 2.5, 3.0])
     e = _codec.encode_chunk(kinds, np.zeros(4, np.int64), vals)
-    _, back = _codec.decode_chunk(e.data, e.encoding, e.scale, kinds)
+    _, back = _codec.decode_chunk(e.data, e.encoding, e.scale)
     assert math.copysign(1, back[1]) == -1
     weird_nan = np.array([struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000123))[0], 1.0, 2.0, 3.0])
     e = _codec.encode_chunk(kinds, np.zeros(4, np.int64), weird_nan)
-    _, back = _codec.decode_chunk(e.data, e.encoding, e.scale, kinds)
+    _, back = _codec.decode_chunk(e.data, e.encoding, e.scale)
     assert back.view(np.int64)[0] == 0x7FF8000000000123
 
 
@@ -142,7 +163,7 @@ def test_newer_format_version_names_both_versions(tmp_path, records_factory):
     with pytest.raises(UnsupportedFormatVersionError) as info:
         open_trace(path)
     assert "99" in str(info.value) and "1" in str(info.value)
-    assert info.value.found_version == 99 and info.value.supported_versions == (1,)
+    assert info.value.found_version == 99 and info.value.supported_versions == (1, 2)
     assert "upgrade" in info.value.remediation.lower()
 
 
