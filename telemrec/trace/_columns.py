@@ -23,6 +23,7 @@ from telemrec.trace import _codec, _strings
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 
 _STR_DTYPE = h5py.string_dtype("utf-8")
+MIXED_KINDS = 255  # a chunk_kinds entry: the chunk's rows have different kinds
 
 
 def kind_of(value) -> int:
@@ -42,7 +43,7 @@ class ColumnBuilder:
     """Accumulates one column and writes full chunks to HDF5 as they fill."""
 
     __slots__ = ("group", "chunk_rows", "filters", "anchored", "kinds", "ints", "floats", "pending",
-                 "chunk_desc", "chunk_anchors", "str_rows", "str_values", "_last_str", "rows", "_data", "meta")
+                 "chunk_desc", "chunk_anchors", "chunk_kinds", "str_rows", "str_values", "_last_str", "rows", "_data", "meta")
 
     def __init__(self, group: h5py.Group, chunk_rows: int, filters: dict, leading_absent: int = 0,
                  anchored: bool = False):
@@ -51,6 +52,7 @@ class ColumnBuilder:
         self.filters = filters
         self.anchored = anchored  # format 2: delta chunks keep their first values as anchors
         self.chunk_anchors: list[tuple[int, int]] = []
+        self.chunk_kinds: list[int] = []
         self.kinds = bytearray()
         self.ints: list[int] = []
         self.floats: list[float] = []
@@ -99,6 +101,7 @@ class ColumnBuilder:
         if not n:
             return
         kinds = np.frombuffer(self.kinds, np.uint8)[self.rows - n:self.rows]
+        self.chunk_kinds.append(int(kinds[0]) if (kinds == kinds[0]).all() else MIXED_KINDS)
         anchors = (0, 0)
         if (kinds == INT).any() or (kinds == FLOAT).any():
             enc = _codec.encode_chunk(kinds, np.array(self.ints, np.int64), np.array(self.floats, np.float64),
@@ -145,10 +148,14 @@ class ColumnBuilder:
         kinds = np.frombuffer(self.kinds, np.uint8)
         present = np.unique(kinds)
         uniform = int(present[0]) if len(present) == 1 else (ABSENT if not len(present) else None)
+        chunk_kinds = None
         if uniform is not None:
             g.attrs["kind"] = uniform
         else:
             g.create_dataset("kind", data=kinds, chunks=(min(self.chunk_rows, len(kinds)),), **self.filters)
+            if self.anchored:  # format 2: readers read the kind dataset only for chunks of mixed kinds
+                chunk_kinds = np.array(self.chunk_kinds, np.uint8)
+                g.attrs["chunk_kinds"] = chunk_kinds
         str_in_attrs = None
         if self.str_rows:
             rows = np.array(self.str_rows, np.int64)
@@ -165,6 +172,8 @@ class ColumnBuilder:
                      "chunks": chunks.tolist(), "str": None if str_in_attrs is None else ("attrs" if str_in_attrs else "datasets")}
         if anchors is not None:
             self.meta["anchors"] = anchors.tolist()
+        if chunk_kinds is not None:
+            self.meta["chunk_kinds"] = chunk_kinds.tolist()
         return self.meta
 
 
@@ -236,6 +245,7 @@ class ColumnReader:
                     "kind": int(attrs["kind"]) if "kind" in attrs else None,
                     "chunks": np.asarray(attrs["chunks"], np.uint8).reshape(-1, 3),
                     "anchors": attrs["anchors"] if "anchors" in attrs else None,
+                    "chunk_kinds": attrs["chunk_kinds"] if "chunk_kinds" in attrs else None,
                     "str": "attrs" if "str_rows" in attrs else ("datasets" if "str_rows" in group else None)}
         self.rows = int(meta["rows"])
         self.chunk_rows = int(meta["chunk_rows"])
@@ -244,6 +254,9 @@ class ColumnReader:
         anchors = meta.get("anchors")
         self.anchors = None if anchors is None else np.asarray(anchors, np.int64).reshape(-1, 2)
         """Format 2: (first value, first difference) of each delta chunk, stored as 0; None in format 1."""
+        chunk_kinds = meta.get("chunk_kinds")
+        self.chunk_kinds = None if chunk_kinds is None else np.asarray(chunk_kinds, np.uint8)
+        """Format 2, columns whose kinds vary: each chunk's kind, or MIXED_KINDS."""
         self.uniform_kind: int | None = meta["kind"]
         self._str_where = meta.get("str")
         self._strs = None
@@ -255,9 +268,20 @@ class ColumnReader:
         # callers ask twice for the same range (what a column holds, then how to decode it)
         cached = self._kinds
         if cached is None or cached[0] != lo or cached[1] != hi:
-            cached = self._kinds = (lo, hi, self.group["kind"][lo:hi])
+            cached = self._kinds = (lo, hi, self._read_kinds(lo, hi))
             cached[2].flags.writeable = False
         return cached[2]
+
+    def _read_kinds(self, lo: int, hi: int) -> np.ndarray:
+        if self.chunk_kinds is None:
+            return self.group["kind"][lo:hi]
+        out = np.empty(hi - lo, np.uint8)
+        cr = self.chunk_rows
+        for c in range(lo // cr, (hi - 1) // cr + 1) if hi > lo else ():
+            a, b = max(lo, c * cr), min(hi, (c + 1) * cr)
+            kind = int(self.chunk_kinds[c])
+            out[a - lo:b - lo] = self.group["kind"][a:b] if kind == MIXED_KINDS else kind
+        return out
 
     def _str_runs(self):
         if self._strs is None:

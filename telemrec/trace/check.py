@@ -10,7 +10,7 @@ import numpy as np
 from telemrec.errors import TelemrecError
 from telemrec.trace import journal as _journal
 from telemrec.trace._codec import ENCODINGS
-from telemrec.trace._columns import ColumnReader
+from telemrec.trace._columns import MIXED_KINDS, ColumnReader
 from telemrec.trace.manifest import manifest_problems
 from telemrec.trace.v1 import STORED_META
 
@@ -58,6 +58,10 @@ def check_trace(path: str, *, deep: bool = True) -> CheckReport:
     return report
 
 
+def _same(a, b) -> bool:
+    return (a is None) == (b is None) and (a is None or np.array_equal(a, b))
+
+
 def trace_version(group) -> int:
     return int(group.file.attrs.get("format_version", 0))
 
@@ -71,16 +75,21 @@ def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, de
         report.problems.append(f"{where}: unknown chunk encodings {bad}")
         return
     own = ColumnReader(group)  # the column's own attributes must agree with the entity's directory
-    same_anchors = (own.anchors is None) == (col.anchors is None) and (
-        own.anchors is None or np.array_equal(own.anchors, col.anchors))
     if (own.rows != col.rows or not np.array_equal(own.descriptors, desc) or own.uniform_kind != col.uniform_kind
-            or not same_anchors):
+            or not _same(own.anchors, col.anchors) or not _same(own.chunk_kinds, col.chunk_kinds)):
         report.problems.append(f"{where}: the column's attributes disagree with the entity's _directory")
     if col.anchors is not None and (trace_version(group) < 2 or len(col.anchors) != len(desc)):
         report.problems.append(f"{where}: chunk anchors in a format {trace_version(group)} trace, "
                                f"or not one pair per chunk ({len(col.anchors)} for {len(desc)} chunks)")
     if deep:
         col.read()  # decompresses and decodes every chunk: finds damaged bytes
+        if col.chunk_kinds is not None and col.rows:
+            stored = group["kind"][()]
+            cr = col.chunk_rows
+            for c, kind in enumerate(col.chunk_kinds.tolist()):
+                part = stored[c * cr:(c + 1) * cr]
+                if kind != MIXED_KINDS and not (part == kind).all():
+                    report.problems.append(f"{where}: chunk {c} is listed as all kind {kind} but is not")
 
 
 def _check_structure(trace, report: CheckReport, deep: bool) -> None:
