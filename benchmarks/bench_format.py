@@ -278,7 +278,9 @@ def bench_format(hours: float, seed: int, workdir: str) -> dict:
                      "read_values_per_s": values / read_s if read_s else None, "note": note})
 
     tele_s = info["write_s"] + info["close_s"]
-    row("telemrec v1 (" + _filters_text(v1.default_filters()) + ")", info["bytes"], tele_s,
+    from telemrec.trace import CURRENT_FORMAT_VERSION
+
+    row(f"telemrec v{CURRENT_FORMAT_VERSION} (" + _filters_text(v1.default_filters()) + ")", info["bytes"], tele_s,
         _timed(read_telemrec, trace_path), f"fold {info['close_s']:.1f} s of {tele_s:.1f} s")
     row("CSV", _size(csv_paths), None, _timed(read_csv, csv_paths), "pandas.read_csv")
     h5_path = os.path.join(workdir, "baseline-float64.h5")
