@@ -1,12 +1,16 @@
-"""Column builders (write side) and decoded columns (read side) of format v1.
+"""Column builders (write side) and decoded columns (read side) of formats 1 and 2.
 
 On disk a column is an HDF5 group (docs/format.md, "Columns"):
 
 - ``u1``, ``u2``, ``u4``, ``u8``  unsigned [rows] of 1, 2, 4, 8 bytes, chunked by ``chunk_rows``: the
                 encoded numbers; each chunk is stored in the dataset of its width only (the
                 others leave that chunk unallocated), and a width absent from the column has no dataset
-- attribute ``chunks``: uint8[n_chunks, 3], (encoding, decimal scale, width) of each chunk
-- ``kind``      uint8[rows], only when kinds vary; else the attribute ``kind``
+- attribute ``chunks``: uint8[n_chunks, 3], (encoding, decimal scale, width) of each chunk; width 0:
+                every stored value is 0 and the chunk has no data
+- attribute ``anchors`` (format 2, when not all 0): int64[n_chunks, 2], a delta chunk's first value
+                and first difference, stored as 0 in the data
+- ``kind``      uint8[rows], only when kinds vary (format 2 adds the attribute ``chunk_kinds``, each
+                chunk's kind or MIXED_KINDS); else the attribute ``kind``
 - ``str_rows``  int64[runs] and ``str_values`` vlen UTF-8[runs]: run-length strings
                 (attributes instead of datasets when there are at most 256 short runs)
 """

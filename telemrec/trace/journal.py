@@ -1,4 +1,4 @@
-"""The recording journal: the crash-safe half of format v1 (docs/format.md, "Journal").
+"""The recording journal: the crash-safe half of the trace format (docs/format.md, "Journal").
 
 While ``telemrec record`` runs, data goes to ``PATH.journal``: a header line, then
 frames ``MAGIC | u32 length | u32 crc32 | zlib(JSON)``, each appended, flushed and

@@ -285,7 +285,7 @@ class SourceTimeReader:
 
 
 class EntityReader:
-    """One (source, entity) series of a v1 trace."""
+    """One (source, entity) series of a trace (format 1 or 2: the same layout)."""
 
     def __init__(self, source: str, group: h5py.Group, time: SourceTimeReader):
         self.source = source
@@ -386,7 +386,7 @@ class EntityReader:
 
 
 class V1Reader:
-    """Read access to a v1 trace in an open h5py.File."""
+    """Read access to a trace of this layout (format 1; ``v2.V2Reader`` for 2) in an open h5py.File."""
 
     def __init__(self, h5: h5py.File):
         self.h5 = h5
