@@ -7,6 +7,7 @@ import glob
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Iterable, Iterator
 
@@ -83,6 +84,14 @@ def matches(name: str, patterns: list[str] | None) -> bool:
     return patterns is None or any(name == p or fnmatchcase(name, p) for p in patterns)
 
 
+@dataclass(frozen=True)
+class FromEnd:
+    """A time ``offset`` back from a trace's last sample (what a negative Timedelta means; this
+    form also says "-0s")."""
+
+    offset: object  # a non-negative timedelta
+
+
 def to_wall_ns(value, *, origin_ns: int | None, what: str, last_ns=None) -> int | None:
     """A time bound as int ns since the epoch (UTC).
 
@@ -101,14 +110,14 @@ def to_wall_ns(value, *, origin_ns: int | None, what: str, last_ns=None) -> int 
         return int(round(value * 1e9))
     import pandas as pd
 
+    back = -int(pd.Timedelta(value.offset).value) if isinstance(value, FromEnd) else None
+    if back is None and isinstance(value, (_dt.timedelta, pd.Timedelta)) and pd.Timedelta(value).value < 0:
+        back = int(pd.Timedelta(value).value)
+    if back is not None:
+        last = last_ns() if callable(last_ns) else last_ns
+        return None if last is None else last + back  # a trace without samples: no bound, no rows
     if isinstance(value, (_dt.timedelta, pd.Timedelta)):
         offset = int(pd.Timedelta(value).value)
-        if offset < 0:
-            last = last_ns() if callable(last_ns) else last_ns
-            if last is None:
-                raise UsageError(f"{what} is an offset back from the end but the trace holds no sample",
-                                 "Pass an absolute time instead.")
-            return last + offset
         if origin_ns is None:
             raise UsageError(f"{what} is an offset but the trace has no start time", "Pass an absolute time instead.")
         return origin_ns + offset

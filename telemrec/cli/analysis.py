@@ -21,22 +21,28 @@ def _time(value: Optional[str]):
     sample; else an ISO string."""
     if value is None:
         return None
+    from telemrec.errors import UsageError
+
     text = value.strip()
+    if not text:
+        raise UsageError("an empty time", "Give an ISO time, epoch seconds, +10min or -5min.")
     try:
         return float(text)
     except ValueError:
         pass
-    if text[:1] in "+-":
+    if text[0] in "+-":
         import pandas as pd
 
-        from telemrec.errors import UsageError
+        from telemrec.analysis._select import FromEnd
 
         try:
             offset = pd.Timedelta(text[1:])
         except ValueError:
+            offset = pd.NaT
+        if offset is pd.NaT or offset < pd.Timedelta(0):
             raise UsageError(f"{value!r} is not an offset",
-                             "Write offsets like +90s, +10min or +2h from the start, -5min back from the end.") from None
-        return -offset if text[0] == "-" else offset
+                             "Write offsets like +90s, +10min or +2h from the start, -5min back from the end.")
+        return FromEnd(offset) if text[0] == "-" else offset
     return text
 
 

@@ -17,6 +17,7 @@ On disk a column is an HDF5 group (docs/format.md, "Columns"):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import h5py
@@ -277,6 +278,10 @@ class ColumnReader:
         return cached[2]
 
     def _read_kinds(self, lo: int, hi: int) -> np.ndarray:
+        with self._damage(f"the kinds of rows {lo}-{hi - 1}"):
+            return self._read_kinds_unchecked(lo, hi)
+
+    def _read_kinds_unchecked(self, lo: int, hi: int) -> np.ndarray:
         if self.chunk_kinds is None:
             return self.group["kind"][lo:hi]
         out = np.empty(hi - lo, np.uint8)
@@ -287,19 +292,32 @@ class ColumnReader:
             out[a - lo:b - lo] = self.group["kind"][a:b] if kind == MIXED_KINDS else kind
         return out
 
+    @contextlib.contextmanager
+    def _damage(self, what: str):
+        """Reading the column's datasets: h5py's errors on damaged bytes become TraceCorruptError."""
+        try:
+            yield
+        except (KeyError, OSError, ValueError) as exc:
+            path = self.group.file.filename
+            raise TraceCorruptError(f"{path}: {what} of column {self.group.name} cannot be read ({exc})",
+                                    path=path) from exc
+
     def _str_runs(self):
         if self._strs is None:
-            if self._str_where == "attrs":
-                values = np.array([_strings.load(v) for v in self.group.attrs["str_values"]], dtype=object)
-                self._strs = (np.asarray(self.group.attrs["str_rows"], np.int64), values)
-            elif self._str_where == "datasets":
-                values = self.group["str_values"].asstr()[()]
-                if any(v.startswith(_strings.ESC) for v in values):
-                    values = np.array([_strings.load(v) for v in values], dtype=object)
-                self._strs = (self.group["str_rows"][()], values)
-            else:
-                self._strs = (np.zeros(0, np.int64), np.zeros(0, object))
+            with self._damage("the strings"):
+                self._strs = self._read_str_runs()
         return self._strs
+
+    def _read_str_runs(self):
+        if self._str_where == "attrs":
+            values = np.array([_strings.load(v) for v in self.group.attrs["str_values"]], dtype=object)
+            return np.asarray(self.group.attrs["str_rows"], np.int64), values
+        if self._str_where == "datasets":
+            values = self.group["str_values"].asstr()[()]
+            if any(v.startswith(_strings.ESC) for v in values):
+                values = np.array([_strings.load(v) for v in values], dtype=object)
+            return self.group["str_rows"][()], values
+        return np.zeros(0, np.int64), np.zeros(0, object)
 
     def stored_chunk(self, c: int) -> np.ndarray:
         """The stored (encoded, unsigned) values of chunk ``c``."""
@@ -307,12 +325,8 @@ class ColumnReader:
         a, b = c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.rows)
         if width == 0:
             return np.zeros(b - a, np.uint8)
-        try:
+        with self._damage(f"rows {a}-{b - 1}"):
             data = self.group[f"u{width}"][a:b]
-        except (KeyError, OSError, ValueError) as exc:
-            path = self.group.file.filename
-            raise TraceCorruptError(f"{path}: rows {a}-{b - 1} of column {self.group.name} cannot be read ({exc})",
-                                    path=path) from exc
         if len(data) < b - a:  # rows never written hold the fill value
             data = np.concatenate([data, np.zeros(b - a - len(data), data.dtype)])
         return data
@@ -320,7 +334,7 @@ class ColumnReader:
     def read(self, lo: int = 0, hi: int | None = None) -> Column:
         hi = self.rows if hi is None else min(hi, self.rows)
         lo = max(0, min(lo, hi))
-        kinds = self.kinds(lo, hi)
+        kinds = self.kinds(lo, hi).copy()  # the cached array is shared (read-only); the Column owns its own
         n = hi - lo
         ints = np.zeros(n, np.int64)
         floats = np.zeros(n, np.float64)

@@ -117,13 +117,31 @@ def create_temporary(out: str) -> tuple[h5py.File, str]:
         raise TraceWriteError(f"cannot write {tmp}: {exc.strerror or exc}", path=out) from exc
 
 
-def durable_rename(tmp: str, out: str) -> None:
+def durable_rename(tmp: str, out: str, *, exclusive: bool = False) -> None:
+    """Make ``tmp`` durable and give it the name ``out``. ``exclusive``: fail with
+    TraceWriteError, leaving ``out`` alone, if ``out`` appeared meanwhile (a hard link cannot
+    replace a file; where links are not supported, check and rename)."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, out)
+    if not exclusive:
+        os.replace(tmp, out)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise TraceWriteError(f"{out} already exists", "Choose another output path or remove the old file.",
+                              path=out) from None
+    except OSError:
+        if os.path.exists(out):
+            raise TraceWriteError(f"{out} already exists", "Choose another output path or remove the old file.",
+                                  path=out) from None
+        os.replace(tmp, out)
+    else:
+        os.unlink(tmp)
+    _journal._fsync_dir(out)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -31,7 +31,7 @@ def upgrade(src: str | os.PathLike, dst: str | os.PathLike) -> int:
         try:
             _copy(trace, v2.V2Writer(h5, chunk_rows=_chunk_rows(trace)))
             h5.close()
-            durable_rename(tmp, dst)
+            durable_rename(tmp, dst, exclusive=True)
         except BaseException:
             h5.close()
             _unlink_quietly(tmp)

@@ -411,7 +411,8 @@ class V1Reader:
 
     def ticks(self, label: str, lo: int = 0, hi: int | None = None, columns=None) -> dict[str, np.ndarray]:
         group = self.h5["ticks"][h5name(label)]
-        return {name: ColumnReader(group[name]).read(lo, hi).ints for name in (columns or TICK_COLUMNS)}
+        names = TICK_COLUMNS if columns is None else columns
+        return {name: ColumnReader(group[name]).read(lo, hi).ints for name in names}
 
     def annotations(self) -> list[dict]:
         if "annotations" not in self.h5:

@@ -108,3 +108,13 @@ def test_real_recording_as_jumper_levels(real_trace, tmp_path):
     assert (process["memory"].dropna() > 0).all()
     out = export_jumper(real_trace, tmp_path / "real-session")
     assert {"perf_system.csv", "perf_process.csv", "cell_history.csv"} <= set(os.listdir(out))
+
+
+def test_cli_times_reject_empty_and_bare_signs_and_read_minus_zero_as_the_end(cli, node_trace, tmp_path):
+    for bad in ("", " ", "-", "+", "--5s"):
+        proc = cli("summary", node_trace, f"--start={bad}")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (bad, proc.stderr)
+    last = tmp_path / "last.csv"
+    cli("export", node_trace, "--format", "csv", "-o", str(last), "-e", "gpu0", "--start=-0s", check=True)
+    frame = load(node_trace, entities="gpu0")
+    assert pd.read_csv(last)["time"].tolist() == [frame.index[-1].isoformat().replace("T", " ")]

@@ -203,3 +203,34 @@ def test_a_damaged_chunk_is_a_typed_error(small_chunk_trace, tmp_path):
                 decode_numeric([NumericJob(col, 0, n, np.empty(n))])
     with pytest.raises(TraceCorruptError):
         load(damaged)
+
+
+def test_damaged_kinds_and_strings_are_typed_errors_too(small_chunk_trace, tmp_path):
+    import shutil
+
+    import h5py
+
+    from telemrec.errors import TraceCorruptError
+
+    path, n = small_chunk_trace
+    for member in ("with_none/kind", "with_text/kind"):
+        damaged = str(tmp_path / f"{member.replace('/', '-')}.h5")
+        shutil.copy(path, damaged)
+        with h5py.File(damaged, "r") as f:
+            found = []
+            f.visititems(lambda name, obj: found.append(name) if name.endswith(member) else None)
+            info = f[found[0]].id.get_chunk_info(0)
+        with open(damaged, "r+b") as fh:
+            fh.seek(info.byte_offset)
+            fh.write(b"\xff" * info.size)
+        with pytest.raises(TraceCorruptError, match="kinds of rows"):
+            load(damaged)
+
+
+def test_read_gives_each_column_its_own_writable_kinds(small_chunk_trace):
+    path, n = small_chunk_trace
+    with open_trace(path) as trace:
+        col = trace.entity("src", "e").column("with_none")
+        a, b = col.read(0, n), col.read(0, n)
+        a.kinds[0] = 0
+        assert b.kinds[0] != 0

@@ -188,3 +188,13 @@ def test_bad_arguments(node_trace):
         load(node_trace, form="long", resample="1s")
     with pytest.raises(UsageError):
         load(node_trace, start="not a time")
+
+
+def test_a_negative_offset_on_a_trace_without_samples_is_no_bound(tmp_path):
+    from telemrec.trace import TraceWriter
+    from telemrec.trace.importer import import_manifest
+
+    path = tmp_path / "empty.h5"
+    writer = TraceWriter(path, import_manifest("test"))
+    writer.close()
+    assert load(path, start=pd.Timedelta("-5min")).empty

@@ -212,5 +212,6 @@ def test_ticks_reads_only_the_columns_asked_for(tmp_path):
     with open_trace(path) as trace:
         assert list(trace.ticks("r", columns=("tick", "scheduled_mono_ns"))) == ["tick", "scheduled_mono_ns"]
         assert trace.ticks("r", columns=("status",))["status"].tolist() == [0]
+        assert trace.ticks("r", columns=()) == {}
         with pytest.raises(UsageError, match="no tick column 'nope'"):
             trace.ticks("r", columns=("nope",))

@@ -42,3 +42,20 @@ def test_upgrade_command(cli, tmp_path):
     assert cli("check", str(out)).returncode == 0
     again = cli("upgrade", str(V1 / "dcgmi_synthetic.h5"), "-o", str(out))
     assert again.returncode == 2 and "does not overwrite" in again.stderr
+
+
+def test_an_output_that_appears_during_the_upgrade_is_left_alone(tmp_path, monkeypatch):
+    from telemrec.trace import upgrade as upgrade_module
+
+    out = tmp_path / "new.h5"
+    original = upgrade_module._copy
+
+    def copy_then_race(trace, writer):
+        original(trace, writer)
+        out.write_bytes(b"someone else's")
+
+    monkeypatch.setattr(upgrade_module, "_copy", copy_then_race)
+    with pytest.raises(TraceWriteError, match="already exists"):
+        upgrade(V1 / "nvml_synthetic.h5", out)
+    assert out.read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["new.h5"]
