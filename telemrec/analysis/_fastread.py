@@ -90,10 +90,6 @@ class Prefilled:
         self.values = values
 
 
-def chunk_descriptors(col: ColumnReader) -> np.ndarray:
-    return col.descriptors
-
-
 def _kinds(col: ColumnReader, lo: int, hi: int) -> np.ndarray | int:
     kind = col.uniform_kind
     if kind is not None:
@@ -126,7 +122,7 @@ def _finish_kinds(job: NumericJob, kinds) -> None:
     # a MIXED_RAW chunk holds int64 values in INT rows and float64 bits in FLOAT rows
     is_int = kinds == INT
     if is_int.any():
-        desc = chunk_descriptors(job.col)
+        desc = job.col.descriptors
         cr = job.col.chunk_rows
         for c in range(job.lo // cr, (job.hi - 1) // cr + 1):
             if int(desc[c, 0]) == _codec.MIXED_RAW:
