@@ -46,6 +46,7 @@ Integers are exact in float64 up to 2**53 (9.007e15): byte counters up to
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,7 +167,7 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
     origin = (manifest.get("start") or {}).get("wall_ns")
     if origin is None:
         origin = trace.time_span()[0]
-    last = lambda: trace.time_span()[1]  # noqa: E731 - read only for an offset back from the end
+    last = functools.cache(lambda: trace.time_span()[1])  # read only for an offset back from the end
     start_ns = _select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last)
     end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last)
     ents = _select_entities(trace, selection, caps, start_ns, end_ns)

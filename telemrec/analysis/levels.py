@@ -61,17 +61,25 @@ _PARTITION = re.compile(r"^(p?\d+)$")
 
 
 @dataclass
-class LevelData:
-    """The per-level frames of one trace and what JUmPER's NodeInfo/monitor need."""
+class NodeInfo:
+    """JUmPER's ``NodeInfo`` (adapters/data/node.py), field for field."""
 
-    frames: dict[str, pd.DataFrame]
+    node: str
     num_cpus: int
     num_system_cpus: int
     num_gpus: int
     gpu_memory: float
     gpu_name: str
     memory_limits: dict[str, float]
-    cpu_handles: list[int]
+    cpu_handles: list[int] = field(default_factory=list)
+
+
+@dataclass
+class LevelData:
+    """The per-level frames of one trace and its hardware as JUmPER's NodeInfo."""
+
+    frames: dict[str, pd.DataFrame]
+    node: NodeInfo
     wall_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # per row
     mono_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # per row
 
@@ -276,8 +284,9 @@ def level_data(trace) -> LevelData:
     for level, value in (manifest.get("memory_limits") or {}).items():
         if isinstance(value, (int, float)) and value > 0:
             limits[level] = round(value / GIB, 2)
-    return LevelData(frames, num_cpus, num_system_cpus, device.count, device.memory_gib, device.name, limits,
-                     affinity or list(range(num_system_cpus)), rows.wall, rows.mono)
+    node = NodeInfo(_select.hostname(manifest, fallback=""), num_cpus, num_system_cpus, device.count,
+                    device.memory_gib, device.name, limits, affinity or list(range(num_system_cpus)))
+    return LevelData(frames, node, rows.wall, rows.mono)
 
 
 @dataclass

@@ -21,35 +21,21 @@ the min of mins and max of maxes, dropping per-device columns like JUmPER.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from telemrec.analysis import _select
-from telemrec.analysis.levels import LEVELS, LevelData, level_data
+from telemrec.analysis.levels import LEVELS, LevelData, NodeInfo, level_data
 from telemrec.errors import UsageError
 
 __all__ = ["CellHistory", "NodeInfo", "NodeStore", "OfflineMonitor", "cell_history"]
 
 CELL_COLUMNS = ("cell_index", "raw_cell", "start_time", "end_time", "duration", "wallclock_start_time",
                 "wallclock_end_time", "cell_magics")
-
-
-@dataclass
-class NodeInfo:
-    """JUmPER's ``NodeInfo`` (adapters/data/node.py), field for field."""
-
-    node: str
-    num_cpus: int
-    num_system_cpus: int
-    num_gpus: int
-    gpu_memory: float
-    gpu_name: str
-    memory_limits: dict[str, float]
-    cpu_handles: list[int] = field(default_factory=list)
 
 
 class CellHistory:
@@ -255,8 +241,7 @@ class OfflineMonitor:
                 name = _select.hostname(manifest, fallback=f"node{n}")
                 while name in nodes.hardware:
                     name = f"{name}#{n}"
-                nodes.register(NodeInfo(name, data.num_cpus, data.num_system_cpus, data.num_gpus, data.gpu_memory,
-                                        data.gpu_name, data.memory_limits, data.cpu_handles), frames)
+                nodes.register(dataclasses.replace(data.node, node=name), frames)
                 if first is None:
                     first = clock
                     cells = cell_history(trace, data, clock)

@@ -146,13 +146,13 @@ def _draw(panel, ax, t, frame, data, power) -> None:
         _, _, lo, _ = _bin(t, frame["cpu_util_min"].to_numpy())
         _, _, _, hi = _bin(t, frame["cpu_util_max"].to_numpy())
         ax.fill_between(tb, lo, hi, color="tab:blue", alpha=0.15, lw=0, label="min-max over cores")
-        ax.plot(tb, mean, color="tab:blue", lw=1.3, label=f"mean of {data.num_system_cpus} cores")
+        ax.plot(tb, mean, color="tab:blue", lw=1.3, label=f"mean of {data.node.num_system_cpus} cores")
         ax.set_ylim(0, 100)
         ax.set_ylabel("CPU busy (%)")
         ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
     elif panel == "mem":
         _line(ax, t, frame["memory"].to_numpy(), label="in use (total - available)", color="tab:green", band=True)
-        total = data.memory_limits.get("system")
+        total = data.node.memory_limits.get("system")
         if total:
             ax.axhline(total, color="tab:green", ls="--", lw=0.8, label=f"total {total:.0f} GiB")
             ax.set_ylim(0, total * 1.05)
@@ -173,8 +173,8 @@ def _draw(panel, ax, t, frame, data, power) -> None:
             ax.set_ylim(0, 100)
             ax.set_ylabel("GPU busy (%)")
         else:
-            if data.gpu_memory:
-                ax.set_ylim(0, data.gpu_memory * 1.05)
+            if data.node.gpu_memory:
+                ax.set_ylim(0, data.node.gpu_memory * 1.05)
             ax.set_ylabel("GPU memory (GiB)")
     elif panel == "gpu_power":
         first = next(iter(power.values()))[0]

@@ -131,14 +131,11 @@ def durable_rename(tmp: str, out: str, *, exclusive: bool = False) -> None:
         return
     try:
         os.link(tmp, out)
-    except FileExistsError:
-        raise TraceWriteError(f"{out} already exists", "Choose another output path or remove the old file.",
-                              path=out) from None
-    except OSError:
-        if os.path.exists(out):
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or os.path.exists(out):
             raise TraceWriteError(f"{out} already exists", "Choose another output path or remove the old file.",
                                   path=out) from None
-        os.replace(tmp, out)
+        os.replace(tmp, out)  # no hard links on this file system
     else:
         os.unlink(tmp)
     _journal._fsync_dir(out)

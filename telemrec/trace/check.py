@@ -62,11 +62,7 @@ def _same(a, b) -> bool:
     return (a is None) == (b is None) and (a is None or np.array_equal(a, b))
 
 
-def trace_version(group) -> int:
-    return int(group.file.attrs.get("format_version", 0))
-
-
-def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, deep: bool) -> None:
+def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, deep: bool, version: int) -> None:
     desc = col.descriptors
     if len(desc) != n_chunks:
         report.problems.append(f"{where}: {len(desc)} chunk descriptors, expected {n_chunks}")
@@ -78,8 +74,8 @@ def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, de
     if (own.rows != col.rows or not np.array_equal(own.descriptors, desc) or own.uniform_kind != col.uniform_kind
             or not _same(own.anchors, col.anchors) or not _same(own.chunk_kinds, col.chunk_kinds)):
         report.problems.append(f"{where}: the column's attributes disagree with the entity's _directory")
-    if col.anchors is not None and (trace_version(group) < 2 or len(col.anchors) != len(desc)):
-        report.problems.append(f"{where}: chunk anchors in a format {trace_version(group)} trace, "
+    if col.anchors is not None and (version < 2 or len(col.anchors) != len(desc)):
+        report.problems.append(f"{where}: chunk anchors in a format {version} trace, "
                                f"or not one pair per chunk ({len(col.anchors)} for {len(desc)} chunks)")
     if deep:
         col.read()  # decompresses and decodes every chunk: finds damaged bytes
@@ -107,7 +103,7 @@ def _check_structure(trace, report: CheckReport, deep: bool) -> None:
         for col_name, col, group in columns:
             if col.rows != ent.rows:
                 report.problems.append(f"{where}/{col_name}: {col.rows} rows, entity has {ent.rows}")
-            _check_column(f"{where}/{col_name}", col, group, n_chunks, report, deep)
+            _check_column(f"{where}/{col_name}", col, group, n_chunks, report, deep, trace.format_version)
         if deep and ent.rows:
             tidx = ent.meta_column("_tidx").read().ints
             if len(tidx) and (tidx.min() < 0 or tidx.max() >= ent.time.mono.rows):

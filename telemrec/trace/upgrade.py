@@ -12,7 +12,6 @@ import os
 
 from telemrec.errors import TraceWriteError
 from telemrec.trace import v1, v2
-from telemrec.trace._columns import ColumnReader
 from telemrec.trace._store import _unlink_quietly, create_temporary, durable_rename, open_trace
 from telemrec.trace._version import CURRENT_FORMAT_VERSION
 
@@ -49,10 +48,9 @@ def _copy(trace, writer: v2.V2Writer) -> None:
     assert writer.FORMAT_VERSION == CURRENT_FORMAT_VERSION
     for rec in trace.records():
         writer.add_record(rec)
-    h5 = trace._reader.h5
     for label in trace.tick_labels():
-        group = h5["ticks"][v1.h5name(label)]
-        columns = {name: ColumnReader(group[name]).read().to_list() for name in v1.TICK_COLUMNS}
+        # the columns, not Trace.ticks' int arrays: a None in a tick table stays None
+        columns = {name: col.to_list() for name, col in trace._reader.tick_columns(label).items()}
         for row in zip(*columns.values()):
             writer.add_tick(label, dict(zip(columns, row)))
     for row in trace.annotations():

@@ -409,10 +409,13 @@ class V1Reader:
     def tick_labels(self) -> list[str]:
         return [_strings.load(g.attrs["name"]) for g in self.h5["ticks"].values()]
 
-    def ticks(self, label: str, lo: int = 0, hi: int | None = None, columns=None) -> dict[str, np.ndarray]:
+    def tick_columns(self, label: str, lo: int = 0, hi: int | None = None, columns=None) -> dict[str, Column]:
         group = self.h5["ticks"][h5name(label)]
         names = TICK_COLUMNS if columns is None else columns
-        return {name: ColumnReader(group[name]).read(lo, hi).ints for name in names}
+        return {name: ColumnReader(group[name]).read(lo, hi) for name in names}
+
+    def ticks(self, label: str, lo: int = 0, hi: int | None = None, columns=None) -> dict[str, np.ndarray]:
+        return {name: col.ints for name, col in self.tick_columns(label, lo, hi, columns).items()}
 
     def annotations(self) -> list[dict]:
         if "annotations" not in self.h5:
