@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install telemrec with its test extras into .venv (plus the Debian node_exporter the
-# integration test needs) and run the whole test suite. `.ci/run` runs exactly this.
+# Install telemrec with its test extras into .venv (plus the Debian packages the tests and the
+# compiled decoder use) and run the whole test suite. `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash .ci/node_exporter.sh
+bash .ci/debian_packages.sh
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -c "from telemrec.analysis._fastread import DECODER; print('load() decodes with:', DECODER)"
 export MPLBACKEND=Agg
+# the suite checks the compiled decoder against the NumPy kernels: it must have been built
+export TELEMREC_REQUIRE_COMPILED=1
 exec .venv/bin/python -m pytest "$@"

@@ -55,7 +55,7 @@ def test_a_real_recording_manifest_validates(tmp_path, cli):
 def test_the_wheel_ships_the_schemas(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                            str(tmp_path), str(ROOT)], capture_output=True, text=True)
-    if proc.returncode != 0 and "hatchling" in proc.stderr:
+    if proc.returncode != 0:  # the build backend is not installed here: let pip fetch it
         proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
                                str(ROOT)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

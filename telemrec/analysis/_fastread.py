@@ -21,18 +21,24 @@ from __future__ import annotations
 
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
-from telemrec.analysis._kernels import decode_into, scratch
+from telemrec.analysis._kernels import _POW10, decode_into, scratch
 from telemrec.trace import _codec
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
 from telemrec.trace._columns import ColumnReader
 
+try:
+    from telemrec.analysis import _cdecode
+except ImportError:  # not built (setup.py): the NumPy kernels give the same bits, more slowly
+    _cdecode = None
+
 _DEFLATE, _SHUFFLE = 1, 2
+_C_MODES = {**dict.fromkeys(range(_codec.DEC_DELTA2 + 1), 0), _codec.F64_XOR: 1, _codec.F64_BITS: 2, _codec.MIXED_RAW: 2}
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -55,6 +61,8 @@ def _inflater():
 _INFLATE, INFLATER = _inflater()
 if INFLATER == "isal":
     _INFLATE = (lambda data, size, _f=_INFLATE: _f(data))
+# what decodes a clean chunk read directly: benchmarks print it
+DECODER = f"compiled ({_cdecode.INFLATER})" if _cdecode is not None else f"NumPy ({INFLATER})"
 
 
 def empty_block(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
@@ -148,7 +156,7 @@ class _ChunkSource:
         self.col, self.width, self.fd, self.offsets = col, width, fd, None
         if fd is None:
             return
-        dsid = h5py.h5d.open(col.group.id, f"u{width}".encode())
+        dsid = col.open_dataset(f"u{width}")
         if not _plain_filters(dsid, width):
             return
         offsets: dict[int, tuple[int, int]] = {}
@@ -171,6 +179,16 @@ class _ChunkSource:
         except Exception:  # noqa: BLE001 - isal and libdeflate raise their own error types
             return None  # h5py reads it again and raises the error a damaged file deserves
         return raw if len(raw) == size else None
+
+    def where(self, c0: int, count: int) -> np.ndarray | None:
+        """(file offset, compressed size) of chunks c0 .. c0+count-1 as int64 [count, 2], or None
+        when one of them cannot be read directly."""
+        if self.offsets is None:
+            return None
+        try:
+            return np.array([self.offsets[c] for c in range(c0, c0 + count)], np.int64)
+        except KeyError:
+            return None
 
     def stored(self, c0: int, count: int, rows: int) -> np.ndarray:
         """The first ``rows`` stored values of chunks c0 .. c0+count-1 (called on a worker thread):
@@ -199,12 +217,36 @@ class _Files:
         self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter") and hasattr(os, "pread")
         self._fds: dict[int, int | None] = {}
 
+    def where(self, col: ColumnReader) -> np.ndarray:
+        """(file offset, compressed size) of each chunk of ``col`` as int64 [chunks, 2]; -1 where
+        a chunk is not stored plainly (other filters) or not at all (width 0)."""
+        where = np.full((len(col.descriptors), 2), -1, np.int64)
+        widths = col.descriptors[:, 2]
+        for width in set(widths.tolist()):
+            if width:
+                self._plain(col, width, where, widths)
+        return where
+
+    @staticmethod
+    def _plain(col: ColumnReader, width: int, where: np.ndarray, widths: np.ndarray) -> None:
+        dsid = col.open_dataset(f"u{width}")
+        if not _plain_filters(dsid, width):
+            return
+        cr = col.chunk_rows
+        found = []
+        dsid.chunk_iter(lambda info: found.append((info.chunk_offset[0] // cr, info.byte_offset, info.size))
+                        if info.filter_mask == 0 and info.byte_offset is not None else None)
+        if found:
+            index = np.array(found, np.int64)
+            index = index[(index[:, 0] < len(widths)) & (widths[np.minimum(index[:, 0], len(widths) - 1)] == width)]
+            where[index[:, 0]] = index[:, 1:]  # a chunk is read from the dataset of its own width only
+
     def fd(self, col: ColumnReader) -> int | None:
         if not self.enabled:
             return None
-        fid = col.group.id.fileno
+        fid = col.fileno
         if fid not in self._fds:
-            f = col.group.file
+            f = col.file
             fd = None
             if f.driver == "sec2" and not f.userblock_size:
                 try:
@@ -274,10 +316,30 @@ def _run_batch(batch: list) -> None:
         _run(item)
 
 
-def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = True) -> None:
+def _compiled_spec(job: NumericJob, files: _Files) -> tuple | None:
+    """(file descriptor, arguments of one column for ``_cdecode.decode_columns``), or None
+    when the column is not in a plain file that chunks can be read from directly."""
+    col, out = job.col, job.out
+    fd = files.fd(col)
+    if fd is None or not out.flags.c_contiguous or out.dtype not in (np.float64, np.int64):
+        return None
+    anchors = col.anchors
+    if anchors is not None and (anchors.dtype != np.int64 or not anchors.flags.c_contiguous):
+        return None
+    return fd, (col.descriptors, files.where(col), anchors, col.chunk_rows, job.lo, job.hi, out,
+                out.dtype == np.float64)
+
+
+def _decode_columns(fd: int, specs: list, jobs: list) -> list:
+    """Decode a batch of columns in C; returns the jobs it could not (for the NumPy path)."""
+    return [jobs[k] for k in _cdecode.decode_columns(fd, specs)]
+
+
+def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = True, compiled: bool = True) -> None:
     """Fill every job's ``out``: numbers as float64, NaN for None, absent and str rows.
 
-    ``raw=False`` reads every chunk through h5py's filter pipeline (the reference path).
+    ``raw=False`` reads every chunk through h5py's filter pipeline (the reference path);
+    ``compiled=False`` decodes with the NumPy kernels even when ``_cdecode`` is built.
     With ``threads``, batches of ~64 chunks go to a small pool as soon as they are
     planned (one task per chunk costs more in executor overhead than it saves).
     """
@@ -285,6 +347,12 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
     futures = []
     batch, size = [], 0
     files = _Files(raw)
+    use_c = compiled and _cdecode is not None and files.enabled
+    columns: dict[int, tuple[list, list, int]] = {}  # fd -> (specs, jobs, chunks) of the next C batch
+
+    def submit(fn, *args):
+        futures.append(pool.submit(fn, *args) if pool else fn(*args))
+
     try:
         for job in jobs:
             if job.hi <= job.lo:
@@ -299,17 +367,30 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
             if not numeric_present:
                 job.out[:] = np.nan
                 continue
+            spec = _compiled_spec(job, files) if use_c else None
+            if spec is not None:
+                specs, cjobs, chunks = columns.setdefault(spec[0], ([], [], 0))
+                specs.append(spec[1])
+                cjobs.append(job)
+                chunks += (job.hi - 1) // job.col.chunk_rows - job.lo // job.col.chunk_rows + 1
+                columns[spec[0]] = (specs, cjobs, chunks)
+                if chunks >= 64:
+                    submit(_decode_columns, spec[0], specs, cjobs)
+                    del columns[spec[0]]
+                continue
             for item in _plan(job, files):
                 batch.append(item)
                 size += item[2]
             if size >= 64:
-                futures.append(pool.submit(_run_batch, batch) if pool else _run_batch(batch))
+                submit(_run_batch, batch)
                 batch, size = [], 0
+        for fd, (specs, cjobs, _) in columns.items():
+            submit(_decode_columns, fd, specs, cjobs)
         if batch:
             _run_batch(batch)
-        for f in futures:
-            if f is not None:
-                f.result()
+        # columns C could not read directly (other filters, damage) go through h5py, which reports damage
+        retry = [job for f in futures for job in ((f.result() if isinstance(f, Future) else f) or ())]
+        _run_batch([item for job in retry for item in _plan(job, files)])
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -248,18 +248,33 @@ def _column_kind(ent, name: str, lo: int, hi: int) -> str:
 
 
 def _read_times(ents: list[_Entity], need_mono: bool) -> None:
-    """wall_ns (and mono_ns) of every entity's rows: decode the ``_tidx`` columns on the fast path,
-    then look the instants up in each source's shared timestamp table."""
+    """wall_ns (and mono_ns) of every entity's rows: decode the ``_tidx`` columns, then the rows
+    of each source's shared timestamp table that they point at (all on the fast path)."""
     tidx = [np.empty(e.hi - e.lo, np.int64) for e in ents]
     decode_numeric([NumericJob(e.reader.meta_column("_tidx"), e.lo, e.hi, t) for e, t in zip(ents, tidx)])
+    spans: dict[int, list] = {}  # id(source time table) -> [table, first row, end row]
+    for e, t in zip(ents, tidx):
+        if len(t):
+            span = spans.setdefault(id(e.reader.time), [e.reader.time, int(t.min()), int(t.max()) + 1])
+            span[1], span[2] = min(span[1], int(t.min())), max(span[2], int(t.max()) + 1)
+    tables, jobs = {}, []
+    for key, (time, lo, hi) in spans.items():
+        mono, wall = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int64)
+        tables[key] = (lo, mono, wall)
+        jobs += [NumericJob(time.mono, lo, hi, mono), NumericJob(time.wall, lo, hi, wall)]
+    decode_numeric(jobs)
     last: dict[int, tuple] = {}  # the entities of one source mostly share their rows' instants
     for e, t in zip(ents, tidx):
-        prev = last.get(id(e.reader.time))
+        key = id(e.reader.time)
+        prev = last.get(key)
         if prev is not None and np.array_equal(prev[0], t):
             e.mono, e.wall = prev[1], prev[2]
+        elif not len(t):
+            e.mono, e.wall = np.zeros(0, np.int64), np.zeros(0, np.int64)
         else:
-            e.mono, e.wall = e.reader.time.gather(t)
-            last[id(e.reader.time)] = (t, e.mono, e.wall)
+            lo, mono, wall = tables[key]
+            e.mono, e.wall = mono[t - lo], wall[t - lo]
+            last[key] = (t, e.mono, e.wall)
 
 
 def _time_index(wall: np.ndarray) -> pd.DatetimeIndex:

@@ -242,10 +242,12 @@ class ColumnReader:
     attributes; without it they are read from the column group.
     """
 
-    def __init__(self, group: h5py.Group, meta: dict | None = None):
-        self.group = group
+    def __init__(self, group: h5py.Group | tuple[h5py.Group, str], meta: dict | None = None):
+        # (parent group, relative path): opened on first use; the fast loader reads the
+        # column's datasets by path and never needs the group itself
+        self._group, self._where = (None, group) if isinstance(group, tuple) else (group, None)
         if meta is None:
-            attrs = group.attrs
+            attrs = self.group.attrs
             meta = {"rows": int(attrs["rows"]), "chunk_rows": int(attrs["chunk_rows"]),
                     "kind": int(attrs["kind"]) if "kind" in attrs else None,
                     "chunks": np.asarray(attrs["chunks"], np.uint8).reshape(-1, 3),
@@ -266,6 +268,29 @@ class ColumnReader:
         self._str_where = meta.get("str")
         self._strs = None
         self._kinds: tuple[int, int, np.ndarray] | None = None
+
+    @property
+    def group(self) -> h5py.Group:
+        if self._group is None:
+            parent, path = self._where
+            self._group = h5py.Group(h5py.h5g.open(parent.id, path.encode()))
+        return self._group
+
+    @property
+    def file(self) -> h5py.File:
+        return (self._group if self._group is not None else self._where[0]).file
+
+    @property
+    def fileno(self) -> int:
+        """HDF5's number of the file the column is in (cheaper than ``file``)."""
+        return (self._group if self._group is not None else self._where[0]).id.fileno
+
+    def open_dataset(self, name: str) -> h5py.h5d.DatasetID:
+        """The low-level id of one of the column's datasets (``u1``, ``kind``, ...)."""
+        if self._group is not None:
+            return h5py.h5d.open(self._group.id, name.encode())
+        parent, path = self._where
+        return h5py.h5d.open(parent.id, f"{path}/{name}".encode())
 
     def kinds(self, lo: int, hi: int) -> np.ndarray:
         if self.uniform_kind is not None:

@@ -332,9 +332,8 @@ class EntityReader:
         col = self._cols.get((False, name))
         if col is None:
             meta = self._field_meta[name]
-            # one low-level open by relative path: two high-level lookups cost ~3x more per column
-            group = h5py.Group(h5py.h5g.open(self.group.id, f"fields/{meta['key']}".encode()))
-            col = self._cols[(False, name)] = ColumnReader(group, meta)
+            # opened lazily by relative path: a wide load never opens the group itself
+            col = self._cols[(False, name)] = ColumnReader((self.group, f"fields/{meta['key']}"), meta)
         return col
 
     def meta_column(self, name: str) -> ColumnReader:

@@ -57,11 +57,9 @@ def test_values_equal_what_was_recorded(small_chunk_trace):
                 assert part.tolist() == out[lo:hi].tolist(), (name, lo, hi)
 
 
-@pytest.fixture(scope="module")
-def small_chunk_trace(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("fast") / "t.h5")
-    rng = random.Random(7)
-    n = 5 * CHUNK + 3
+def write_value_trace(path: str, seed: int, n: int) -> None:
+    """A trace of one entity holding ``_values`` (every chunk encoding), in chunks of CHUNK rows."""
+    rng = random.Random(seed)
     cols = _values(rng, n)
     writer = TraceWriter(path, {"readers": [], "interval_seconds": 1.0})
     recs = []
@@ -72,6 +70,27 @@ def small_chunk_trace(tmp_path_factory):
     writer.write(recs)
     writer.abandon()
     fold_journal(writer.journal_path, path, chunk_rows=CHUNK)
+
+
+def copy_listing_widths(path: str, copy: str, widths: tuple[str, ...]) -> list[str]:
+    """Copy a trace; the paths of its field datasets named like ``widths`` (``u8``, ...)."""
+    import shutil
+
+    import h5py
+
+    shutil.copy(path, copy)
+    found = []
+    with h5py.File(copy, "r") as f:
+        f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and "/fields/" in name
+                     and name.rsplit("/", 1)[-1] in widths else None)
+    return found
+
+
+@pytest.fixture(scope="module")
+def small_chunk_trace(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("fast") / "t.h5")
+    n = 5 * CHUNK + 3
+    write_value_trace(path, 7, n)
     return path, n
 
 
@@ -179,18 +198,14 @@ def test_clean_chunks_are_read_directly_and_runs_are_capped(small_chunk_trace, m
 
 
 def test_a_damaged_chunk_is_a_typed_error(small_chunk_trace, tmp_path):
-    import shutil
-
     import h5py
 
     from telemrec.errors import TraceCorruptError
 
     path, n = small_chunk_trace
     damaged = str(tmp_path / "damaged.h5")
-    shutil.copy(path, damaged)
+    found = copy_listing_widths(path, damaged, ("u8",))
     with h5py.File(damaged, "r") as f:
-        found = []
-        f.visititems(lambda name, obj: found.append(name) if "/fields/" in name and name.endswith("/u8") else None)
         dsid = f[found[0]].id
         info = dsid.get_chunk_info(0)
     with open(damaged, "r+b") as fh:

@@ -1,6 +1,6 @@
 """Integration: the prometheus reader against a real prometheus-node-exporter on 127.0.0.1.
 
-The binary comes from the Debian package (`.ci/node_exporter.sh` installs it). In CI (CI=true)
+The binary comes from the Debian package (`.ci/debian_packages.sh` installs it). In CI (CI=true)
 a missing binary fails the test; elsewhere it skips. TELEMREC_NODE_EXPORTER may name another
 node_exporter binary.
 """
@@ -21,7 +21,7 @@ from telemrec.record import ReaderConfig
 
 pytestmark = pytest.mark.integration
 
-INSTALL_HINT = "install it with `bash .ci/node_exporter.sh` (Debian package prometheus-node-exporter)"
+INSTALL_HINT = "install it with `bash .ci/debian_packages.sh` (Debian package prometheus-node-exporter)"
 
 
 def _binary() -> str:
