@@ -1,23 +1,22 @@
 """Build steps pyproject.toml cannot declare.
 
-- ``telemrec.analysis._cdecode``: the optional compiled chunk decoder (C). It
-  inflates with libdeflate when its headers are installed (Debian
-  ``libdeflate-dev``; twice as fast), else with zlib. ``optional=True``: without
-  a compiler or zlib's headers the install still succeeds and ``load()`` uses the
-  NumPy kernels, which give the same bits.
+- ``telemrec.analysis._cdecode``: the optional compiled chunk decoder (C), with the
+  decompressor of libdeflate (MIT, vendored in third_party/libdeflate, see its
+  README.md). ``optional=True``: without a C compiler the install still succeeds
+  and ``load()`` uses the NumPy kernels, which give the same bits, more slowly.
 - ``schemas/`` (the manifest schemas, kept at the top of the repository) ship
   inside the wheel as ``telemrec/schemas``.
 """
 
 import os
 import shutil
-import tempfile
+import sys
 
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LIBDEFLATE = "third_party/libdeflate"
 
 
 class BuildPyWithSchemas(build_py):
@@ -29,32 +28,17 @@ class BuildPyWithSchemas(build_py):
             shutil.copytree(os.path.join(HERE, "schemas"), target)
 
 
-class BuildExtWithLibdeflate(build_ext):
-    def build_extension(self, ext):
-        if ext.name.endswith("_cdecode") and self._has_libdeflate():
-            ext.define_macros.append(("TELEMREC_WITH_LIBDEFLATE", "1"))
-            ext.libraries = ["deflate"]
-        super().build_extension(ext)
-
-    def _has_libdeflate(self) -> bool:
-        if os.environ.get("TELEMREC_NO_LIBDEFLATE"):
-            return False
-        with tempfile.TemporaryDirectory() as tmp:
-            probe = os.path.join(tmp, "probe.c")
-            with open(probe, "w") as f:
-                f.write("#include <libdeflate.h>\nint main(void) { return libdeflate_alloc_decompressor() == 0; }\n")
-            try:
-                objects = self.compiler.compile([probe], output_dir=tmp)
-                self.compiler.link_executable(objects, "probe", output_dir=tmp, libraries=["deflate"])
-            except Exception:  # noqa: BLE001 - any compiler or linker failure means "not available"
-                return False
-        return True
-
-
 extensions = []
 if os.name == "posix" and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
     extensions.append(Extension(
-        "telemrec.analysis._cdecode", ["telemrec/analysis/_cdecode.c"], libraries=["z"],
-        extra_compile_args=["-O3", "-fno-strict-aliasing"], optional=True))
+        "telemrec.analysis._cdecode",
+        ["telemrec/analysis/_cdecode.c"] + [f"{LIBDEFLATE}/lib/{name}.c" for name in (
+            "deflate_decompress", "zlib_decompress", "adler32", "utils", "x86/cpu_features", "arm/cpu_features")],
+        include_dirs=[LIBDEFLATE],
+        extra_compile_args=["-O3", "-fno-strict-aliasing"],
+        # the module's calls into libdeflate bind to its own copy, never to another libdeflate
+        # a process may have loaded globally (libdeflate marks its API for export)
+        extra_link_args=["-Wl,-Bsymbolic"] if sys.platform.startswith("linux") else [],
+        optional=True))
 
-setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas, "build_ext": BuildExtWithLibdeflate})
+setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas})

@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses:
-# - prometheus-node-exporter, for tests/readers/test_node_exporter.py. The package's system
-#   service is NOT started: the test runs the binary itself on a free 127.0.0.1 port and
-#   stops it. policy-rc.d (exit 101) stops the postinst from starting the unit where
-#   invoke-rc.d is used; with no systemd running nothing starts anyway.
-# - libdeflate-dev, so that `pip install` builds telemrec's compiled decoder with libdeflate
-#   (twice zlib's inflate speed; setup.py falls back to zlib without it).
+# Install the Debian packages the test suite uses: prometheus-node-exporter, for
+# tests/readers/test_node_exporter.py. The package's system service is NOT started: the test
+# runs the binary itself on a free 127.0.0.1 port and stops it. policy-rc.d (exit 101) stops
+# the postinst from starting the unit where invoke-rc.d is used; with no systemd running
+# nothing starts anyway.
 set -euo pipefail
 
 BIN=/usr/bin/prometheus-node-exporter
-HEADER=/usr/include/libdeflate.h
-if [ -x "$BIN" ] && [ -e "$HEADER" ]; then
-    echo "debian_packages.sh: $("$BIN" --version 2>&1 | head -n1); libdeflate-dev present"
+if [ -x "$BIN" ]; then
+    echo "debian_packages.sh: $("$BIN" --version 2>&1 | head -n1)"
     exit 0
 fi
 
@@ -36,12 +33,10 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends prometheus-node-exporter libdeflate-dev
+$SUDO apt-get install -y -q --no-install-recommends prometheus-node-exporter
 
-for need in "$BIN" "$HEADER"; do
-    if [ ! -e "$need" ]; then
-        echo "debian_packages.sh: $need missing after install" >&2
-        exit 1
-    fi
-done
-echo "debian_packages.sh: $("$BIN" --version 2>&1 | head -n1); libdeflate-dev installed"
+if [ ! -x "$BIN" ]; then
+    echo "debian_packages.sh: $BIN missing after install" >&2
+    exit 1
+fi
+echo "debian_packages.sh: $("$BIN" --version 2>&1 | head -n1)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install telemrec with its test extras into .venv (plus the Debian packages the tests and the
-# compiled decoder use) and run the whole test suite. `.ci/run` runs exactly this.
+# Install telemrec with its test extras into .venv (plus the Debian package the integration
+# test needs) and run the whole test suite. `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/debian_packages.sh

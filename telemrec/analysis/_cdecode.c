@@ -1,13 +1,15 @@
-/* Fused chunk decoder for telemrec.analysis (optional; _kernels.py is the reference).
+/* Compiled chunk decoder for telemrec.analysis (optional: _kernels.py is the reference).
  *
- * One call decodes one or more consecutive stored chunks of a column, given as their
- * inflated, byte-shuffled data (plane k of a chunk holds byte k of every value), into
- * their slice of the output row: unshuffle, unzigzag, undo the deltas (with the
- * chunk's anchors in format 2), scale decimals and store float64 or int64, in one pass
- * with the GIL released. The NumPy kernels make five to eight passes over scratch
- * arrays for the same work; the results are the same bit for bit (tested), because
- * the integer arithmetic wraps the way NumPy's int64 does and the conversion
- * (double)int64 / 10**scale is the one NumPy performs.
+ * decode_columns() reads a column's stored chunks with pread at the file offsets HDF5
+ * reported, inflates them (libdeflate) and decodes them into the column's slice of
+ * the output block: unshuffle, unzigzag, undo the deltas (with the chunk's anchors in
+ * format 2), scale decimals and store float64 or int64, in one pass per chunk, all
+ * with the GIL released. decode() does the decoding alone, on chunks already inflated.
+ * The NumPy kernels make five to eight passes over scratch arrays for the same work,
+ * and the Python bindings of the inflaters hold the GIL, so two threads ran no faster
+ * than one. The results are the NumPy kernels' bit for bit (tested): the integer
+ * arithmetic wraps the way NumPy's int64 does, and (double)int64 / 10**scale is the
+ * conversion and IEEE division NumPy performs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,53 +18,19 @@
 #include <unistd.h>
 #include <string.h>
 
-/* Inflating one chunk: libdeflate when setup.py found it (2x faster here), else zlib. */
-#ifdef TELEMREC_WITH_LIBDEFLATE
-#include <libdeflate.h>
-#define INFLATER_NAME "libdeflate"
+/* Inflating one chunk: libdeflate, built from third_party/libdeflate (twice zlib's speed here). */
+#include "libdeflate.h"
+#define INFLATER_NAME "libdeflate " LIBDEFLATE_VERSION_STRING
 typedef struct libdeflate_decompressor Inflater;
 
 static Inflater *inflater_new(void) { return libdeflate_alloc_decompressor(); }
 static void inflater_free(Inflater *z) { libdeflate_free_decompressor(z); }
 
-/* 0 when ``in`` is one zlib stream of exactly ``size`` bytes, written to ``out`` */
+/* 0 when ``in`` is one zlib stream of exactly ``size`` bytes (its Adler-32 checked), written to ``out`` */
 static int inflate_exact(Inflater *z, const uint8_t *in, size_t n, uint8_t *out, size_t size)
 {
     return libdeflate_zlib_decompress(z, in, n, out, size, NULL) == LIBDEFLATE_SUCCESS ? 0 : -1;
 }
-#else
-#include <zlib.h>
-#define INFLATER_NAME "zlib"
-typedef z_stream Inflater;
-
-static Inflater *inflater_new(void)
-{
-    z_stream *zs = calloc(1, sizeof(z_stream));
-    if (zs && inflateInit(zs) != Z_OK) {
-        free(zs);
-        zs = NULL;
-    }
-    return zs;
-}
-
-static void inflater_free(Inflater *zs)
-{
-    inflateEnd(zs);
-    free(zs);
-}
-
-static int inflate_exact(Inflater *zs, const uint8_t *in, size_t n, uint8_t *out, size_t size)
-{
-    if (inflateReset(zs) != Z_OK)
-        return -1;
-    zs->next_in = (Bytef *)in;
-    zs->avail_in = (uInt)n;
-    zs->next_out = out;
-    zs->avail_out = (uInt)size;
-    /* a stream longer than the chunk stops with the output full, short of Z_STREAM_END */
-    return inflate(zs, Z_FINISH) == Z_STREAM_END && zs->total_out == size ? 0 : -1;
-}
-#endif
 
 enum { MODE_DELTA = 0, MODE_XOR = 1, MODE_BITS = 2 };
 

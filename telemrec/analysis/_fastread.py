@@ -3,18 +3,24 @@
 ``ColumnReader.read`` returns a ``Column`` (kinds, ints, floats, strs: four arrays
 per column, then ``as_float`` makes two more). For a wide frame of hundreds of
 columns that is most of the time, so this module decodes chunks directly into
-their slice of the caller's output row (the frame's column-major block). When a
-dataset uses exactly the format's filters (shuffle + deflate) and the file is on
-HDF5's default driver, the compressed chunks are located once per dataset
-(``chunk_iter``), read with ``os.pread`` and inflated on a small thread pool
-(the inflaters release the GIL; h5py's reads hold a global lock). Anything else
-(other filters, a chunk that does not read back cleanly) goes through h5py.
-Work is planned and handed to the pool in batches of ~64 chunks, so decoding
-starts while later columns are still being planned; the arithmetic is in
-``_kernels``.
+their slice of the caller's output row (the frame's column-major block).
 
-The chunk encodings are those of ``telemrec.trace._codec``; the result is equal
-to ``ColumnReader.read(lo, hi).as_float()[0]`` bit for bit (tested).
+When a dataset uses exactly the format's filters (shuffle + deflate) and the file
+is on HDF5's default driver, the compressed chunks are located once per dataset
+(``chunk_iter``) and read with ``os.pread``, outside h5py's global lock:
+
+- with the compiled decoder (``_cdecode``, built by setup.py when a C compiler is
+  there), whole columns are read, inflated and decoded in C with the GIL
+  released, in batches of ~64 chunks on a small thread pool. The Python
+  bindings of ISA-L and libdeflate hold the GIL while they inflate, so two
+  threads calling them run no faster than one (measured); in C both cores work.
+- without it, runs of chunks are inflated in Python and decoded by the NumPy
+  kernels of ``_kernels``.
+
+Anything else (other filters, a chunk that does not read back cleanly) goes
+through h5py, which also reports real damage. The chunk encodings are those of
+``telemrec.trace._codec``; both decoders give ``ColumnReader.read(lo, hi).as_float()[0]``
+bit for bit (tested).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from telemrec.analysis._kernels import _POW10, decode_into, scratch
+from telemrec.analysis._kernels import decode_into, scratch
 from telemrec.trace import _codec
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
 from telemrec.trace._columns import ColumnReader
@@ -38,7 +44,6 @@ except ImportError:  # not built (setup.py): the NumPy kernels give the same bit
     _cdecode = None
 
 _DEFLATE, _SHUFFLE = 1, 2
-_C_MODES = {**dict.fromkeys(range(_codec.DEC_DELTA2 + 1), 0), _codec.F64_XOR: 1, _codec.F64_BITS: 2, _codec.MIXED_RAW: 2}
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -141,54 +146,30 @@ def _finish_kinds(job: NumericJob, kinds) -> None:
 
 
 class _ChunkSource:
-    """Where the stored chunks of one width dataset of a column come from.
+    """Where the stored chunks of one width dataset of a column come from (the NumPy path).
 
-    With the format's own filters and a file on the default driver, a chunk's
-    compressed bytes are read with ``os.pread`` at the offset HDF5 reports
-    (``chunk_iter``: one call per dataset) and inflated on the worker threads,
-    outside h5py's global lock. Otherwise, and for any chunk that does not
-    read back cleanly that way, h5py reads and filters it (``stored_chunk``).
+    A chunk with a known location (``_Files.where``) is read with ``os.pread`` and
+    inflated on the worker thread. Otherwise, and for any chunk that does not read
+    back cleanly that way, h5py reads and filters it (``stored_chunk``).
     """
 
-    __slots__ = ("col", "width", "fd", "offsets")
+    __slots__ = ("col", "width", "fd", "where")
 
-    def __init__(self, col: ColumnReader, width: int, fd: int | None):
-        self.col, self.width, self.fd, self.offsets = col, width, fd, None
-        if fd is None:
-            return
-        dsid = col.open_dataset(f"u{width}")
-        if not _plain_filters(dsid, width):
-            return
-        offsets: dict[int, tuple[int, int]] = {}
-        cr = col.chunk_rows
-
-        def note(info, offsets=offsets, cr=cr):
-            if info.filter_mask == 0 and info.byte_offset is not None:
-                offsets[info.chunk_offset[0] // cr] = (info.byte_offset, info.size)
-
-        dsid.chunk_iter(note)
-        self.offsets = offsets
+    def __init__(self, col: ColumnReader, width: int, fd: int | None, where: np.ndarray | None):
+        self.col, self.width, self.fd, self.where = col, width, fd, where
 
     def _inflated(self, c: int) -> bytes | None:
-        where = self.offsets.get(c) if self.offsets is not None else None
-        if where is None:
+        if self.where is None:
+            return None
+        offset, length = self.where[c].tolist()
+        if offset < 0:
             return None
         size = self.col.chunk_rows * self.width
         try:
-            raw = _INFLATE(os.pread(self.fd, where[1], where[0]), size)
+            raw = _INFLATE(os.pread(self.fd, length, offset), size)
         except Exception:  # noqa: BLE001 - isal and libdeflate raise their own error types
             return None  # h5py reads it again and raises the error a damaged file deserves
         return raw if len(raw) == size else None
-
-    def where(self, c0: int, count: int) -> np.ndarray | None:
-        """(file offset, compressed size) of chunks c0 .. c0+count-1 as int64 [count, 2], or None
-        when one of them cannot be read directly."""
-        if self.offsets is None:
-            return None
-        try:
-            return np.array([self.offsets[c] for c in range(c0, c0 + count)], np.int64)
-        except KeyError:
-            return None
 
     def stored(self, c0: int, count: int, rows: int) -> np.ndarray:
         """The first ``rows`` stored values of chunks c0 .. c0+count-1 (called on a worker thread):
@@ -216,15 +197,21 @@ class _Files:
         # chunk_iter needs h5py >= 3.8 on HDF5 >= 1.12.3; os.pread is POSIX only
         self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter") and hasattr(os, "pread")
         self._fds: dict[int, int | None] = {}
+        self._where: dict[int, tuple[ColumnReader, np.ndarray]] = {}
 
     def where(self, col: ColumnReader) -> np.ndarray:
         """(file offset, compressed size) of each chunk of ``col`` as int64 [chunks, 2]; -1 where
-        a chunk is not stored plainly (other filters) or not at all (width 0)."""
+        a chunk is not stored plainly (other filters) or not at all (width 0). Located once per
+        dataset with ``chunk_iter``."""
+        known = self._where.get(id(col))
+        if known is not None and known[0] is col:
+            return known[1]
         where = np.full((len(col.descriptors), 2), -1, np.int64)
         widths = col.descriptors[:, 2]
         for width in set(widths.tolist()):
             if width:
                 self._plain(col, width, where, widths)
+        self._where[id(col)] = (col, where)
         return where
 
     @staticmethod
@@ -278,7 +265,7 @@ def _plan(job: NumericJob, files: _Files) -> list[tuple]:
         if width:
             src = sources.get(width)
             if src is None:
-                src = sources[width] = _ChunkSource(col, width, fd)
+                src = sources[width] = _ChunkSource(col, width, fd, None if fd is None else files.where(col))
         a = c0 * cr + s - job.lo
         out = job.out[a:a + (count - 1) * cr + e - s]
         anchors = None if col.anchors is None else col.anchors[c0:c0 + count]

@@ -311,10 +311,16 @@ class ColumnReader:
             return self.group["kind"][lo:hi]
         out = np.empty(hi - lo, np.uint8)
         cr = self.chunk_rows
+        kinds = None
         for c in range(lo // cr, (hi - 1) // cr + 1) if hi > lo else ():
             a, b = max(lo, c * cr), min(hi, (c + 1) * cr)
             kind = int(self.chunk_kinds[c])
-            out[a - lo:b - lo] = self.group["kind"][a:b] if kind == MIXED_KINDS else kind
+            if kind == MIXED_KINDS:
+                if kinds is None:
+                    kinds = h5py.Dataset(self.open_dataset("kind"))
+                kinds.read_direct(out, np.s_[a:b], np.s_[a - lo:b - lo])
+            else:
+                out[a - lo:b - lo] = kind
         return out
 
     @contextlib.contextmanager
