@@ -9,6 +9,7 @@
 """
 
 import os
+import platform
 import shutil
 import sys
 
@@ -35,7 +36,9 @@ if os.name == "posix" and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
         ["telemrec/analysis/_cdecode.c"] + [f"{LIBDEFLATE}/lib/{name}.c" for name in (
             "deflate_decompress", "zlib_decompress", "adler32", "utils", "x86/cpu_features", "arm/cpu_features")],
         include_dirs=[LIBDEFLATE],
-        extra_compile_args=["-O3", "-fno-strict-aliasing"],
+        # SSE arithmetic on 32-bit x86 too: x87's extended precision could round differently from NumPy
+        extra_compile_args=["-O3", "-fno-strict-aliasing"] + (
+            ["-msse2", "-mfpmath=sse"] if platform.machine() in ("i386", "i686") else []),
         # the module's calls into libdeflate bind to its own copy, never to another libdeflate
         # a process may have loaded globally (libdeflate marks its API for export)
         extra_link_args=["-Wl,-Bsymbolic"] if sys.platform.startswith("linux") else [],

@@ -18,6 +18,22 @@
 #include <unistd.h>
 #include <string.h>
 
+/* Limits that keep every size computation far from overflow: HDF5 chunks are below 4 GiB,
+ * so a chunk holds fewer than 2**29 8-byte values. */
+#define MAX_CHUNK_ROWS ((Py_ssize_t)1 << 29)
+#define MAX_VALUES (PY_SSIZE_T_MAX / 16)
+
+static int aligned8(const void *p) { return ((uintptr_t)p & 7) == 0; }
+
+/* a * b when it fits below MAX_VALUES (both >= 0), else -1 */
+static Py_ssize_t product(Py_ssize_t a, Py_ssize_t b)
+{
+    Py_ssize_t r;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > MAX_VALUES)
+        return -1;
+    return r;
+}
+
 /* Inflating one chunk: libdeflate, built from third_party/libdeflate (twice zlib's speed here). */
 #include "libdeflate.h"
 #define INFLATER_NAME "libdeflate " LIBDEFLATE_VERSION_STRING
@@ -102,8 +118,8 @@ INLINE void xor_rows(const uint8_t *p, Py_ssize_t plane, const int width, int ac
 
 /* int64 -> float64 in place, divided by 10**scale when asked: the conversion and the IEEE
  * division NumPy does, so the bits agree; cloned for wider vector units where the compiler can. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__clang__) && __GNUC__ >= 12
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) /* needs glibc's ifunc */
 #endif
 static void to_double(void *buf, Py_ssize_t n, double divisor)
 {
@@ -167,14 +183,20 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
     int have_anchors = anchors_obj != Py_None;
     if (have_anchors && PyObject_GetBuffer(anchors_obj, &anchors, PyBUF_C_CONTIGUOUS) < 0)
         goto done;
-    if ((width != 1 && width != 2 && width != 4 && width != 8) || cr < 1 || count < 0 || rows < 0 || rows > cr || skip < 0 || skip > rows ||
-        mode < MODE_DELTA || mode > MODE_BITS || order < 0 || order > 2) {
+    if ((width != 1 && width != 2 && width != 4 && width != 8) || cr < 1 || cr > MAX_CHUNK_ROWS || count < 0 ||
+        rows < 0 || rows > cr || skip < 0 || skip > rows || mode < MODE_DELTA || mode > MODE_BITS || order < 0 ||
+        order > 2) {
         PyErr_SetString(PyExc_ValueError, "decode: argument out of range");
         goto done;
     }
-    if (data.len < count * width * cr || out.len < count * (rows - skip) * 8 ||
-        (have_anchors && anchors.len < count * 16)) {
+    Py_ssize_t planes = product(count, width * cr), values = product(count, rows - skip);
+    if (planes < 0 || values < 0 || data.len < planes || out.len / 8 < values ||
+        (have_anchors && anchors.len / 16 < count)) {
         PyErr_SetString(PyExc_ValueError, "decode: buffer too small");
+        goto done;
+    }
+    if (!aligned8(out.buf) || (have_anchors && !aligned8(anchors.buf))) {
+        PyErr_SetString(PyExc_ValueError, "decode: out and anchors must be 8-byte aligned");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -221,22 +243,27 @@ static void release_col(Col *c)
             PyBuffer_Release(views[k]);
 }
 
+/* -1 with an exception for arguments of the wrong type; else 0, with ``failed`` set when the
+ * values do not describe a column this decoder can read (the caller decodes it through HDF5). */
 static int parse_col(PyObject *item, Col *c)
 {
     PyObject *anchors_obj;
     memset(c, 0, sizeof(*c));
+    if (!PyTuple_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "decode_columns: each column must be a tuple");
+        return -1;
+    }
     if (!PyArg_ParseTuple(item, "y*y*Onnnw*p", &c->desc, &c->where, &anchors_obj, &c->cr, &c->lo, &c->hi, &c->out,
                           &c->out_float))
         return -1;
     if (anchors_obj != Py_None && PyObject_GetBuffer(anchors_obj, &c->anchors, PyBUF_C_CONTIGUOUS) < 0)
         return -1;
     c->chunks = c->desc.len / 3;
-    if (c->cr < 1 || c->lo < 0 || c->hi < c->lo || (c->hi > c->lo && (c->hi - 1) / c->cr >= c->chunks) ||
-        c->where.len < c->chunks * 16 || (c->anchors.obj && c->anchors.len < c->chunks * 16) ||
-        c->out.len < (c->hi - c->lo) * 8) {
-        PyErr_SetString(PyExc_ValueError, "decode_columns: inconsistent column arguments");
-        return -1;
-    }
+    Py_ssize_t values = c->hi - c->lo;
+    c->failed = c->cr < 1 || c->cr > MAX_CHUNK_ROWS || c->lo < 0 || values < 0 || values > MAX_VALUES ||
+                (values > 0 && (c->hi - 1) / c->cr >= c->chunks) || c->where.len / 16 < c->chunks ||
+                (c->anchors.obj && c->anchors.len / 16 < c->chunks) || c->out.len / 8 < values ||
+                !aligned8(c->out.buf) || !aligned8(c->where.buf) || (c->anchors.obj && !aligned8(c->anchors.buf));
     return 0;
 }
 
@@ -275,7 +302,7 @@ static int do_col(int fd, Col *c, Scratch *w)
     for (Py_ssize_t k = c->lo / c->cr; k <= (c->hi - 1) / c->cr; k++) {
         Py_ssize_t first = k * c->cr;
         Py_ssize_t skip = (c->lo > first ? c->lo : first) - first;
-        Py_ssize_t rows = (c->hi < first + c->cr ? c->hi : first + c->cr) - first;
+        Py_ssize_t rows = c->hi - first < c->cr ? c->hi - first : c->cr;
         int enc = desc[3 * k], scale = desc[3 * k + 1], width = desc[3 * k + 2];
         int mode = enc <= 5 ? MODE_DELTA : enc == 7 ? MODE_XOR : (enc == 6 || enc == 8) ? MODE_BITS : -1;
         int decimal = enc >= 3 && enc <= 5;
@@ -294,7 +321,8 @@ static int do_col(int fd, Col *c, Scratch *w)
         }
         int64_t offset = where[2 * k], size = where[2 * k + 1];
         size_t plain_size = (size_t)c->cr * (size_t)width;
-        if (offset < 0 || size <= 0 || !grow(&w->packed, &w->packed_cap, (size_t)size) ||
+        /* deflate never needs much more than its input (stored blocks: 5 bytes per 64 KiB) */
+        if (offset < 0 || size <= 0 || (size_t)size > plain_size + plain_size / 8 + 64 || !grow(&w->packed, &w->packed_cap, (size_t)size) ||
             !grow(&w->plain, &w->plain_cap, plain_size))
             return -1;
         if (pread(fd, w->packed, (size_t)size, (off_t)offset) != (ssize_t)size ||
@@ -320,10 +348,12 @@ static PyObject *decode_columns(PyObject *Py_UNUSED(self), PyObject *args)
     PyObject *seq_obj;
     if (!PyArg_ParseTuple(args, "iO", &fd, &seq_obj))
         return NULL;
-    PyObject *seq = PySequence_Fast(seq_obj, "decode_columns: columns must be a sequence");
+    /* a private tuple: the columns stay alive while their arguments are converted (a
+     * conversion may run Python code that changes the caller's list) */
+    PyObject *seq = PySequence_Tuple(seq_obj);
     if (!seq)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), parsed = 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(seq), parsed = 0;
     PyObject *result = NULL;
     Scratch w = {0};
     Col *cols = PyMem_Calloc((size_t)(n ? n : 1), sizeof(Col));
@@ -332,7 +362,7 @@ static PyObject *decode_columns(PyObject *Py_UNUSED(self), PyObject *args)
         goto done;
     }
     for (; parsed < n; parsed++) {
-        if (parse_col(PySequence_Fast_GET_ITEM(seq, parsed), &cols[parsed]) < 0) {
+        if (parse_col(PyTuple_GET_ITEM(seq, parsed), &cols[parsed]) < 0) {
             parsed++;
             goto done;
         }
@@ -344,7 +374,8 @@ static PyObject *decode_columns(PyObject *Py_UNUSED(self), PyObject *args)
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t k = 0; k < n; k++)
-        cols[k].failed = do_col(fd, &cols[k], &w) < 0;
+        if (!cols[k].failed)
+            cols[k].failed = do_col(fd, &cols[k], &w) < 0;
     Py_END_ALLOW_THREADS
     result = PyList_New(0);
     for (Py_ssize_t k = 0; result && k < n; k++) {

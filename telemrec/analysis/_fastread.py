@@ -110,11 +110,23 @@ def _kinds(col: ColumnReader, lo: int, hi: int) -> np.ndarray | int:
     return col.kinds(lo, hi)
 
 
-def _plain_filters(dsid, width: int) -> bool:
-    """True when the pipeline is exactly what the format writes: shuffle (not for 1-byte data), then deflate."""
+def _plain_layout(dsid, width: int, chunk_rows: int) -> bool:
+    """True when the dataset is stored exactly as the format writes it, so its chunks can be
+    read and decoded without HDF5: little-endian unsigned values of ``width`` bytes in chunks of
+    ``chunk_rows``, filtered by shuffle (not for 1-byte data), then deflate."""
+    if dsid.dtype != np.dtype(f"<u{width}"):
+        return False  # e.g. rewritten big-endian: the planes would be read in the wrong order
     plist = dsid.get_create_plist()
+    if plist.get_layout() != h5py.h5d.CHUNKED or plist.get_chunk() != (chunk_rows,):
+        return False
     expected = [_DEFLATE] if width == 1 else [_SHUFFLE, _DEFLATE]
     return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())] == expected
+
+
+def _deflated_size_ok(size: int, plain: int) -> bool:
+    """A compressed chunk cannot be much larger than its data (deflate's stored blocks add 5
+    bytes per 64 KiB): a larger size in the chunk index is damage, not worth reading."""
+    return 0 < size <= plain + plain // 8 + 64
 
 
 def _finish_kinds(job: NumericJob, kinds) -> None:
@@ -162,9 +174,9 @@ class _ChunkSource:
         if self.where is None:
             return None
         offset, length = self.where[c].tolist()
-        if offset < 0:
-            return None
         size = self.col.chunk_rows * self.width
+        if offset < 0 or not _deflated_size_ok(length, size):
+            return None
         try:
             raw = _INFLATE(os.pread(self.fd, length, offset), size)
         except Exception:  # noqa: BLE001 - isal and libdeflate raise their own error types
@@ -217,9 +229,9 @@ class _Files:
     @staticmethod
     def _plain(col: ColumnReader, width: int, where: np.ndarray, widths: np.ndarray) -> None:
         dsid = col.open_dataset(f"u{width}")
-        if not _plain_filters(dsid, width):
-            return
         cr = col.chunk_rows
+        if not _plain_layout(dsid, width, cr):
+            return
         found = []
         dsid.chunk_iter(lambda info: found.append((info.chunk_offset[0] // cr, info.byte_offset, info.size))
                         if info.filter_mask == 0 and info.byte_offset is not None else None)

@@ -27,6 +27,10 @@ from telemrec.errors import TraceCorruptError
 from telemrec.trace import _codec, _strings
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 
+# HDF5 chunks are below 4 GiB: a chunk of 8-byte values holds at most 2**29 rows; a larger
+# chunk_rows in a trace is damage (and would overflow the sizes the decoders compute)
+MAX_CHUNK_ROWS = 2**29
+
 _STR_DTYPE = h5py.string_dtype("utf-8")
 MIXED_KINDS = 255  # a chunk_kinds entry: the chunk's rows have different kinds
 
@@ -258,6 +262,7 @@ class ColumnReader:
         self.chunk_rows = int(meta["chunk_rows"])
         self.descriptors = np.asarray(meta["chunks"], np.uint8).reshape(-1, 3)
         """(encoding, decimal scale, byte width) per chunk."""
+
         anchors = meta.get("anchors")
         self.anchors = None if anchors is None else np.asarray(anchors, np.int64).reshape(-1, 2)
         """Format 2: (first value, first difference) of each delta chunk, stored as 0; None in format 1."""
@@ -265,9 +270,27 @@ class ColumnReader:
         self.chunk_kinds = None if chunk_kinds is None else np.asarray(chunk_kinds, np.uint8)
         """Format 2, columns whose kinds vary: each chunk's kind, or MIXED_KINDS."""
         self.uniform_kind: int | None = meta["kind"]
+        self._check_shape()
         self._str_where = meta.get("str")
         self._strs = None
         self._kinds: tuple[int, int, np.ndarray] | None = None
+
+    def _check_shape(self) -> None:
+        """The chunk metadata must describe the rows: else every reader would fail later, less clearly."""
+        chunks = len(self.descriptors)
+        problem = None
+        if not 0 < self.chunk_rows <= MAX_CHUNK_ROWS or not 0 <= self.rows <= chunks * self.chunk_rows:
+            problem = f"claims {self.rows} rows in chunks of {self.chunk_rows} rows with {chunks} chunk descriptors"
+        elif self.anchors is not None and len(self.anchors) != chunks:
+            problem = f"has {len(self.anchors)} chunk anchors for {chunks} chunks"
+        elif self.chunk_kinds is not None and len(self.chunk_kinds) != chunks:
+            problem = f"has {len(self.chunk_kinds)} chunk kinds for {chunks} chunks"
+        if problem:
+            path = self.file.filename
+            raise TraceCorruptError(f"{path}: column {self._name()} {problem}", path=path)
+
+    def _name(self) -> str:
+        return self._group.name if self._group is not None else f"{self._where[0].name}/{self._where[1]}"
 
     @property
     def group(self) -> h5py.Group:
@@ -330,7 +353,7 @@ class ColumnReader:
             yield
         except (KeyError, OSError, ValueError) as exc:
             path = self.group.file.filename
-            raise TraceCorruptError(f"{path}: {what} of column {self.group.name} cannot be read ({exc})",
+            raise TraceCorruptError(f"{path}: {what} of column {self._name()} cannot be read ({exc})",
                                     path=path) from exc
 
     def _str_runs(self):

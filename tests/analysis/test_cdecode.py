@@ -80,9 +80,9 @@ def test_decode_refuses_inconsistent_arguments():
         _cdecode.decode(planes, 3, 8, 1, 8, 0, 0, 0, 0.0, None, out, True)
     with pytest.raises(ValueError, match="too small"):
         _cdecode.decode(planes, 1, 8, 2, 8, 0, 0, 0, 0.0, None, out, True)
-    with pytest.raises(ValueError, match="inconsistent"):
-        _cdecode.decode_columns(0, [(np.zeros((1, 3), np.uint8), np.full((1, 2), -1, np.int64), None, 8, 0, 9, out,
-                                     True)])
+    # rows past the last chunk: the column is handed back (the NumPy path decides what it means)
+    assert _cdecode.decode_columns(0, [(np.zeros((1, 3), np.uint8), np.full((1, 2), -1, np.int64), None, 8, 0, 9,
+                                        np.empty(9), True)]) == [0]
 
 
 # -- decode_columns, through decode_numeric, on a trace ------------------------------------------
@@ -193,3 +193,126 @@ def test_a_repacked_trace_with_other_filters_still_loads(small_chunk_trace, tmp_
     for name in reference:
         for a, b in zip(repacked[name], reference[name]):
             assert np.array_equal(a, b), name
+
+
+# -- hostile arguments and damaged traces (an independent review's reproducers) ------------------
+
+def _column(cr=8, lo=0, hi=8, out=None, where=None, anchors=None, chunks=1):
+    desc = np.tile(np.array([[0, 0, 1]], np.uint8), (chunks, 1))
+    where = np.full((chunks, 2), -1, np.int64) if where is None else where
+    return (desc, where, anchors, cr, lo, hi, np.empty(max(hi - lo, 1)) if out is None else out, True)
+
+
+def test_sizes_that_would_overflow_are_refused_not_trusted():
+    out = np.empty(8)
+    with pytest.raises(ValueError, match="too small"):
+        _cdecode.decode(np.zeros(64, np.uint8), 8, 1, 2**61, 1, 0, 0, 0, 0.0, None, out, True)
+    with pytest.raises(ValueError, match="out of range"):
+        _cdecode.decode(np.zeros(64, np.uint8), 1, 2**61 + 1, 1, 1, 0, 0, 0, 0.0, None, out, True)
+    # decode_columns hands such columns back instead of writing past ``out``
+    assert _cdecode.decode_columns(0, [_column(cr=2**62, lo=0, hi=2**61, out=out)]) == [0]
+    assert _cdecode.decode_columns(0, [_column(cr=2**62, lo=2**62, hi=2**62 + 1, out=out)]) == [0]
+    assert _cdecode.decode_columns(0, [_column(cr=2**61 + 1, lo=0, hi=1, out=out)]) == [0]
+
+
+def test_misaligned_buffers_are_refused():
+    out = memoryview(bytearray(8 * 8 + 1))[1:]
+    with pytest.raises(ValueError, match="aligned"):
+        _cdecode.decode(np.zeros(8, np.uint8), 1, 8, 1, 8, 0, 0, 1, 0.0, None, out, True)
+    assert _cdecode.decode_columns(0, [_column(out=out)]) == [0]
+
+
+def test_a_column_list_changed_while_it_is_read_is_safe():
+    columns = []
+
+    class Clears:
+        def __index__(self):
+            columns.clear()  # frees the caller's tuples: decode_columns must hold its own references
+            return 8
+
+    columns.extend(_column(cr=Clears()) for _ in range(4))
+    assert _cdecode.decode_columns(0, columns) == [0, 1, 2, 3]
+
+
+def test_a_column_that_is_not_a_tuple_is_a_type_error():
+    with pytest.raises(TypeError, match="tuple"):
+        _cdecode.decode_columns(0, [list(_column())])
+
+
+def test_an_oversized_compressed_size_is_not_read(small_chunk_trace, monkeypatch):
+    path, n = small_chunk_trace
+    original = _cdecode.decode_columns
+    handed_back = []
+
+    def inflate_sizes(fd, cols):
+        cols = [(desc, np.where(where >= 0, where * [1, 1 << 40], where), *rest) for desc, where, *rest in cols]
+        failed = original(fd, cols)
+        handed_back.extend(failed)
+        return failed
+
+    monkeypatch.setattr(_fastread, "_cdecode", type("Inflating", (), {"decode_columns": staticmethod(inflate_sizes)}))
+    oversized = _decode_all(path, [(0, n)], compiled=True)
+    monkeypatch.undo()
+    assert handed_back
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(oversized.values(), _decode_all(path, [(0, n)],
+                                                                                        compiled=False).values()))
+
+
+def _rewrite_directory(path: str, change) -> None:
+    import json
+
+    with h5py.File(path, "r+") as f:
+        directory = json.loads(f["records/src/e/_directory"].asstr()[()])
+        for meta in directory["fields"]:
+            change(meta)
+        del f["records/src/e/_directory"]
+        f["records/src/e/_directory"] = json.dumps(directory)
+
+
+def test_short_anchors_hand_the_column_back_and_the_batch_goes_on():
+    out, other = np.full(16, -1.0), np.full(8, -1.0)
+    short = _column(cr=8, hi=16, chunks=2, out=out, anchors=np.zeros((1, 2), np.int64))
+    # width-0 chunks (all values from the anchors): no file needed
+    whole = (np.array([[1, 0, 0]], np.uint8), np.full((1, 2), -1, np.int64), np.array([[5, 0]], np.int64), 8, 0, 8,
+             other, True)
+    assert _cdecode.decode_columns(0, [short, whole]) == [0]
+    assert other.tolist() == [5.0] * 8
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(chunk_rows=2**61 + 1, rows=1, chunks=m["chunks"][:1]), "chunks of 2305843009213693953 rows"),
+    (lambda m: m.update(anchors=m["anchors"][:2]), "2 chunk anchors for 6 chunks"),
+])
+def test_chunk_metadata_that_does_not_fit_is_a_corrupt_trace(small_chunk_trace, tmp_path, change, message):
+    import shutil
+
+    from telemrec.errors import TraceCorruptError
+    from telemrec.trace.check import check_trace
+
+    path, _ = small_chunk_trace
+    damaged = str(tmp_path / "damaged.h5")
+    shutil.copy(path, damaged)
+    _rewrite_directory(damaged, lambda m: change(m) if m["name"] == "int_counter" else None)
+    with open_trace(damaged) as trace:
+        with pytest.raises(TraceCorruptError, match=message):
+            trace.entity("src", "e").column("int_counter")
+    assert any(message in p for p in check_trace(damaged).problems)
+
+
+def test_big_endian_datasets_are_not_read_directly(small_chunk_trace, tmp_path):
+    """Stored big-endian with the format's own filters (another tool, another host): the fast paths
+    must not take the bytes for little-endian planes."""
+    path, n = small_chunk_trace
+    copy = str(tmp_path / "big-endian.h5")
+    names = copy_listing_widths(path, copy, ("u2", "u4", "u8"))
+    with h5py.File(copy, "r+") as f:
+        for name in names:
+            data, chunks = f[name][()], f[name].chunks
+            del f[name]
+            f.create_dataset(name, data=data.astype(data.dtype.newbyteorder(">")), chunks=chunks, shuffle=True,
+                             compression="gzip", maxshape=(None,))
+    reference = _decode_all(path, [(0, n)], compiled=False)
+    for compiled in (True, False):
+        swapped = _decode_all(copy, [(0, n)], compiled=compiled)
+        for name in reference:
+            assert np.array_equal(swapped[name][0], reference[name][0]), (name, compiled)
