@@ -21,7 +21,7 @@ from telemrec.readers import get_reader
 from telemrec.readers.replay import Pacer, Replay, ReplayReader, iter_replay, parse_speed, parse_time
 from telemrec.record import RawRecord, ReaderConfig, records_identical
 from telemrec.testing import ReaderConformance
-from telemrec.trace import TraceWriter, open_trace
+from telemrec.trace import CURRENT_FORMAT_VERSION, TraceWriter, open_trace
 from telemrec.trace._iterate import iter_batches, iter_records
 from telemrec.trace.importer import import_manifest
 
@@ -182,7 +182,7 @@ def test_caps_and_identity_come_from_the_manifest(tmp_path):
     try:
         caps = reader.caps
         identity = reader.identity()
-        assert reader.source_version == "telemrec-trace v2"
+        assert reader.source_version == f"telemrec-trace v{CURRENT_FORMAT_VERSION}"
     finally:
         reader.close()
     assert caps.kind == "nvml"

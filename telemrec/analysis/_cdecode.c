@@ -261,7 +261,7 @@ static int parse_col(PyObject *item, Col *c)
     c->chunks = c->desc.len / 3;
     Py_ssize_t values = c->hi - c->lo;
     c->failed = c->cr < 1 || c->cr > MAX_CHUNK_ROWS || c->lo < 0 || values < 0 || values > MAX_VALUES ||
-                (values > 0 && (c->hi - 1) / c->cr >= c->chunks) || c->where.len / 16 < c->chunks ||
+                (values > 0 && (c->hi - 1) / c->cr >= c->chunks) || c->where.len / 24 < c->chunks ||
                 (c->anchors.obj && c->anchors.len / 16 < c->chunks) || c->out.len / 8 < values ||
                 !aligned8(c->out.buf) || !aligned8(c->where.buf) || (c->anchors.obj && !aligned8(c->anchors.buf));
     return 0;
@@ -319,14 +319,21 @@ static int do_col(int fd, Col *c, Scratch *w)
                 to_double(dst, rows - skip, divisor);
             continue;
         }
-        int64_t offset = where[2 * k], size = where[2 * k + 1];
+        int64_t offset = where[3 * k], size = where[3 * k + 1], adler = where[3 * k + 2];
         size_t plain_size = (size_t)c->cr * (size_t)width;
         /* deflate never needs much more than its input (stored blocks: 5 bytes per 64 KiB) */
         if (offset < 0 || size <= 0 || (size_t)size > plain_size + plain_size / 8 + 64 || !grow(&w->packed, &w->packed_cap, (size_t)size) ||
             !grow(&w->plain, &w->plain_cap, plain_size))
             return -1;
-        if (pread(fd, w->packed, (size_t)size, (off_t)offset) != (ssize_t)size ||
-            inflate_exact(w->z, w->packed, (size_t)size, w->plain, plain_size) < 0)
+        if (pread(fd, w->packed, (size_t)size, (off_t)offset) != (ssize_t)size)
+            return -1;
+        if (adler >= 0 && size >= 4) { /* from the chunk index: is this the stream it describes? */
+            const uint8_t *t = w->packed + size - 4;
+            uint32_t trailer = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+            if (trailer != (uint64_t)adler)
+                return -1;
+        }
+        if (inflate_exact(w->z, w->packed, (size_t)size, w->plain, plain_size) < 0)
             return -1;
         decode_chunk(w->plain, c->cr, width, rows, skip, mode, order, divisor, anchor, dst, c->out_float);
     }
@@ -338,7 +345,8 @@ static int do_col(int fd, Col *c, Scratch *w)
  *
  * columns: a sequence of (descriptors, where, anchors, chunk_rows, lo, hi, out, out_float):
  * descriptors uint8 [chunks, 3] (encoding, decimal scale, byte width), where int64
- * [chunks, 2] (file offset, compressed size; -1 when unknown), anchors int64 [chunks, 2]
+ * [chunks, 3] (file offset, compressed size, the stream's Adler-32 trailer; -1 when unknown:
+ * telemrec.trace._chunkindex), anchors int64 [chunks, 2]
  * or None, out a writable buffer of hi - lo 8-byte values (float64 when out_float, else
  * int64). All reading, inflating and decoding happens with the GIL released, so the
  * worker threads decode their batches at the same time. */

@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 from telemrec.analysis._kernels import decode_into, scratch
-from telemrec.trace import _codec
+from telemrec.trace import _chunkindex, _codec
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
 from telemrec.trace._columns import ColumnReader
 
@@ -173,12 +173,15 @@ class _ChunkSource:
     def _inflated(self, c: int) -> bytes | None:
         if self.where is None:
             return None
-        offset, length = self.where[c].tolist()
+        offset, length, adler = self.where[c].tolist()
         size = self.col.chunk_rows * self.width
         if offset < 0 or not _deflated_size_ok(length, size):
             return None
+        packed = os.pread(self.fd, length, offset)
+        if adler >= 0 and packed[-4:] != adler.to_bytes(4, "big"):
+            return None  # not the stream the index describes: the file was rewritten
         try:
-            raw = _INFLATE(os.pread(self.fd, length, offset), size)
+            raw = _INFLATE(packed, size)
         except Exception:  # noqa: BLE001 - isal and libdeflate raise their own error types
             return None  # h5py reads it again and raises the error a damaged file deserves
         return raw if len(raw) == size else None
@@ -210,35 +213,30 @@ class _Files:
         self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter") and hasattr(os, "pread")
         self._fds: dict[int, int | None] = {}
         self._where: dict[int, tuple[ColumnReader, np.ndarray]] = {}
+        self._distrusted: set[int] = set()
+        self._keep: list[ColumnReader] = []
 
     def where(self, col: ColumnReader) -> np.ndarray:
-        """(file offset, compressed size) of each chunk of ``col`` as int64 [chunks, 2]; -1 where
-        a chunk is not stored plainly (other filters) or not at all (width 0). Located once per
-        dataset with ``chunk_iter``."""
+        """(file offset, compressed size, Adler-32 or -1) of each chunk of ``col`` as int64
+        [chunks, 3] (``trace._chunkindex``); -1 where a chunk is not stored plainly (other filters,
+        byte order) or not at all (width 0). From the trace's chunk index when it has one, else located
+        once per dataset with ``chunk_iter``."""
         known = self._where.get(id(col))
         if known is not None and known[0] is col:
             return known[1]
-        where = np.full((len(col.descriptors), 2), -1, np.int64)
-        widths = col.descriptors[:, 2]
-        for width in set(widths.tolist()):
-            if width:
-                self._plain(col, width, where, widths)
+        if col.where is not None and id(col) not in self._distrusted:
+            return col.where
+        cr = col.chunk_rows
+        where = _chunkindex.locate(col.open_dataset, col.descriptors[:, 2], cr,
+                                   accept=lambda dsid, width: _plain_layout(dsid, width, cr))
         self._where[id(col)] = (col, where)
         return where
 
-    @staticmethod
-    def _plain(col: ColumnReader, width: int, where: np.ndarray, widths: np.ndarray) -> None:
-        dsid = col.open_dataset(f"u{width}")
-        cr = col.chunk_rows
-        if not _plain_layout(dsid, width, cr):
-            return
-        found = []
-        dsid.chunk_iter(lambda info: found.append((info.chunk_offset[0] // cr, info.byte_offset, info.size))
-                        if info.filter_mask == 0 and info.byte_offset is not None else None)
-        if found:
-            index = np.array(found, np.int64)
-            index = index[(index[:, 0] < len(widths)) & (widths[np.minimum(index[:, 0], len(widths) - 1)] == width)]
-            where[index[:, 0]] = index[:, 1:]  # a chunk is read from the dataset of its own width only
+    def distrust(self, col: ColumnReader) -> None:
+        """Locate ``col``'s chunks through HDF5 from now on: its index did not match the file."""
+        if col.where is not None:
+            self._distrusted.add(id(col))
+            self._keep.append(col)  # ids stay unique while they are remembered
 
     def fd(self, col: ColumnReader) -> int | None:
         if not self.enabled:
@@ -389,6 +387,8 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
             _run_batch(batch)
         # columns C could not read directly (other filters, damage) go through h5py, which reports damage
         retry = [job for f in futures for job in ((f.result() if isinstance(f, Future) else f) or ())]
+        for job in retry:
+            files.distrust(job.col)
         _run_batch([item for job in retry for item in _plan(job, files)])
     finally:
         if pool is not None:

@@ -270,6 +270,8 @@ class ColumnReader:
         self.chunk_kinds = None if chunk_kinds is None else np.asarray(chunk_kinds, np.uint8)
         """Format 2, columns whose kinds vary: each chunk's kind, or MIXED_KINDS."""
         self.uniform_kind: int | None = meta["kind"]
+        self.where: np.ndarray | None = meta.get("where")
+        """(file offset, compressed size, Adler-32) of each chunk from the chunk index (``_chunkindex``), when the file has one."""
         self._check_shape()
         self._str_where = meta.get("str")
         self._strs = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from telemrec.errors import TelemrecError
+from telemrec.trace import _chunkindex
 from telemrec.trace import journal as _journal
 from telemrec.trace._codec import ENCODINGS
 from telemrec.trace._columns import MIXED_KINDS, ColumnReader
@@ -88,9 +89,33 @@ def _check_column(where: str, col, group, n_chunks: int, report: CheckReport, de
                     report.problems.append(f"{where}: chunk {c} is listed as all kind {kind} but is not")
 
 
+def _check_index(where: str, cols: list, report: CheckReport, fd: int) -> None:
+    """A chunk index, where there is one, must say where HDF5 keeps each chunk, and with which Adler-32."""
+    for col in cols:
+        expected = _chunkindex.locate(col.open_dataset, col.descriptors[:, 2], col.chunk_rows)
+        _chunkindex.add_checksums(expected, fd)
+        if col.where is None or not np.array_equal(col.where, expected):
+            report.problems.append(
+                f"{where}: the chunk index (_where) does not match where HDF5 keeps the chunks (rewritten by another "
+                f"tool?): reading stays correct but slower; `telemrec upgrade PATH -o NEW` writes a fresh index")
+            return
+
+
 def _check_structure(trace, report: CheckReport, deep: bool) -> None:
+    fd = None
+    if trace._reader.h5.driver == "sec2":
+        fd = os.open(trace._reader.h5.filename, os.O_RDONLY)
+    try:
+        _check_entities(trace, report, deep, fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _check_entities(trace, report: CheckReport, deep: bool, fd: int | None) -> None:
     total = 0
     seqs = []
+    times = set()
     for (source, name), ent in trace._reader.entities().items():
         where = f"{source}/{name}"
         total += ent.rows
@@ -104,6 +129,11 @@ def _check_structure(trace, report: CheckReport, deep: bool) -> None:
             if col.rows != ent.rows:
                 report.problems.append(f"{where}/{col_name}: {col.rows} rows, entity has {ent.rows}")
             _check_column(f"{where}/{col_name}", col, group, n_chunks, report, deep, trace.format_version)
+        if fd is not None and ent.has_index:
+            _check_index(where, [col for _, col, _ in columns], report, fd)
+            if id(ent.time) not in times and ent.time.mono.where is not None:
+                times.add(id(ent.time))
+                _check_index(f"{source}/$time", [ent.time.mono, ent.time.wall], report, fd)
         if deep and ent.rows:
             tidx = ent.meta_column("_tidx").read().ints
             if len(tidx) and (tidx.min() < 0 or tidx.max() >= ent.time.mono.rows):

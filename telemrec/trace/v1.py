@@ -10,6 +10,7 @@
             _seq _tidx _source_version _error   columns (one row per record); _tidx indexes $time
             fields/<field>/                     columns
             _directory                          scalar UTF-8 JSON: every column's metadata in one read
+            _where                              optional chunk index (``_chunkindex``; V2Writer writes it)
             attribute wall_range: int64[n_chunks, 2], min and max wall_ns per chunk
     /ticks/<reader label>/  columns: tick, scheduled_mono_ns, start_mono_ns, end_mono_ns,
                             start_wall_ns, status, records, cpu_ns
@@ -22,6 +23,7 @@ with a leading "." also encoded); the original is the group's ``name`` attribute
 from __future__ import annotations
 
 import json
+import os
 from typing import Iterable, Mapping
 from urllib.parse import quote
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from telemrec._version import __version__
 from telemrec.record import RawRecord
-from telemrec.trace import _strings
+from telemrec.trace import _chunkindex, _strings
 from telemrec.trace._codec import INT as INT_KIND
 from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader
 from telemrec.trace._version import FORMAT_NAME
@@ -41,6 +43,7 @@ STORED_META = ("_seq", "_tidx", "_source_version", "_error")
 META_COLUMNS = ("_seq", "_mono_ns", "_wall_ns", "_source_version", "_error")
 """What ``EntityReader.read`` answers besides fields; _mono_ns/_wall_ns resolve through $time."""
 TIME_GROUP = "$time"
+WHERE = "_where"  # an entity's (or $time's) chunk index (telemrec.trace._chunkindex)
 TICK_COLUMNS = ("tick", "scheduled_mono_ns", "start_mono_ns", "end_mono_ns", "start_wall_ns",
                 "status", "records", "cpu_ns")
 TICK_OK, TICK_LATE, TICK_MISSED = 0, 1, 2
@@ -181,6 +184,7 @@ class V1Writer:
 
     FORMAT_VERSION = FORMAT_VERSION
     ANCHORED = False
+    INDEXED = False  # the chunk index (_where), written since format 2's writer gained it
 
     def __init__(self, h5: h5py.File, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, filters: dict | None = None):
         self.h5 = h5
@@ -247,6 +251,32 @@ class V1Writer:
         manifest = dict(manifest, format=FORMAT_NAME, format_version=self.FORMAT_VERSION)
         self.h5.create_dataset("manifest", data=json.dumps(_finite(manifest), sort_keys=True, allow_nan=False),
                                dtype=h5py.string_dtype("utf-8"))
+        if self.INDEXED and self.h5.driver == "sec2":  # an in-memory view (a live snapshot) has no offsets
+            self._write_chunk_index()
+
+    def _write_chunk_index(self) -> None:
+        """Each entity's (and each ``$time``'s) ``_where``: where every chunk of its columns is
+        (``_chunkindex``), so readers need not ask HDF5 column by column."""
+        self.h5.flush()  # every chunk is in its final place: HDF5 never moves a chunk it does not rewrite
+        fd = os.open(self.h5.filename, os.O_RDONLY)
+        try:
+            for builder in self._entities.values():
+                _write_index(builder.group, list(builder.fields.values()) + list(builder.meta.values()), fd)
+            for time_table in self._times.values():
+                _write_index(time_table.mono.group.parent, [time_table.mono, time_table.wall], fd)
+        finally:
+            os.close(fd)
+
+
+def _write_index(group: h5py.Group, columns: list[ColumnBuilder], fd: int) -> None:
+    parts = [np.zeros((0, _chunkindex.WHERE_COLUMNS), np.int64)]
+    for col in columns:
+        widths = np.array(col.chunk_desc, np.uint8).reshape(-1, 3)[:, 2]
+        where = _chunkindex.locate(lambda name, g=col.group: h5py.h5d.open(g.id, name.encode()), widths,
+                                   col.chunk_rows)
+        _chunkindex.add_checksums(where, fd)
+        parts.append(where)
+    group.create_dataset(WHERE, data=np.concatenate(parts))
 
 
 def _finite(value):
@@ -269,6 +299,9 @@ class SourceTimeReader:
     def __init__(self, group: h5py.Group):
         self.mono = ColumnReader(group["mono_ns"])
         self.wall = ColumnReader(group["wall_ns"])
+        parts = _read_index(group, [len(self.mono.descriptors), len(self.wall.descriptors)])
+        if parts is not None:
+            self.mono.where, self.wall.where = parts
         self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
 
     def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +335,10 @@ class EntityReader:
             directory["rows"], directory["chunk_rows"] = int(attrs["rows"]), int(attrs["chunk_rows"])
             directory["field_meta"] = {f["name"]: f for f in directory["fields"]}
             directory["names"] = [f["name"] for f in directory["fields"]]
+            metas = directory["fields"] + list(directory["meta"].values())
+            parts = _read_index(self.group, [len(m["chunks"]) for m in metas])
+            for meta, where in zip(metas, parts or ()):  # each column's rows of the chunk index
+                meta["where"] = where
             self._directory = directory
         return self._directory
 
@@ -324,6 +361,11 @@ class EntityReader:
     @property
     def _field_meta(self) -> dict:
         return self._dir()["field_meta"]
+
+    @property
+    def has_index(self) -> bool:
+        """Whether the entity group holds a chunk index (``_where``), fitting or not."""
+        return WHERE in self.group
 
     def wall_ranges(self) -> np.ndarray:
         return np.asarray(self.group.attrs["wall_range"], np.int64).reshape(-1, 2)
@@ -382,6 +424,17 @@ class EntityReader:
         if not len(inside):
             return 0, 0
         return a + int(inside[0]), a + int(inside[-1]) + 1
+
+
+def _read_index(group: h5py.Group, counts: list[int]) -> list[np.ndarray] | None:
+    """The group's chunk index (``_where``) split per column; None when it is missing (files
+    written before it existed, in-memory snapshots) or does not fit: readers then locate the
+    chunks through HDF5."""
+    try:
+        index = group[WHERE][()]
+    except (KeyError, OSError, ValueError):
+        return None
+    return _chunkindex.split(np.asarray(index, np.int64), counts)
 
 
 class V1Reader:

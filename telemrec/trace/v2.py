@@ -10,7 +10,9 @@ chunks into 1-byte or empty ones: a third of the bytes to inflate on load.
 
 Everything else (groups, names, ``$time``, directories, ticks, annotations,
 filters) is format 1's, so the v1 module's classes do the work: a format 1
-column has no anchors and decodes as before.
+column has no anchors and decodes as before. The writer also records where
+every chunk is (``_where``, ``telemrec.trace._chunkindex``): an optional addition
+that readers of every version ignore or check before use, so not a new version.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class V2Writer(v1.V1Writer):
 
     FORMAT_VERSION = FORMAT_VERSION
     ANCHORED = True
+    INDEXED = True
 
 
 class V2Reader(v1.V1Reader):

@@ -81,7 +81,7 @@ def test_decode_refuses_inconsistent_arguments():
     with pytest.raises(ValueError, match="too small"):
         _cdecode.decode(planes, 1, 8, 2, 8, 0, 0, 0, 0.0, None, out, True)
     # rows past the last chunk: the column is handed back (the NumPy path decides what it means)
-    assert _cdecode.decode_columns(0, [(np.zeros((1, 3), np.uint8), np.full((1, 2), -1, np.int64), None, 8, 0, 9,
+    assert _cdecode.decode_columns(0, [(np.zeros((1, 3), np.uint8), np.full((1, 3), -1, np.int64), None, 8, 0, 9,
                                         np.empty(9), True)]) == [0]
 
 
@@ -199,7 +199,7 @@ def test_a_repacked_trace_with_other_filters_still_loads(small_chunk_trace, tmp_
 
 def _column(cr=8, lo=0, hi=8, out=None, where=None, anchors=None, chunks=1):
     desc = np.tile(np.array([[0, 0, 1]], np.uint8), (chunks, 1))
-    where = np.full((chunks, 2), -1, np.int64) if where is None else where
+    where = np.full((chunks, 3), -1, np.int64) if where is None else where
     return (desc, where, anchors, cr, lo, hi, np.empty(max(hi - lo, 1)) if out is None else out, True)
 
 
@@ -245,7 +245,7 @@ def test_an_oversized_compressed_size_is_not_read(small_chunk_trace, monkeypatch
     handed_back = []
 
     def inflate_sizes(fd, cols):
-        cols = [(desc, np.where(where >= 0, where * [1, 1 << 40], where), *rest) for desc, where, *rest in cols]
+        cols = [(desc, np.where(where >= 0, where * [1, 1 << 40, 1], where), *rest) for desc, where, *rest in cols]
         failed = original(fd, cols)
         handed_back.extend(failed)
         return failed
@@ -273,7 +273,7 @@ def test_short_anchors_hand_the_column_back_and_the_batch_goes_on():
     out, other = np.full(16, -1.0), np.full(8, -1.0)
     short = _column(cr=8, hi=16, chunks=2, out=out, anchors=np.zeros((1, 2), np.int64))
     # width-0 chunks (all values from the anchors): no file needed
-    whole = (np.array([[1, 0, 0]], np.uint8), np.full((1, 2), -1, np.int64), np.array([[5, 0]], np.int64), 8, 0, 8,
+    whole = (np.array([[1, 0, 0]], np.uint8), np.full((1, 3), -1, np.int64), np.array([[5, 0]], np.int64), 8, 0, 8,
              other, True)
     assert _cdecode.decode_columns(0, [short, whole]) == [0]
     assert other.tolist() == [5.0] * 8
