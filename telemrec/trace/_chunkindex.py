@@ -7,12 +7,14 @@ with each stream's Adler-32 trailer, in one ``_where`` dataset per entity, so a
 reader can read the chunks directly without opening 600 datasets first.
 
 An index row is (file offset, compressed size, Adler-32), -1 for a chunk that is
-not stored (width 0) or not located. A reader trusts a row only for a stream that
-ends with that Adler-32 (the checksum of the chunk's own data) and inflates to
-exactly the chunk's size: a file rewritten by another tool (h5repack) moves
-chunks, a stale offset then finds other bytes, and the reader locates the chunks
-through HDF5 again. (Like every checksum in a file, it guards against accidents,
-not against someone rewriting index and data to match.)
+not stored (width 0) or not located. Readers use the index only while the file
+has the size the writer recorded (root attribute ``_where_size``: an edit in place
+that moves a chunk grows the file), and a row only for a stream that ends with its
+Adler-32 (the checksum of the chunk's own data) and inflates to exactly the
+chunk's size: a file rewritten by another tool (h5repack) moves chunks, a stale
+offset then finds other bytes, and the reader locates the chunks through HDF5
+again. (Like every checksum in a file, these guard against accidents, not against
+someone rewriting index and data to match.)
 """
 
 from __future__ import annotations
@@ -61,5 +63,10 @@ def split(index: np.ndarray, counts: list[int]) -> list[np.ndarray] | None:
     order), or None when the index does not have that shape (then readers locate chunks themselves)."""
     if index.ndim != 2 or index.shape[1] != WHERE_COLUMNS or len(index) != sum(counts):
         return None
+    # a row is used only with its checksum: one without (or with an impossible one) is "not located"
+    bad = (index[:, 2] < 0) | (index[:, 2] > 0xFFFFFFFF) | (index[:, 1] <= 0) | (index[:, 0] < 0)
+    if bad.any():
+        index = index.copy()
+        index[bad] = UNKNOWN
     bounds = np.cumsum([0] + counts)
     return [index[a:b] for a, b in zip(bounds[:-1], bounds[1:])]

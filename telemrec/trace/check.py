@@ -13,7 +13,7 @@ from telemrec.trace import journal as _journal
 from telemrec.trace._codec import ENCODINGS
 from telemrec.trace._columns import MIXED_KINDS, ColumnReader
 from telemrec.trace.manifest import manifest_problems
-from telemrec.trace.v1 import STORED_META
+from telemrec.trace.v1 import STORED_META, WHERE
 
 
 @dataclass
@@ -96,8 +96,8 @@ def _check_index(where: str, cols: list, report: CheckReport, fd: int) -> None:
         _chunkindex.add_checksums(expected, fd)
         if col.where is None or not np.array_equal(col.where, expected):
             report.problems.append(
-                f"{where}: the chunk index (_where) does not match where HDF5 keeps the chunks (rewritten by another "
-                f"tool?): reading stays correct but slower; `telemrec upgrade PATH -o NEW` writes a fresh index")
+                f"{where}: the chunk index (_where) is malformed or does not match where HDF5 keeps the chunks (the "
+                f"file was changed or rewritten by another tool); `telemrec upgrade PATH -o NEW` writes a fresh one")
             return
 
 
@@ -131,7 +131,7 @@ def _check_entities(trace, report: CheckReport, deep: bool, fd: int | None) -> N
             _check_column(f"{where}/{col_name}", col, group, n_chunks, report, deep, trace.format_version)
         if fd is not None and ent.has_index:
             _check_index(where, [col for _, col, _ in columns], report, fd)
-            if id(ent.time) not in times and ent.time.mono.where is not None:
+            if id(ent.time) not in times and WHERE in ent.time.group:
                 times.add(id(ent.time))
                 _check_index(f"{source}/$time", [ent.time.mono, ent.time.wall], report, fd)
         if deep and ent.rows:

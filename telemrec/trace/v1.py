@@ -44,6 +44,7 @@ META_COLUMNS = ("_seq", "_mono_ns", "_wall_ns", "_source_version", "_error")
 """What ``EntityReader.read`` answers besides fields; _mono_ns/_wall_ns resolve through $time."""
 TIME_GROUP = "$time"
 WHERE = "_where"  # an entity's (or $time's) chunk index (telemrec.trace._chunkindex)
+WHERE_SIZE = "_where_size"  # root attribute: the file size the chunk index was written for
 TICK_COLUMNS = ("tick", "scheduled_mono_ns", "start_mono_ns", "end_mono_ns", "start_wall_ns",
                 "status", "records", "cpu_ns")
 TICK_OK, TICK_LATE, TICK_MISSED = 0, 1, 2
@@ -266,6 +267,16 @@ class V1Writer:
                 _write_index(time_table.mono.group.parent, [time_table.mono, time_table.wall], fd)
         finally:
             os.close(fd)
+        # the file's size as it is closed: an edit in place that moves a chunk grows the file, and
+        # readers then ignore the index (rewriting a same-size attribute does not change the size)
+        self.h5.attrs[WHERE_SIZE] = np.int64(0)
+        for _ in range(3):
+            self.h5.flush()
+            size = self.h5.id.get_filesize()
+            self.h5.attrs[WHERE_SIZE] = np.int64(size)
+            self.h5.flush()
+            if self.h5.id.get_filesize() == size:
+                break
 
 
 def _write_index(group: h5py.Group, columns: list[ColumnBuilder], fd: int) -> None:
@@ -296,10 +307,11 @@ def _finite(value):
 class SourceTimeReader:
     """A source's timestamp table, read slice by slice and cached per chunk range."""
 
-    def __init__(self, group: h5py.Group):
+    def __init__(self, group: h5py.Group, use_index: bool = False):
+        self.group = group
         self.mono = ColumnReader(group["mono_ns"])
         self.wall = ColumnReader(group["wall_ns"])
-        parts = _read_index(group, [len(self.mono.descriptors), len(self.wall.descriptors)])
+        parts = _read_index(group, [len(self.mono.descriptors), len(self.wall.descriptors)]) if use_index else None
         if parts is not None:
             self.mono.where, self.wall.where = parts
         self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
@@ -320,10 +332,11 @@ class SourceTimeReader:
 class EntityReader:
     """One (source, entity) series of a trace (format 1 or 2: the same layout)."""
 
-    def __init__(self, source: str, group: h5py.Group, time: SourceTimeReader):
+    def __init__(self, source: str, group: h5py.Group, time: SourceTimeReader, use_index: bool = False):
         self.source = source
         self.group = group
         self.time = time
+        self.use_index = use_index
         self.name = _strings.load(group.attrs["name"])
         self._directory: dict | None = None  # read on first use: opening a trace touches only names
         self._cols: dict[tuple[bool, str], ColumnReader] = {}
@@ -331,14 +344,19 @@ class EntityReader:
     def _dir(self) -> dict:
         if self._directory is None:
             directory = json.loads(self.group["_directory"].asstr()[()])
-            attrs = self.group.attrs
-            directory["rows"], directory["chunk_rows"] = int(attrs["rows"]), int(attrs["chunk_rows"])
+            seq = directory["meta"].get("_seq")  # every column has the entity's rows: no attribute reads
+            if seq is not None and "rows" in seq and "chunk_rows" in seq:
+                directory["rows"], directory["chunk_rows"] = int(seq["rows"]), int(seq["chunk_rows"])
+            else:
+                attrs = self.group.attrs
+                directory["rows"], directory["chunk_rows"] = int(attrs["rows"]), int(attrs["chunk_rows"])
             directory["field_meta"] = {f["name"]: f for f in directory["fields"]}
             directory["names"] = [f["name"] for f in directory["fields"]]
-            metas = directory["fields"] + list(directory["meta"].values())
-            parts = _read_index(self.group, [len(m["chunks"]) for m in metas])
-            for meta, where in zip(metas, parts or ()):  # each column's rows of the chunk index
-                meta["where"] = where
+            if self.use_index:
+                metas = directory["fields"] + list(directory["meta"].values())
+                parts = _read_index(self.group, [len(m["chunks"]) for m in metas])
+                for meta, where in zip(metas, parts or ()):  # each column's rows of the chunk index
+                    meta["where"] = where
             self._directory = directory
         return self._directory
 
@@ -428,13 +446,24 @@ class EntityReader:
 
 def _read_index(group: h5py.Group, counts: list[int]) -> list[np.ndarray] | None:
     """The group's chunk index (``_where``) split per column; None when it is missing (files
-    written before it existed, in-memory snapshots) or does not fit: readers then locate the
+    written before it existed, in-memory snapshots) or malformed: readers then locate the
     chunks through HDF5."""
     try:
-        index = group[WHERE][()]
-    except (KeyError, OSError, ValueError):
+        dset = group.get(WHERE)
+        if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "iu" or dset.ndim != 2:
+            return None
+        index = dset[()] if dset.dtype == np.int64 else dset.astype(np.int64)[()]
+    except (KeyError, OSError, TypeError, ValueError):
         return None
-    return _chunkindex.split(np.asarray(index, np.int64), counts)
+    return _chunkindex.split(index, counts)
+
+
+def index_usable(h5: h5py.File) -> bool:
+    """Whether the file still has the size its chunk index was written for (``WHERE_SIZE``)."""
+    try:
+        return int(h5.attrs[WHERE_SIZE]) == h5.id.get_filesize()
+    except (KeyError, TypeError, ValueError, OSError):
+        return False
 
 
 class V1Reader:
@@ -443,6 +472,7 @@ class V1Reader:
     def __init__(self, h5: h5py.File):
         self.h5 = h5
         self.manifest = json.loads(h5["manifest"].asstr()[()])
+        self.use_index = index_usable(h5)
         self._entities: dict[tuple[str, str], EntityReader] | None = None
 
     def entities(self) -> dict[tuple[str, str], EntityReader]:
@@ -450,10 +480,10 @@ class V1Reader:
             found = {}
             for sgroup in self.h5["records"].values():
                 source = _strings.load(sgroup.attrs["name"])
-                time = SourceTimeReader(sgroup[TIME_GROUP])
+                time = SourceTimeReader(sgroup[TIME_GROUP], self.use_index)
                 for key, egroup in sgroup.items():
                     if key != TIME_GROUP:
-                        reader = EntityReader(source, egroup, time)
+                        reader = EntityReader(source, egroup, time, self.use_index)
                         found[(source, reader.name)] = reader
             self._entities = found
         return self._entities

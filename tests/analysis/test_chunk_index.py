@@ -4,6 +4,7 @@ index points at the wrong stream still loads the right values, and ``check`` rep
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 
@@ -15,7 +16,7 @@ from telemrec.analysis import _fastread, load
 from telemrec.trace import _chunkindex, open_trace
 from telemrec.testing import assert_frames_identical
 from telemrec.trace.check import check_trace
-from telemrec.trace.v1 import STORED_META
+from telemrec.trace.v1 import STORED_META, WHERE_SIZE
 
 from .test_fastread import CHUNK, copy_listing_widths, write_value_trace
 
@@ -25,6 +26,14 @@ def trace_path(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("index") / "t.h5")
     write_value_trace(path, 5, 7 * CHUNK + 2)
     return path
+
+
+@contextlib.contextmanager
+def _editing(path: str, copy: str, name: str = "records/src/e/_where"):
+    """A copy of the trace open for editing in place, with the index ``name`` as it was."""
+    shutil.copy(path, copy)
+    with h5py.File(copy, "r+") as f:
+        yield f, f[name][()]
 
 
 def _index_problems(path: str) -> list[str]:
@@ -81,8 +90,10 @@ def _assert_same(a: dict, b: dict) -> None:
         assert np.array_equal(a[name].view(np.int64), b[name].view(np.int64)), name
 
 
-def _move_chunks(path: str, copy: str) -> list[str]:
-    """Rewrite some datasets the way another tool would: same values, chunks and filters, new places."""
+def _move_chunks(path: str, copy: str, *, keep_size: bool = False) -> list[str]:
+    """Rewrite some datasets the way another tool would: same values, chunks and filters, new places.
+    ``keep_size``: also write the new file size into the index's fingerprint, as if the edit had
+    reused free space without growing the file (so only the checksums can tell)."""
     names = copy_listing_widths(path, copy, ("u1", "u8"))
     with h5py.File(copy, "r+") as f:
         for name in names:
@@ -90,12 +101,18 @@ def _move_chunks(path: str, copy: str) -> list[str]:
             del f[name]
             f.create_dataset(name, data=data, chunks=chunks, shuffle=name.endswith("u8"), compression="gzip",
                              compression_opts=6, maxshape=(None,))
+        if keep_size:
+            f.flush()
+            f.attrs[WHERE_SIZE] = np.int64(f.id.get_filesize())
     return names
 
 
-def test_chunks_that_moved_are_located_again(trace_path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("keep_size", [False, True])
+def test_chunks_that_moved_are_located_again(trace_path, tmp_path, monkeypatch, keep_size):
     moved = str(tmp_path / "moved.h5")
-    assert _move_chunks(trace_path, moved)
+    assert _move_chunks(trace_path, moved, keep_size=keep_size)
+    with open_trace(moved) as trace:  # a file that changed size: its index is not used at all
+        assert (trace.entity("src", "e").column("int_counter").where is not None) == keep_size
     handed_back = []
     original = _fastread._decode_columns
 
@@ -108,10 +125,59 @@ def test_chunks_that_moved_are_located_again(trace_path, tmp_path, monkeypatch):
     frame = load(moved)
     monkeypatch.undo()
     assert_frames_identical(frame, load(trace_path))
-    if _fastread._cdecode is not None:
+    if _fastread._cdecode is not None and keep_size:
         assert handed_back, "the stale rows should have been noticed"
     _assert_same(_columns(moved, compiled=False), _columns(trace_path, raw=False))
     assert _index_problems(moved)
+
+
+def test_a_chunk_rewritten_in_place_is_not_read_from_its_old_place(trace_path, tmp_path):
+    """An edit in r+ mode that makes a chunk larger: HDF5 writes it elsewhere and leaves the old
+    bytes, which still match the index's checksum. The file grew, so the index is not used."""
+    edited = str(tmp_path / "edited.h5")
+    shutil.copy(trace_path, edited)
+    rng = np.random.default_rng(3)
+    with h5py.File(edited, "r+") as f:
+        dset = f["records/src/e/fields/negative/u8"]
+        dset[CHUNK:2 * CHUNK] = rng.integers(0, 2**63, CHUNK, dtype=np.uint64)
+    for compiled in (True, False):
+        _assert_same(_columns(edited, compiled=compiled), _columns(edited, raw=False))
+    assert _index_problems(edited)
+
+
+@pytest.mark.parametrize("replace", ["group", "compound", "strings", "no checksums"])
+def test_a_malformed_index_is_ignored(trace_path, tmp_path, replace):
+    broken = str(tmp_path / "broken.h5")
+    with _editing(trace_path, broken) as (f, index):
+        del f["records/src/e/_where"]
+        if replace == "group":
+            f.create_group("records/src/e/_where")
+        elif replace == "compound":
+            f["records/src/e/_where"] = np.zeros(3, dtype=[("a", "i8"), ("b", "f8")])
+        elif replace == "strings":
+            f["records/src/e/_where"] = np.full((len(index), 3), b"x")
+        else:  # rows of the right shape without checksums, two places swapped: must not be trusted
+            stored = np.flatnonzero((index[:, 0] >= 0) & (index[:, 1] == index[np.argmax(index[:, 1]), 1]))
+            index[:, 2] = -1
+            rows = np.flatnonzero(index[:, 0] >= 0)
+            index[[rows[0], rows[-1]], :2] = index[[rows[-1], rows[0]], :2]
+            f["records/src/e/_where"] = index
+            assert len(stored)
+        f.flush()
+        f.attrs[WHERE_SIZE] = np.int64(f.id.get_filesize())  # as if nothing else had changed
+    assert_frames_identical(load(broken), load(trace_path))
+    for compiled in (True, False):
+        _assert_same(_columns(broken, compiled=compiled), _columns(trace_path, raw=False))
+    assert _index_problems(broken)
+
+
+def test_a_malformed_time_index_is_reported(trace_path, tmp_path):
+    broken = str(tmp_path / "time.h5")
+    with _editing(trace_path, broken, "records/src/$time/_where") as (f, index):
+        row = int(np.flatnonzero(index[:, 0] >= 0)[0])
+        f["records/src/$time/_where"][row] = index[row] + [1, 0, 0]  # one byte off: a stale place
+    assert any("$time" in p for p in _index_problems(broken))
+    assert_frames_identical(load(broken), load(trace_path))
 
 
 def test_an_index_row_pointing_at_another_stream_is_not_trusted(trace_path, tmp_path):
@@ -119,12 +185,10 @@ def test_an_index_row_pointing_at_another_stream_is_not_trusted(trace_path, tmp_
     row points at a valid zlib stream of the right size, only its Adler-32 tells it is another
     chunk's. Both decoders must notice and read the right chunk."""
     swapped = str(tmp_path / "swapped.h5")
-    shutil.copy(trace_path, swapped)
     with open_trace(trace_path) as trace:  # the width of each index row (directory order: fields, then meta)
         ent = trace.entity("src", "e")
         widths = np.concatenate([ent.column(n).descriptors[:, 2] for n in ent.fields + list(STORED_META)])
-    with h5py.File(swapped, "r+") as f:
-        index = f["records/src/e/_where"][()]
+    with _editing(trace_path, swapped) as (f, index):
         rng = random.Random(1)
         for width in (1, 2, 4, 8):  # streams that inflate to the same size: the exact-size check cannot tell
             rows = np.flatnonzero(widths == width).tolist()
@@ -141,9 +205,7 @@ def test_an_index_row_pointing_at_another_stream_is_not_trusted(trace_path, tmp_
 
 def test_an_index_of_the_wrong_shape_is_ignored(trace_path, tmp_path):
     short = str(tmp_path / "short.h5")
-    shutil.copy(trace_path, short)
-    with h5py.File(short, "r+") as f:
-        index = f["records/src/e/_where"][()]
+    with _editing(trace_path, short) as (f, index):
         del f["records/src/e/_where"]
         f["records/src/e/_where"] = index[:-1]
     with open_trace(short) as trace:
