@@ -5,9 +5,11 @@ per column, then ``as_float`` makes two more). For a wide frame of hundreds of
 columns that is most of the time, so this module decodes chunks directly into
 their slice of the caller's output row (the frame's column-major block).
 
-When a dataset uses exactly the format's filters (shuffle + deflate) and the file
-is on HDF5's default driver, the compressed chunks are located once per dataset
-(``chunk_iter``) and read with ``os.pread``, outside h5py's global lock:
+When the file is on HDF5's default driver, each column's compressed chunks are
+located once: from the trace's chunk index (``_where``, ``telemrec.trace._chunkindex``),
+else with HDF5's ``chunk_iter`` per dataset stored exactly as the format writes it
+(shuffle + deflate, little-endian). They are read with ``os.pread``, outside
+h5py's global lock:
 
 - with the compiled decoder (``_cdecode``, built by setup.py when a C compiler is
   there), whole columns are read, inflated and decoded in C with the GIL
@@ -17,8 +19,8 @@ is on HDF5's default driver, the compressed chunks are located once per dataset
 - without it, runs of chunks are inflated in Python and decoded by the NumPy
   kernels of ``_kernels``.
 
-Anything else (other filters, a chunk that does not read back cleanly) goes
-through h5py, which also reports real damage. The chunk encodings are those of
+Anything else (other filters, a stale index, a chunk that does not read back
+cleanly) goes through h5py, which also reports real damage. The chunk encodings are those of
 ``telemrec.trace._codec``; both decoders give ``ColumnReader.read(lo, hi).as_float()[0]``
 bit for bit (tested).
 """

@@ -249,7 +249,7 @@ class ColumnReader:
     def __init__(self, group: h5py.Group | tuple[h5py.Group, str], meta: dict | None = None):
         # (parent group, relative path): opened on first use; the fast loader reads the
         # column's datasets by path and never needs the group itself
-        self._group, self._where = (None, group) if isinstance(group, tuple) else (group, None)
+        self._group, self._location = (None, group) if isinstance(group, tuple) else (group, None)
         if meta is None:
             attrs = self.group.attrs
             meta = {"rows": int(attrs["rows"]), "chunk_rows": int(attrs["chunk_rows"]),
@@ -292,29 +292,29 @@ class ColumnReader:
             raise TraceCorruptError(f"{path}: column {self._name()} {problem}", path=path)
 
     def _name(self) -> str:
-        return self._group.name if self._group is not None else f"{self._where[0].name}/{self._where[1]}"
+        return self._group.name if self._group is not None else f"{self._location[0].name}/{self._location[1]}"
 
     @property
     def group(self) -> h5py.Group:
         if self._group is None:
-            parent, path = self._where
+            parent, path = self._location
             self._group = h5py.Group(h5py.h5g.open(parent.id, path.encode()))
         return self._group
 
     @property
     def file(self) -> h5py.File:
-        return (self._group if self._group is not None else self._where[0]).file
+        return (self._group if self._group is not None else self._location[0]).file
 
     @property
     def fileno(self) -> int:
         """HDF5's number of the file the column is in (cheaper than ``file``)."""
-        return (self._group if self._group is not None else self._where[0]).id.fileno
+        return (self._group if self._group is not None else self._location[0]).id.fileno
 
     def open_dataset(self, name: str) -> h5py.h5d.DatasetID:
         """The low-level id of one of the column's datasets (``u1``, ``kind``, ...)."""
         if self._group is not None:
             return h5py.h5d.open(self._group.id, name.encode())
-        parent, path = self._where
+        parent, path = self._location
         return h5py.h5d.open(parent.id, f"{path}/{name}".encode())
 
     def kinds(self, lo: int, hi: int) -> np.ndarray:

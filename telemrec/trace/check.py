@@ -13,7 +13,7 @@ from telemrec.trace import journal as _journal
 from telemrec.trace._codec import ENCODINGS
 from telemrec.trace._columns import MIXED_KINDS, ColumnReader
 from telemrec.trace.manifest import manifest_problems
-from telemrec.trace.v1 import STORED_META, WHERE
+from telemrec.trace.v1 import STORED_META, WHERE, WHERE_SIZE
 
 
 @dataclass
@@ -103,8 +103,13 @@ def _check_index(where: str, cols: list, report: CheckReport, fd: int) -> None:
 
 def _check_structure(trace, report: CheckReport, deep: bool) -> None:
     fd = None
-    if trace._reader.h5.driver == "sec2":
-        fd = os.open(trace._reader.h5.filename, os.O_RDONLY)
+    h5 = trace._reader.h5
+    if WHERE_SIZE in h5.attrs and not trace._reader.use_index:
+        report.problems.append(f"the file changed size since its chunk index was written ({int(h5.attrs[WHERE_SIZE])} -> "
+                               f"{h5.id.get_filesize()} bytes: edited in place?); readers locate chunks through HDF5; "
+                               f"`telemrec upgrade PATH -o NEW` writes a fresh index")
+    elif h5.driver == "sec2":
+        fd = os.open(h5.filename, os.O_RDONLY)
     try:
         _check_entities(trace, report, deep, fd)
     finally:

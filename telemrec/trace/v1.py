@@ -185,7 +185,7 @@ class V1Writer:
 
     FORMAT_VERSION = FORMAT_VERSION
     ANCHORED = False
-    INDEXED = False  # the chunk index (_where), written since format 2's writer gained it
+    INDEXED = False  # write the chunk index (_where)? V2Writer does; format 1 files never have one
 
     def __init__(self, h5: h5py.File, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, filters: dict | None = None):
         self.h5 = h5

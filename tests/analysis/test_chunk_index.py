@@ -37,7 +37,7 @@ def _editing(path: str, copy: str, name: str = "records/src/e/_where"):
 
 
 def _index_problems(path: str) -> list[str]:
-    return [p for p in check_trace(path).problems if "_where" in p]
+    return [p for p in check_trace(path).problems if "chunk index" in p]
 
 
 def _counting_locate(monkeypatch) -> list:
