@@ -214,31 +214,29 @@ class _Files:
         # chunk_iter needs h5py >= 3.8 on HDF5 >= 1.12.3; os.pread is POSIX only
         self.enabled = raw and hasattr(h5py.h5d.DatasetID, "chunk_iter") and hasattr(os, "pread")
         self._fds: dict[int, int | None] = {}
-        self._where: dict[int, tuple[ColumnReader, np.ndarray]] = {}
-        self._distrusted: set[int] = set()
-        self._keep: list[ColumnReader] = []
+        self._where: dict[ColumnReader, np.ndarray] = {}  # located through HDF5 (readers hash by identity)
+        self._distrusted: set[ColumnReader] = set()
 
     def where(self, col: ColumnReader) -> np.ndarray:
         """(file offset, compressed size, Adler-32 or -1) of each chunk of ``col`` as int64
         [chunks, 3] (``trace._chunkindex``); -1 where a chunk is not stored plainly (other filters,
         byte order) or not at all (width 0). From the trace's chunk index when it has one, else located
         once per dataset with ``chunk_iter``."""
-        known = self._where.get(id(col))
-        if known is not None and known[0] is col:
-            return known[1]
-        if col.where is not None and id(col) not in self._distrusted:
+        known = self._where.get(col)
+        if known is not None:
+            return known
+        if col.where is not None and col not in self._distrusted:
             return col.where
         cr = col.chunk_rows
         where = _chunkindex.locate(col.open_dataset, col.descriptors[:, 2], cr,
                                    accept=lambda dsid, width: _plain_layout(dsid, width, cr))
-        self._where[id(col)] = (col, where)
+        self._where[col] = where
         return where
 
     def distrust(self, col: ColumnReader) -> None:
         """Locate ``col``'s chunks through HDF5 from now on: its index did not match the file."""
         if col.where is not None:
-            self._distrusted.add(id(col))
-            self._keep.append(col)  # ids stay unique while they are remembered
+            self._distrusted.add(col)
 
     def fd(self, col: ColumnReader) -> int | None:
         if not self.enabled:

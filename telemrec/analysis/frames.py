@@ -172,7 +172,7 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
     end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last)
     ents = _select_entities(trace, selection, caps, start_ns, end_ns)
     grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
-    _read_times(ents, need_mono=grid is not None or rates)
+    _read_times(ents)
     host = _select.hostname(manifest, fallback=trace.path)
     info = {"path": trace.path, "host": host, "format_version": trace.format_version,
             "closed_cleanly": trace.closed_cleanly}
@@ -247,16 +247,17 @@ def _column_kind(ent, name: str, lo: int, hi: int) -> str:
     return _STR if kind == STR else _NUM
 
 
-def _read_times(ents: list[_Entity], need_mono: bool) -> None:
-    """wall_ns (and mono_ns) of every entity's rows: decode the ``_tidx`` columns, then the rows
+def _read_times(ents: list[_Entity]) -> None:
+    """wall_ns and mono_ns of every entity's rows: decode the ``_tidx`` columns, then the rows
     of each source's shared timestamp table that they point at (all on the fast path)."""
     tidx = [np.empty(e.hi - e.lo, np.int64) for e in ents]
     decode_numeric([NumericJob(e.reader.meta_column("_tidx"), e.lo, e.hi, t) for e, t in zip(ents, tidx)])
     spans: dict[int, list] = {}  # id(source time table) -> [table, first row, end row]
     for e, t in zip(ents, tidx):
         if len(t):
-            span = spans.setdefault(id(e.reader.time), [e.reader.time, int(t.min()), int(t.max()) + 1])
-            span[1], span[2] = min(span[1], int(t.min())), max(span[2], int(t.max()) + 1)
+            lo, hi = int(t.min()), int(t.max()) + 1
+            span = spans.setdefault(id(e.reader.time), [e.reader.time, lo, hi])
+            span[1], span[2] = min(span[1], lo), max(span[2], hi)
     tables, jobs = {}, []
     for key, (time, lo, hi) in spans.items():
         mono, wall = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int64)
@@ -315,7 +316,7 @@ def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start
     selection = dict(readers=_select.as_patterns(readers, "readers"), entities=_select.as_patterns(entities, "entities"),
                      fields=_select.as_patterns(fields, "fields"))
     ents = _select_entities(trace, selection, _select.source_caps(trace.manifest), start_ns, end_ns)
-    _read_times(ents, need_mono=True)
+    _read_times(ents)
     jobs = []
     for e in ents:
         for k, c in enumerate(e.columns):

@@ -105,7 +105,7 @@ def _check_structure(trace, report: CheckReport, deep: bool) -> None:
     fd = None
     h5 = trace._reader.h5
     if WHERE_SIZE in h5.attrs and not trace._reader.use_index:
-        report.problems.append(f"the file changed size since its chunk index was written ({int(h5.attrs[WHERE_SIZE])} -> "
+        report.problems.append(f"the file changed size since its chunk index was written ({h5.attrs[WHERE_SIZE]} -> "
                                f"{h5.id.get_filesize()} bytes: edited in place?); readers locate chunks through HDF5; "
                                f"`telemrec upgrade PATH -o NEW` writes a fresh index")
     elif h5.driver == "sec2":
