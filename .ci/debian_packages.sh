@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses: prometheus-node-exporter, for
-# tests/readers/test_node_exporter.py. The package's system service is NOT started: the test
-# runs the binary itself on a free 127.0.0.1 port and stops it. policy-rc.d (exit 101) stops
-# the postinst from starting the unit where invoke-rc.d is used; with no systemd running
-# nothing starts anyway.
+# Install the Debian packages listed in .ci/debian-packages.txt that are missing. Their system
+# services are NOT started: policy-rc.d (exit 101) stops each postinst from starting a unit, and
+# the tests run the binaries themselves on 127.0.0.1 and stop them.
 set -euo pipefail
+cd "$(dirname "$0")"
 
-BIN=/usr/bin/prometheus-node-exporter
-if [ -x "$BIN" ]; then
-    echo "debian_packages.sh: $("$BIN" --version 2>&1 | head -n1)"
+mapfile -t WANTED < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^[[:space:]]*$/d' debian-packages.txt)
+MISSING=()
+for pkg in "${WANTED[@]}"; do
+    pkg=$(echo "$pkg" | tr -d '[:space:]')
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        MISSING+=("$pkg")
+    fi
+done
+if [ ${#MISSING[@]} -eq 0 ]; then
+    echo "debian_packages.sh: all ${#WANTED[@]} packages present"
     exit 0
 fi
 
@@ -33,10 +39,5 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends prometheus-node-exporter
-
-if [ ! -x "$BIN" ]; then
-    echo "debian_packages.sh: $BIN missing after install" >&2
-    exit 1
-fi
-echo "debian_packages.sh: $("$BIN" --version 2>&1 | head -n1)"
+$SUDO apt-get install -y -q --no-install-recommends "${MISSING[@]}"
+echo "debian_packages.sh: installed ${MISSING[*]}"
