@@ -1,9 +1,8 @@
-"""Opening traces (any supported version, clean, crashed or still recording) and folding journals."""
+"""Opening traces (any supported version; clean, crashed or still recording)."""
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Iterable, Iterator
 
 import h5py
@@ -12,100 +11,19 @@ from telemrec.errors import TraceCorruptError, TraceError, TraceNotFoundError, T
 from telemrec.record import RawRecord
 from telemrec.trace import journal as _journal
 from telemrec.trace import v1, v2
+from telemrec.trace._filewrite import LIBVER
+from telemrec.trace._fold import fold_journal
 from telemrec.trace._version import parse_format_version
 
-LIBVER = ("v110", "v110")
-"""HDF5 object-format bounds: compact groups and attributes of HDF5 1.10; readable by HDF5 >= 1.10 (docs/format.md)."""
-
-_READERS = {1: v1.V1Reader, 2: v2.V2Reader}
+__all__ = ["LIBVER", "Trace", "durable_rename", "fold_journal", "open_trace"]
 
 
-def fold_journal(jpath: str, out: str | None, *, chunk_rows: int = v1.DEFAULT_CHUNK_ROWS) -> h5py.File | None:
-    """Fold a journal into a trace of the current format version.
+def _reader_for(version: int, h5: h5py.File):
+    if version == 3:
+        from telemrec.trace.v3 import V3Reader
 
-    With ``out`` the trace is written to ``out`` atomically (temporary name, fsync,
-    rename) and the journal is removed afterwards; returns None. With ``out=None``
-    the trace is built in memory and the open h5py.File is returned (a read-only
-    view of a recording that is still running).
-    """
-    scan = _journal.JournalScan()
-    tmp = None
-    if out is None:
-        h5 = h5py.File(f"telemrec-view-{id(scan)}", "w", driver="core", backing_store=False, libver=LIBVER)
-    else:
-        h5, tmp = create_temporary(out)
-    try:
-        manifest = _fold_into(h5, jpath, scan, chunk_rows)
-    except BaseException:
-        h5.close()
-        if tmp:
-            _unlink_quietly(tmp)
-        raise
-    if out is None:
-        return h5
-    h5.close()
-    durable_rename(tmp, out)
-    os.unlink(jpath)
-    _journal._fsync_dir(out)
-    return None
-
-
-def _fold_into(h5: h5py.File, jpath: str, scan: _journal.JournalScan, chunk_rows: int) -> dict:
-    writer = v2.V2Writer(h5, chunk_rows=chunk_rows)
-    manifest: dict | None = None
-    end: dict | None = None
-    readers: dict[str, dict] = {}
-    last_mono = last_wall = None
-    for frame in _journal._scan(jpath, scan):
-        kind = frame.get("t")
-        if kind == "rec":
-            for row in frame["r"]:
-                rec = _journal.decode_record(row)
-                writer.add_record(rec)
-                last_mono, last_wall = rec.mono_ns, rec.wall_ns
-        elif kind == "ticks":
-            for row in frame["rows"]:
-                writer.add_tick(frame["label"], dict(zip(v1.TICK_COLUMNS, row)))
-        elif kind == "reader":
-            readers[frame["reader"]["label"]] = frame["reader"]
-        elif kind == "ann":
-            writer.add_annotation(frame["row"])
-        elif kind == "start":
-            manifest = frame["manifest"]
-        elif kind == "end":
-            end = frame
-    if manifest is None:
-        raise TraceCorruptError(f"{jpath} holds no complete start frame: the recorder died before its first flush",
-                                "Nothing was recorded; delete the journal and record again.", path=jpath)
-    if readers:
-        by_label = {r["label"]: r for r in manifest.get("readers", [])}
-        by_label.update(readers)
-        manifest["readers"] = list(by_label.values())
-    stats = dict(manifest.get("stats") or {})
-    stats.update({"records": writer.seq, "values": writer.values})
-    if end is not None:
-        manifest["stop"] = end.get("stop")
-        if end.get("command") is not None:
-            manifest["command"] = end["command"]
-        stats.update(end.get("stats") or {})
-        stats.update({"records": writer.seq, "values": writer.values})
-        manifest["closed_cleanly"] = bool(end.get("clean", True))
-        manifest.update(end.get("manifest") or {})
-        if end.get("error"):
-            manifest["stop_reason"] = end["error"]
-    else:
-        manifest["closed_cleanly"] = False
-        manifest["stop"] = None if last_mono is None else {"wall_ns": last_wall, "mono_ns": last_mono,
-                                                             "reason": "recorder did not stop cleanly"}
-        manifest["recovery"] = {
-            "recovered_wall_ns": time.time_ns(),
-            "journal_valid_bytes": scan.valid_bytes,
-            "journal_discarded_bytes": scan.torn_bytes,
-            "discarded_reason": scan.torn_reason or None,
-        }
-    manifest["stats"] = stats
-    writer.finish(manifest)
-    return manifest
+        return V3Reader.from_file(h5)
+    return {1: v1.V1Reader, 2: v2.V2Reader}[version](h5)
 
 
 def create_temporary(out: str) -> tuple[h5py.File, str]:
@@ -151,19 +69,17 @@ def _unlink_quietly(path: str) -> None:
 class Trace:
     """A trace opened for reading. Use ``open_trace(path)``; close it (or use ``with``)."""
 
-    def __init__(self, path: str, h5: h5py.File, *, in_progress: bool = False, recovered: bool = False):
+    def __init__(self, path: str, reader, format_version: int, *, h5: h5py.File | None = None,
+                 in_progress: bool = False, recovered: bool = False):
         self.path = path
         self._h5 = h5
-        self.format_version = parse_format_version(h5.attrs.get("format"), h5.attrs.get("format_version"), path=path)
-        try:
-            self._reader = _READERS[self.format_version](h5)
-        except (KeyError, OSError, ValueError) as exc:
-            raise TraceCorruptError(f"{path}: the trace's layout is damaged ({exc})", path=path) from exc
-        self.manifest: dict = self._reader.manifest
+        self._reader = reader
+        self.format_version = format_version
+        self.manifest: dict = reader.manifest
         self.in_progress = in_progress
         """True when this is a snapshot of a recording that is still running."""
         self.recovered = recovered
-        """True when this open folded the journal of a recorder that died."""
+        """True when this open recovered the journal of a recorder that died."""
 
     # -- metadata ------------------------------------------------------------------------
     @property
@@ -176,11 +92,10 @@ class Trace:
     def sources(self) -> list[str]:
         return sorted({s for s, _ in self._reader.entities()})
 
-    def entity(self, source: str, entity: str) -> v1.EntityReader:
+    def entity(self, source: str, entity: str):
         try:
             return self._reader.entities()[(source, entity)]
         except KeyError:
-            from telemrec.errors import UsageError
             raise UsageError(f"{self.path} has no entity {entity!r} from source {source!r}",
                              "List them with `telemrec info PATH`.") from None
 
@@ -206,6 +121,10 @@ class Trace:
                                  f"Tick columns are {', '.join(v1.TICK_COLUMNS)}.")
         return self._reader.ticks(label, lo, hi, columns)
 
+    def tick_columns(self, label: str, lo: int = 0, hi: int | None = None, columns=None):
+        """Like ``ticks``, as decoded columns (None where a tick has no value)."""
+        return self._reader.tick_columns(label, lo, hi, columns)
+
     def annotations(self) -> list[dict]:
         return self._reader.annotations()
 
@@ -224,7 +143,7 @@ class Trace:
     def records(self, *, start_wall_ns: int | None = None, end_wall_ns: int | None = None,
                 sources: Iterable[str] | None = None, entities: Iterable[str] | None = None,
                 fields: Iterable[str] | None = None) -> Iterator[RawRecord]:
-        """Records in recorded order, streamed entity chunk by entity chunk (constant memory)."""
+        """Records in recorded order, streamed block by block (constant memory)."""
         for _, rec in self.records_with_seq(start_wall_ns=start_wall_ns, end_wall_ns=end_wall_ns,
                                             sources=sources, entities=entities, fields=fields):
             yield rec
@@ -238,7 +157,11 @@ class Trace:
                                          fields=fields)
 
     def close(self) -> None:
-        self._h5.close()
+        close = getattr(self._reader, "close", None)
+        if close is not None:
+            close()
+        if self._h5 is not None:
+            self._h5.close()
 
     def __enter__(self) -> "Trace":
         return self
@@ -256,20 +179,36 @@ def open_trace(path: str | os.PathLike, *, recover: bool = True) -> Trace:
 
     A journal left by a recorder that died is folded into the trace first (the
     trace is then marked ``closed_cleanly=False`` with a ``recovery`` entry); with
-    ``recover=False``, or when the directory is read-only, it is folded in memory
-    instead. A journal a live recorder still holds is read as an in-memory snapshot.
+    ``recover=False``, or when the directory is read-only, it is read in place
+    instead. A journal a live recorder still holds is read in place as a snapshot.
     """
     path = os.fspath(path)
     jpath = _journal.journal_path(path)
     if os.path.exists(jpath):
         if _journal.is_locked(jpath):
-            return Trace(path, fold_journal(jpath, None), in_progress=True)
+            return _open_journal(path, jpath, in_progress=True)
         if recover and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
             _remove_stale_temporaries(path)
             fold_journal(jpath, path)
             return _open_file(path, recovered=True)
-        return Trace(path, fold_journal(jpath, None), recovered=True)
+        return _open_journal(path, jpath, in_progress=False)
     return _open_file(path)
+
+
+def _open_journal(path: str, jpath: str, *, in_progress: bool) -> Trace:
+    """A journal read where it is: a live recording's snapshot, or a crashed one not folded."""
+    from telemrec.trace._fold import finish_manifest, read_journal
+    from telemrec.trace._legacy import read_v1_journal
+    from telemrec.trace.v3 import V3Reader
+
+    if _journal.journal_version(jpath) == 1:
+        state = read_v1_journal(jpath)
+    else:
+        state = read_journal(jpath, verify=not in_progress)
+    reader = V3Reader.from_journal(state)
+    if not in_progress:
+        reader.manifest = finish_manifest(state)
+    return Trace(path, reader, 3, in_progress=in_progress, recovered=not in_progress)
 
 
 def _remove_stale_temporaries(path: str) -> None:
@@ -292,10 +231,12 @@ def _open_file(path: str, recovered: bool = False) -> Trace:
     except OSError as exc:
         raise TraceCorruptError(f"{path} cannot be opened as HDF5 ({exc})", path=path) from exc
     try:
-        return Trace(path, h5, recovered=recovered)
+        version = parse_format_version(h5.attrs.get("format"), h5.attrs.get("format_version"), path=path)
+        reader = _reader_for(version, h5)
+        return Trace(path, reader, version, h5=h5, recovered=recovered)
     except TraceError:
         h5.close()
         raise
-    except (KeyError, OSError, ValueError) as exc:
+    except (KeyError, OSError, ValueError, TypeError) as exc:
         h5.close()
         raise TraceCorruptError(f"{path}: damaged trace ({exc})", path=path) from exc

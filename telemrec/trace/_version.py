@@ -6,9 +6,9 @@ from telemrec._version import __version__
 from telemrec.errors import TraceCorruptError, UnsupportedFormatVersionError
 
 FORMAT_NAME = "telemrec-trace"
-CURRENT_FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = (1, 2)
-JOURNAL_FORMAT_VERSION = 1
+CURRENT_FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
+JOURNAL_FORMAT_VERSION = 2
 
 
 def parse_format_version(name: object, version: object, *, path: str = "") -> int:

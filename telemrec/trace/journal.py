@@ -1,11 +1,15 @@
-"""The recording journal: the crash-safe half of the trace format (docs/format.md, "Journal").
+"""The recording journal: the crash-safe half of the trace format (docs/format.md, section 2).
 
 While ``telemrec record`` runs, data goes to ``PATH.journal``: a header line, then
-frames ``MAGIC | u32 length | u32 crc32 | zlib(JSON)``, each appended, flushed and
-fsynced as a whole. A frame torn by a crash fails its length or CRC check and is
-treated as never written, exactly like below's store. On a clean stop, and on the
-next open after a crash, the journal is folded into the HDF5 trace ``PATH``
-(written to a temporary name, fsynced, renamed), and only then removed.
+frames ``MAGIC | u32 length | u32 crc32 | payload``, each appended whole and
+fsynced at every flush. A frame torn by a crash fails its length or CRC check and
+is treated as never written, exactly like below's store. Version 2 frames carry
+either JSON (the manifest, catalog additions, reader updates, the end) or a
+*segment*: rows of one table already encoded and compressed, column by column,
+so the stop copies them into the trace file instead of encoding the recording again.
+
+Version 1 journals (telemrec with trace format 2) held records as JSON; they are
+still read (``scan_v1``) so a crashed recording of an older telemrec is recovered.
 """
 
 from __future__ import annotations
@@ -15,51 +19,28 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
 
-from telemrec.errors import TraceCorruptError, TraceWriteError
+from telemrec.errors import TraceCorruptError, TraceWriteError, UnsupportedFormatVersionError
 from telemrec.record import RawRecord
 from telemrec.trace._version import JOURNAL_FORMAT_VERSION
 
 HEADER = b"TELEMREC-JOURNAL %d\n" % JOURNAL_FORMAT_VERSION
+HEADER_V1 = b"TELEMREC-JOURNAL 1\n"
+_HEADER_PREFIX = b"TELEMREC-JOURNAL "
 FRAME_MAGIC = b"\xf0TRF"
 _FRAME_HEAD = struct.Struct("<4sII")
+_SEGMENT_HEAD = struct.Struct("<I")
+JSON_FRAME, SEGMENT_FRAME = 0x4A, 0x53  # b"J", b"S"
 MAX_FRAME = 1 << 30
 JOURNAL_SUFFIX = ".journal"
 
-_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=True, separators=(",", ":"))
+_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def journal_path(trace_path: str) -> str:
     return trace_path + JOURNAL_SUFFIX
-
-
-def _encode_fields(fields) -> dict:
-    # JSON has one NaN; the journal must keep every NaN's bits (sign and payload), so NaNs travel as
-    # {"f64": <bits>}. No field value is ever a dict, so the marker cannot be confused with data.
-    out = dict(fields)
-    for key, value in out.items():
-        if value != value:
-            out[key] = {"f64": struct.unpack("<q", struct.pack("<d", value))[0]}
-    return out
-
-
-def _decode_fields(fields: dict) -> dict:
-    for key, value in fields.items():
-        if type(value) is dict:
-            fields[key] = struct.unpack("<d", struct.pack("<q", value["f64"]))[0]
-    return fields
-
-
-def encode_records(records: list[RawRecord]) -> list:
-    return [[r.mono_ns, r.wall_ns, r.source, r.source_version, r.entity, _encode_fields(r.fields), r.error]
-            for r in records]
-
-
-def decode_record(row: list) -> RawRecord:
-    mono, wall, source, version, entity, fields, error = row
-    return RawRecord(mono, wall, entity, _decode_fields(fields), source, version, error)
 
 
 class JournalWriter:
@@ -87,7 +68,7 @@ class JournalWriter:
         self.bytes_written = 0
         try:
             self._write(HEADER)
-            self.append(first_frame)
+            self.append_json(first_frame)
             self.sync()
             os.link(tmp, path)  # fails instead of clobbering a journal that appeared meanwhile
         except FileExistsError:
@@ -101,7 +82,7 @@ class JournalWriter:
         os.unlink(tmp)
         _fsync_dir(path)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data) -> None:
         try:
             view = memoryview(data)
             while view:
@@ -112,10 +93,25 @@ class JournalWriter:
                                   errno=exc.errno) from exc
         self.bytes_written += len(data)
 
-    def append(self, obj: dict[str, Any]) -> int:
-        payload = zlib.compress(_encoder.encode(obj).encode("utf-8"), 3)
-        self._write(_FRAME_HEAD.pack(FRAME_MAGIC, len(payload), zlib.crc32(payload)) + payload)
-        return len(payload) + _FRAME_HEAD.size
+    def append_json(self, obj: dict[str, Any]) -> int:
+        payload = bytes([JSON_FRAME]) + zlib.compress(_encoder.encode(obj).encode("utf-8"), 3)
+        return self._frame([payload])
+
+    def append_segment(self, header: dict[str, Any], streams: list[bytes]) -> int:
+        """A segment frame; returns the file offset of its first stream byte."""
+        head = _encoder.encode(header).encode("utf-8")
+        parts = [bytes([SEGMENT_FRAME]) + _SEGMENT_HEAD.pack(len(head)) + head, *streams]
+        start = self.bytes_written + _FRAME_HEAD.size + len(parts[0])
+        self._frame(parts)
+        return start
+
+    def _frame(self, parts: list[bytes]) -> int:
+        length = sum(len(p) for p in parts)
+        crc = 0
+        for p in parts:
+            crc = zlib.crc32(p, crc)
+        self._write(b"".join([_FRAME_HEAD.pack(FRAME_MAGIC, length, crc), *parts]))
+        return length + _FRAME_HEAD.size
 
     def sync(self) -> None:
         try:
@@ -132,8 +128,17 @@ class JournalWriter:
 
 
 @dataclass
-class JournalScan:
-    frames: list[dict] = field(default_factory=list)
+class Frame:
+    offset: int       # of the frame's magic in the file
+    kind: int         # JSON_FRAME or SEGMENT_FRAME
+    obj: dict         # the JSON object, or the segment's header
+    body: int = 0     # segment frames: file offset of the first stream byte
+
+
+@dataclass
+class ScanResult:
+    version: int = JOURNAL_FORMAT_VERSION
+    size: int = 0
     valid_bytes: int = 0
     torn_bytes: int = 0
     torn_reason: str = ""
@@ -154,54 +159,146 @@ def is_locked(path: str) -> bool:
     return False
 
 
-def scan_journal(path: str) -> JournalScan:
-    scan = JournalScan()
-    scan.frames = list(_scan(path, scan))
-    return scan
-
-
-def _scan(path: str, scan: JournalScan) -> Iterator[dict]:
+def _open(path: str) -> BinaryIO:
     try:
-        f = open(path, "rb")
+        return open(path, "rb")
     except FileNotFoundError:
         raise TraceCorruptError(f"journal {path} not found", path=path) from None
-    with f:
-        size = os.fstat(f.fileno()).st_size
+
+
+def journal_version(path: str) -> int:
+    """1 or 2, from the header line; TraceCorruptError / UnsupportedFormatVersionError otherwise."""
+    with _open(path) as f:
         head = f.read(len(HEADER))
-        if not head.startswith(b"TELEMREC-JOURNAL "):
-            raise TraceCorruptError(f"{path} is not a telemrec journal", path=path)
-        if head != HEADER:
-            from telemrec.errors import UnsupportedFormatVersionError
-            raise UnsupportedFormatVersionError(
-                f"{path}: journal version {head.decode(errors='replace').strip()} is not {HEADER.decode().strip()}",
-                "Recover it with the telemrec version that recorded it.", path=path)
-        pos = len(HEADER)
-        scan.valid_bytes = pos
+    if not head.startswith(_HEADER_PREFIX):
+        raise TraceCorruptError(f"{path} is not a telemrec journal", path=path)
+    if head == HEADER:
+        return JOURNAL_FORMAT_VERSION
+    if head == HEADER_V1:
+        return 1
+    raise UnsupportedFormatVersionError(
+        f"{path}: journal version {head.decode(errors='replace').strip()} is not one this telemrec reads",
+        "Recover it with the telemrec version that recorded it.", path=path)
+
+
+def scan(path: str, result: ScanResult, *, verify: bool = True) -> Iterator[Frame]:
+    """The frames of a version 2 journal, in order, up to the first that fails its checks.
+
+    ``verify``: check every frame's CRC-32 (recovery). Without it (a live recorder's journal)
+    a segment frame's streams are not read here; each stream's own CRC-32 is checked when it
+    is read.
+    """
+    with _open(path) as f:
+        size = result.size = os.fstat(f.fileno()).st_size
+        if f.read(len(HEADER)) != HEADER:
+            raise TraceCorruptError(f"{path} is not a version {JOURNAL_FORMAT_VERSION} telemrec journal", path=path)
+        pos = result.valid_bytes = len(HEADER)
+        while pos < size:
+            frame, reason = _read_frame(f, pos, size, verify)
+            if frame is None:
+                result.torn_reason = reason
+                break
+            pos = f.tell()
+            result.valid_bytes = pos
+            yield frame
+        result.torn_bytes = size - result.valid_bytes
+
+
+def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool) -> tuple[Frame | None, str]:
+    head = f.read(_FRAME_HEAD.size)
+    if len(head) < _FRAME_HEAD.size:
+        return None, "truncated frame header"
+    magic, length, crc = _FRAME_HEAD.unpack(head)
+    if magic != FRAME_MAGIC or not 0 < length <= MAX_FRAME:
+        return None, "bad frame header"
+    end = pos + _FRAME_HEAD.size + length
+    if end > size:
+        return None, "truncated frame"
+    kind = f.read(1)[0]
+    if kind == SEGMENT_FRAME and not verify:
+        raw = f.read(_SEGMENT_HEAD.size)
+        (hlen,) = _SEGMENT_HEAD.unpack(raw) if len(raw) == _SEGMENT_HEAD.size else (length,)
+        if 1 + _SEGMENT_HEAD.size + hlen > length:
+            return None, "bad segment header"
+        header = _json(f.read(hlen))
+        f.seek(end)
+        if not isinstance(header, dict):
+            return None, "undecodable frame"
+        return Frame(pos, kind, header, pos + _FRAME_HEAD.size + 1 + _SEGMENT_HEAD.size + hlen), ""
+    payload = bytes([kind]) + f.read(length - 1)
+    if zlib.crc32(payload) != crc:
+        return None, "frame checksum mismatch"
+    if kind == JSON_FRAME:
+        try:
+            obj = _json(zlib.decompress(payload[1:]))
+        except zlib.error:
+            obj = None
+        if not isinstance(obj, dict):
+            return None, "undecodable frame"
+        return Frame(pos, kind, obj), ""
+    if kind == SEGMENT_FRAME and length >= 1 + _SEGMENT_HEAD.size:
+        (hlen,) = _SEGMENT_HEAD.unpack_from(payload, 1)
+        header = _json(payload[1 + _SEGMENT_HEAD.size:1 + _SEGMENT_HEAD.size + hlen]) \
+            if 1 + _SEGMENT_HEAD.size + hlen <= length else None
+        if isinstance(header, dict):
+            return Frame(pos, kind, header, pos + _FRAME_HEAD.size + 1 + _SEGMENT_HEAD.size + hlen), ""
+    return None, "undecodable frame"
+
+
+def _json(data: bytes):
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+# -- version 1 (telemrec with trace format 2): JSON records, folded by re-writing them ----------------
+
+def _decode_fields(fields: dict) -> dict:
+    for key, value in fields.items():
+        if type(value) is dict:
+            fields[key] = struct.unpack("<d", struct.pack("<q", value["f64"]))[0]
+    return fields
+
+
+def decode_record_v1(row: list) -> RawRecord:
+    mono, wall, source, version, entity, fields, error = row
+    return RawRecord(mono, wall, entity, _decode_fields(fields), source, version, error)
+
+
+def scan_v1(path: str, result: ScanResult) -> Iterator[dict]:
+    """The JSON objects of a version 1 journal, up to the first frame that fails its checks."""
+    result.version = 1
+    with _open(path) as f:
+        size = result.size = os.fstat(f.fileno()).st_size
+        if f.read(len(HEADER_V1)) != HEADER_V1:
+            raise TraceCorruptError(f"{path} is not a version 1 telemrec journal", path=path)
+        pos = result.valid_bytes = len(HEADER_V1)
         while pos < size:
             head = f.read(_FRAME_HEAD.size)
             if len(head) < _FRAME_HEAD.size:
-                scan.torn_reason = "truncated frame header"
+                result.torn_reason = "truncated frame header"
                 break
             magic, length, crc = _FRAME_HEAD.unpack(head)
             if magic != FRAME_MAGIC or length > MAX_FRAME:
-                scan.torn_reason = "bad frame header"
+                result.torn_reason = "bad frame header"
                 break
             payload = f.read(length)
             if len(payload) < length:
-                scan.torn_reason = "truncated frame"
+                result.torn_reason = "truncated frame"
                 break
             if zlib.crc32(payload) != crc:
-                scan.torn_reason = "frame checksum mismatch"
+                result.torn_reason = "frame checksum mismatch"
                 break
             try:
                 obj = json.loads(zlib.decompress(payload))
             except (zlib.error, ValueError):
-                scan.torn_reason = "undecodable frame"
+                result.torn_reason = "undecodable frame"
                 break
             pos += _FRAME_HEAD.size + length
-            scan.valid_bytes = pos
+            result.valid_bytes = pos
             yield obj
-        scan.torn_bytes = size - scan.valid_bytes
+        result.torn_bytes = size - result.valid_bytes
 
 
 def _fsync_dir(path: str) -> None:

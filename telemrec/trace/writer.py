@@ -1,8 +1,17 @@
-"""``TraceWriter``: the one way telemrec writes traces (recorder, import, re-record).
+"""``TraceWriter``: the one way telemrec writes traces (recorder, import, upgrade, re-record).
 
-Records go to the journal (crash-safe, fsynced on ``flush()``); ``close()`` folds the
-journal into the HDF5 trace. A writer that is never closed leaves a journal that the
-next ``open_trace`` recovers.
+Records go into tables (``_tables``); each ``flush()`` encodes the rows written since
+the last one into the journal as *provisional* segments and fsyncs (crash-safe from
+then on). A table's rows are sealed into a *final* segment once they hold
+``seal_values`` values (or ``seal_rows`` rows): the trace file gets that segment's
+streams as they are. ``close()`` seals what is left and folds the journal into the
+HDF5 trace, copying encoded streams: its cost follows the unsealed tail, not the
+recording. A writer that is never closed leaves a journal that the next
+``open_trace`` recovers.
+
+Provisional segments are merged, eight of a level into one of the next, so a
+journal never holds more than a few dozen pieces of a table's unsealed rows:
+recovery and live readers decode a bounded tail.
 """
 
 from __future__ import annotations
@@ -12,85 +21,159 @@ from typing import Iterable, Mapping
 
 from telemrec.errors import TraceWriteError
 from telemrec.record import RawRecord
+from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
-from telemrec.trace._store import fold_journal
-from telemrec.trace.v1 import TICK_COLUMNS
+from telemrec.trace._segments import encode_piece
+from telemrec.trace._tables import Piece, TableWriter, merge_pieces
+
+SEAL_VALUES = 1 << 21
+"""Values per sealed segment: large enough that per-segment costs vanish, small enough that the
+rows kept in memory (about 9 bytes a value) and the tail encoded at the stop stay small."""
+SEAL_ROWS = 1 << 20
+MERGE_FANIN = 8
+
+
+class _TableState:
+    __slots__ = ("pieces", "levels", "values")
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []                  # in memory since the last seal, in row order
+        self.levels: list[tuple[int, int, int]] = []   # journalled provisional segments: (first piece, end, level)
+        self.values = 0
 
 
 class TraceWriter:
     def __init__(self, path: str | os.PathLike, manifest: Mapping, *, frame_records: int = 20000,
-                 overwrite: bool = False, chunk_rows: int | None = None):
+                 overwrite: bool = False, seal_values: int = SEAL_VALUES, seal_rows: int = SEAL_ROWS):
         self.path = os.fspath(path)
         if os.path.exists(self.path) and not overwrite:
             raise TraceWriteError(f"{self.path} already exists", "Choose another -o path or remove the old trace.",
                                   path=self.path)
         self.journal_path = _journal.journal_path(self.path)
-        self._journal = _journal.JournalWriter(self.journal_path, {"t": "start", "manifest": dict(manifest)})
-        self._pending: list[RawRecord] = []
+        self._journal = _journal.JournalWriter(self.journal_path, {"t": "start", "manifest": finite(dict(manifest))})
+        self._tables = TableWriter()
+        self._state: dict[int, _TableState] = {}
         self._frame_records = frame_records
-        self._chunk_rows = chunk_rows  # rows per HDF5 chunk of the folded trace (None: the format default)
+        self._seal_values, self._seal_rows = seal_values, seal_rows
+        self._unflushed = 0
         self.records = 0
         self.values = 0
         self._closed = False
+
+    @property
+    def catalog(self) -> C.Catalog:
+        return self._tables.catalog
 
     @property
     def bytes_written(self) -> int:
         return self._journal.bytes_written
 
     def write(self, records: Iterable[RawRecord]) -> None:
+        add = self._tables.add_record
+        seq = self.records
+        values = 0
         for rec in records:
-            self._pending.append(rec)
-            self.values += len(rec.fields)
-        if len(self._pending) >= self._frame_records:
-            self._emit_records()
-
-    def _emit_records(self) -> None:
-        if self._pending:
-            self._journal.append({"t": "rec", "r": _journal.encode_records(self._pending)})
-            self.records += len(self._pending)
-            self._pending = []
+            add(rec, seq)
+            seq += 1
+            values += len(rec.fields)
+        self._unflushed += seq - self.records
+        self.records = seq
+        self.values += values
+        if self._unflushed >= self._frame_records:
+            self._write_pieces()
 
     def write_ticks(self, label: str, rows: list[Mapping[str, int]]) -> None:
-        if rows:
-            self._journal.append({"t": "ticks", "label": label,
-                                  "rows": [[row.get(c) for c in TICK_COLUMNS] for row in rows]})
+        for row in rows:
+            self._tables.add_row(C.TICKS, label, row)
 
     def write_reader(self, info: Mapping) -> None:
-        self._journal.append({"t": "reader", "reader": dict(info)})
+        self._journal.append_json({"t": "reader", "reader": finite(dict(info))})
 
     def annotate(self, label: str, start_wall_ns: int, end_wall_ns: int, start_mono_ns: int | None = None,
                  end_mono_ns: int | None = None) -> None:
-        self._journal.append({"t": "ann", "row": {"label": label, "start_wall_ns": start_wall_ns,
-                                                  "end_wall_ns": end_wall_ns, "start_mono_ns": start_mono_ns,
-                                                  "end_mono_ns": end_mono_ns}})
+        self._tables.add_row(C.ANNOTATIONS, C.ANNOTATIONS_ENTITY, {
+            "label": label, "start_wall_ns": start_wall_ns, "end_wall_ns": end_wall_ns,
+            "start_mono_ns": start_mono_ns, "end_mono_ns": end_mono_ns})
 
     def flush(self) -> None:
         """Make everything written so far durable (survives SIGKILL and power loss)."""
-        self._emit_records()
+        self._write_pieces()
         self._journal.sync()
 
+    # -- segments ---------------------------------------------------------------------------------
+    def _write_pieces(self, *, seal_all: bool = False) -> None:
+        pieces = self._tables.flush()
+        self._unflushed = 0
+        definitions = self.catalog.take_definitions()
+        if definitions:
+            self._journal.append_json({"t": "def", "items": definitions})
+        for piece in pieces:
+            state = self._state.setdefault(piece.table, _TableState())
+            state.pieces.append(piece)
+            state.values += piece.values
+            rows = state.pieces[-1].row_hi - state.pieces[0].row_lo
+            if state.values >= self._seal_values or rows >= self._seal_rows:
+                self._seal(state)
+            elif not seal_all:
+                self._journal_provisional(state)
+        if seal_all:
+            for state in self._state.values():
+                if state.pieces:
+                    self._seal(state)
+
+    def _seal(self, state: _TableState) -> None:
+        self._append(merge_pieces(state.pieces), final=True)
+        state.pieces, state.levels, state.values = [], [], 0
+
+    def _journal_provisional(self, state: _TableState) -> None:
+        n = len(state.pieces)
+        self._append(state.pieces[-1], final=False)
+        state.levels.append((n - 1, n, 0))
+        # eight journalled segments of one level become one of the next: a bounded number of
+        # pieces for recovery to merge, each row re-encoded a few times at most
+        while len(state.levels) >= MERGE_FANIN and len({lv for _, _, lv in state.levels[-MERGE_FANIN:]}) == 1:
+            group = state.levels[-MERGE_FANIN:]
+            first, end, level = group[0][0], group[-1][1], group[0][2]
+            self._append(merge_pieces(state.pieces[first:end]), final=False)
+            state.levels[-MERGE_FANIN:] = [(first, end, level + 1)]
+
+    def _append(self, piece: Piece, final: bool) -> None:
+        segment, streams = encode_piece(piece, final)
+        self._journal.append_segment(segment.header(), streams)
+
+    # -- the end ----------------------------------------------------------------------------------
     def close(self, *, stop: Mapping | None = None, command: Mapping | None = None,
               stats: Mapping | None = None, clean: bool = True, error: str | None = None,
               manifest_updates: Mapping | None = None) -> None:
         if self._closed:
             return
         self._closed = True
-        self._emit_records()
-        self._journal.append({"t": "end", "stop": dict(stop) if stop else None,
-                              "command": dict(command) if command else None,
-                              "stats": dict(stats or {}), "clean": clean, "error": error,
-                              "manifest": dict(manifest_updates or {})})
+        self._write_pieces(seal_all=True)
+        self._journal.append_json(finite({"t": "end", "stop": dict(stop) if stop else None,
+                                          "command": dict(command) if command else None,
+                                          "stats": dict(stats or {}), "clean": clean, "error": error,
+                                          "manifest": dict(manifest_updates or {})}))
         self._journal.close()
-        if self._chunk_rows is None:
-            fold_journal(self.journal_path, self.path)
-        else:
-            fold_journal(self.journal_path, self.path, chunk_rows=self._chunk_rows)
+        from telemrec.trace._fold import fold_journal
+
+        fold_journal(self.journal_path, self.path)
 
     def abandon(self) -> None:
         """Stop writing without folding (the journal stays for recovery)."""
         if not self._closed:
             self._closed = True
             try:
-                self._emit_records()
+                self._write_pieces()
             finally:
                 self._journal.close()
+
+
+def finite(value):
+    """Strict JSON: a non-finite number (from a bad option) becomes null, so a journal can always be folded."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value

@@ -1,0 +1,193 @@
+"""From a journal to a trace: reading a journal's state, and folding it into the HDF5 file.
+
+``read_journal`` rebuilds what a recorder had written: the manifest, the catalog, and
+for every table the segments that cover its rows (a final segment, or a provisional
+one, replaces the provisional segments whose rows it holds). ``fold_journal`` writes
+the trace file: final segments' streams are copied as they are; the provisional tail
+a crashed recorder left is decoded, merged and sealed first. A live recorder's
+journal is read the same way, without the merge (``v3.V3Reader`` reads its streams
+where they are).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from telemrec.errors import TelemrecError, TraceCorruptError
+from telemrec.trace import _catalog as C
+from telemrec.trace import journal as _journal
+from telemrec.trace._segments import Segment, decode_piece, encode_piece
+from telemrec.trace._tables import merge_pieces
+
+
+@dataclass
+class JournalState:
+    path: str
+    manifest: dict | None = None
+    end: dict | None = None
+    readers: dict = field(default_factory=dict)
+    catalog: C.Catalog = field(default_factory=C.Catalog)
+    segments: dict[int, list[Segment]] = field(default_factory=dict)
+    scan: _journal.ScanResult = field(default_factory=_journal.ScanResult)
+
+    def all_segments(self) -> list[Segment]:
+        return [s for t in sorted(self.segments) for s in self.segments[t]]
+
+    def read(self, offset: int, size: int) -> bytes:
+        with open(self.path, "rb") as f:
+            return os.pread(f.fileno(), size, offset)
+
+
+def read_journal(path: str, *, verify: bool = True) -> JournalState:
+    """The state of a version 2 journal (``verify``: check every frame's CRC, as recovery does)."""
+    state = JournalState(path)
+    for frame in _journal.scan(path, state.scan, verify=verify):
+        try:
+            _apply(state, frame)
+        except TraceCorruptError as exc:
+            # a frame that passed its checks but does not fit what came before: the journal is
+            # treated as ending there, like a torn frame, and the reason is kept
+            state.scan.torn_reason = f"frame at byte {frame.offset}: {exc.message}"
+            state.scan.valid_bytes = frame.offset
+            state.scan.torn_bytes = state.scan.size - frame.offset
+            break
+    if state.manifest is None:
+        raise TraceCorruptError(f"{path} holds no complete start frame: the recorder died before its first flush",
+                                "Nothing was recorded; delete the journal and record again.", path=path)
+    return state
+
+
+def _apply(state: JournalState, frame: _journal.Frame) -> None:
+    obj = frame.obj
+    if frame.kind == _journal.SEGMENT_FRAME:
+        seg = Segment.from_header(obj, frame.body, state.catalog)
+        segs = state.segments.setdefault(seg.table, [])
+        # a segment replaces the provisional ones whose rows it holds
+        while segs and segs[-1].row_lo >= seg.row_lo:
+            if segs[-1].final or segs[-1].row_hi > seg.row_hi:
+                raise TraceCorruptError(f"segment rows {seg.row_lo}-{seg.row_hi} overlap an earlier segment")
+            segs.pop()
+        if (segs[-1].row_hi if segs else 0) != seg.row_lo:
+            raise TraceCorruptError(f"segment rows {seg.row_lo}-{seg.row_hi} leave a gap")
+        segs.append(seg)
+        return
+    kind = obj.get("t")
+    if kind == "start":
+        if state.manifest is not None or not isinstance(obj.get("manifest"), dict):
+            raise TraceCorruptError("a second or malformed start frame")
+        state.manifest = obj["manifest"]
+    elif state.manifest is None:
+        raise TraceCorruptError("the first frame is not the start frame")
+    elif kind == "def":
+        items = obj.get("items")
+        if not isinstance(items, list):
+            raise TraceCorruptError("a malformed catalog frame")
+        for item in items:
+            if not isinstance(item, list) or not item:
+                raise TraceCorruptError("a malformed catalog entry")
+            state.catalog.apply(item)
+    elif kind == "reader":
+        reader = obj.get("reader")
+        if not isinstance(reader, dict) or not isinstance(reader.get("label"), str):
+            raise TraceCorruptError("a malformed reader frame")
+        state.readers[reader["label"]] = reader
+    elif kind == "end":
+        state.end = obj
+    else:
+        raise TraceCorruptError(f"an unknown frame kind {str(kind)[:40]!r}")
+
+
+def seal_tail(state: JournalState) -> None:
+    """Merge each table's provisional segments into one final segment, held in memory."""
+    for table, segs in state.segments.items():
+        tail = [s for s in segs if not s.final]
+        if not tail:
+            continue
+        piece = merge_pieces([decode_piece(s, state.read, state.catalog) for s in tail])
+        segment, streams = encode_piece(piece, final=True)
+        segment.data = streams  # written from memory by the fold
+        state.segments[table] = [s for s in segs if s.final] + [segment]
+
+
+def finish_manifest(state: JournalState) -> dict:
+    """The manifest of the folded trace: the start frame's, updated by reader frames and the end frame,
+    with stats counted from the data; after a crash, what recovery kept and why."""
+    manifest = dict(state.manifest)
+    if state.readers:
+        by_label = {r.get("label"): r for r in manifest.get("readers") or [] if isinstance(r, dict)}
+        by_label.update(state.readers)
+        manifest["readers"] = list(by_label.values())
+    counted = _counts(state)
+    stats = dict(manifest.get("stats") or {})
+    end = state.end
+    if end is not None:
+        manifest["stop"] = end.get("stop")
+        if end.get("command") is not None:
+            manifest["command"] = end["command"]
+        stats.update(end.get("stats") or {})
+        stats.update(counted)
+        manifest["closed_cleanly"] = bool(end.get("clean", True))
+        manifest.update(end.get("manifest") or {})
+        if end.get("error"):
+            manifest["stop_reason"] = end["error"]
+    else:
+        stats.update(counted)
+        last = _last_time(state)
+        manifest["closed_cleanly"] = False
+        manifest["stop"] = None if last is None else {"wall_ns": last[1], "mono_ns": last[0],
+                                                      "reason": "recorder did not stop cleanly"}
+        manifest["recovery"] = {
+            "recovered_wall_ns": time.time_ns(),
+            "journal_valid_bytes": state.scan.valid_bytes,
+            "journal_discarded_bytes": state.scan.torn_bytes,
+            "discarded_reason": state.scan.torn_reason or None,
+        }
+    manifest["stats"] = stats
+    return manifest
+
+
+def _counts(state: JournalState) -> dict:
+    cat = state.catalog
+    records = ticks = 0
+    for table, segs in state.segments.items():
+        kind = cat.tables[table].kind
+        rows = segs[-1].row_hi if segs else 0
+        if kind == C.RECORDS:
+            records += rows
+        elif kind == C.TICKS:
+            ticks += rows
+    out = {"records": records}
+    if ticks:
+        out["ticks"] = ticks
+    return out
+
+
+def _last_time(state: JournalState) -> tuple[int, int] | None:
+    """(mono_ns, wall_ns) of the last record: the largest seq's timestamp."""
+    from telemrec.trace.v3 import V3Reader
+
+    reader = V3Reader.from_journal(state)
+    return reader.last_time()
+
+
+def fold_journal(jpath: str, out: str) -> None:
+    """Fold a journal into the trace ``out`` (atomically: temporary name, fsync, rename), then
+    remove the journal. Version 1 journals (an older telemrec) are folded record by record."""
+    from telemrec.trace import _filewrite
+
+    if _journal.journal_version(jpath) == 1:
+        from telemrec.trace._legacy import fold_v1_journal
+
+        fold_v1_journal(jpath, out)
+        return
+    state = read_journal(jpath, verify=True)
+    seal_tail(state)
+    manifest = finish_manifest(state)
+    _filewrite.write_trace(out, state, manifest)
+    os.unlink(jpath)
+    _journal._fsync_dir(out)
+
+
+__all__ = ["JournalState", "TelemrecError", "finish_manifest", "fold_journal", "read_journal", "seal_tail"]

@@ -1,0 +1,158 @@
+"""Segments of format 3: a table's rows encoded column by column (docs/format.md, section 3.2).
+
+``encode_piece`` turns a piece (``_tables``) into streams and the header that the journal
+and the trace file's index keep of it; ``Segment`` is that header with where its
+streams are; ``decode_piece`` reads a segment back into a piece (recovery merges the
+pieces a crashed recorder had not sealed yet).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from telemrec.errors import TraceCorruptError
+from telemrec.trace import _catalog as C
+from telemrec.trace import _streams
+from telemrec.trace._columns import Column
+from telemrec.trace._tables import Piece
+
+try:
+    from telemrec.trace import _ccodec
+except ImportError:  # not built (setup.py): the NumPy codec writes and reads the same bodies
+    _ccodec = None
+
+STREAM_FIELDS = ("column", "offset", "size", "crc", "raw", "encoding", "scale", "width", "kinds")
+
+
+def encode_column(col: Column, runs: np.ndarray) -> tuple[bytes, _streams.StreamInfo]:
+    """One column of a segment as a compressed stream."""
+    body, info = _streams.encode_body(col, runs)
+    return _streams.compress(body), info
+
+
+@dataclass
+class Segment:
+    """An encoded segment: its rows, runs and streams. ``streams`` is int64 [n, 9] with the
+    columns of ``STREAM_FIELDS``; ``offset`` is where the stream starts in the file that holds it."""
+
+    table: int
+    row_lo: int
+    row_hi: int
+    seq_lo: int
+    seq_hi: int
+    wall_lo: int
+    wall_hi: int
+    entities: np.ndarray
+    counts: np.ndarray
+    streams: np.ndarray
+    final: bool = True
+    data: list | None = None  # the streams' bytes when they are not in a file yet (a tail sealed by recovery)
+
+    @property
+    def rows(self) -> int:
+        return self.row_hi - self.row_lo
+
+    def header(self) -> dict:
+        """What the journal keeps of it (offsets relative to the frame's first stream byte)."""
+        streams = self.streams.copy()
+        if len(streams):
+            streams[:, 1] -= streams[0, 1]
+        return {"table": self.table, "rows": [self.row_lo, self.row_hi], "seq": [self.seq_lo, self.seq_hi],
+                "wall": [self.wall_lo, self.wall_hi], "entities": self.entities.tolist(),
+                "counts": self.counts.tolist(), "streams": streams[:, [0, 2, 3, 4, 5, 6, 7, 8]].tolist(),
+                "final": self.final}
+
+    @classmethod
+    def from_header(cls, header: dict, body: int, catalog: C.Catalog) -> "Segment":
+        """A segment frame's header (``body``: file offset of its first stream), checked against the catalog."""
+        try:
+            row_lo, row_hi = (_int(v) for v in header["rows"])
+            seq_lo, seq_hi = (_int(v) for v in header["seq"])
+            wall_lo, wall_hi = (_int(v) for v in header["wall"])
+            table = _int(header["table"])
+            entities = np.array([_int(v) for v in header["entities"]], np.int64)
+            counts = np.array([_int(v) for v in header["counts"]], np.int64)
+            rows = [[_int(v) for v in s] for s in header["streams"]]
+            final = header["final"]
+            if not isinstance(final, bool) or any(len(r) != 8 for r in rows):
+                raise ValueError("malformed")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TraceCorruptError(f"a segment header is not valid ({exc})") from None
+        streams = np.zeros((len(rows), len(STREAM_FIELDS)), np.int64)
+        if rows:
+            r = np.array(rows, np.int64)
+            streams[:, [0, 2, 3, 4, 5, 6, 7, 8]] = r
+            streams[:, 1] = body + np.concatenate([[0], np.cumsum(r[:-1, 1])])
+        seg = cls(table, row_lo, row_hi, seq_lo, seq_hi, wall_lo, wall_hi, entities, counts, streams, final)
+        seg.check(catalog)
+        return seg
+
+    def check(self, catalog: C.Catalog, what: str = "a segment") -> None:
+        problem = None
+        if not 0 <= self.table < len(catalog.tables):
+            problem = f"table {self.table} is not in the catalog"
+        elif not 0 <= self.row_lo <= self.row_hi or int(self.counts.sum()) != self.rows:
+            problem = f"rows {self.row_lo}-{self.row_hi} do not match its runs ({int(self.counts.sum())} rows)"
+        elif len(self.entities) != len(self.counts) or (self.counts <= 0).any():
+            problem = "its runs are malformed"
+        elif len(self.entities) and (self.entities.min() < 0 or self.entities.max() >= len(catalog.entities)
+                                     or any(catalog.entities[e].table != self.table for e in set(self.entities.tolist()))):
+            problem = "a run names an entity of another table"
+        elif len(self.entities) != len(set(self.entities.tolist())):
+            problem = "an entity has two runs"
+        else:
+            width = len(catalog.tables[self.table].columns)
+            s = self.streams
+            if len(s) and ((s[:, 0] < 0).any() or (s[:, 0] >= width).any() or len(set(s[:, 0].tolist())) != len(s)
+                           or (s[:, 2] <= 0).any() or (s[:, 4] < 16).any() or (s[:, 1] < 0).any()):
+                problem = "its stream list is malformed"
+        if problem:
+            raise TraceCorruptError(f"{what} of table {self.table}: {problem}")
+
+
+def _int(value) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
+def encode_piece(piece: Piece, final: bool) -> tuple[Segment, list[bytes]]:
+    """The streams of a piece (columns with a value in some row), and its segment (offsets from 0)."""
+    data, rows = [], []
+    offset = 0
+    for c, col in enumerate(piece.columns):
+        if col is None or not col.kinds.any():  # every row absent: no stream
+            continue
+        stream, info = encode_column(col, piece.counts)
+        data.append(stream)
+        rows.append((c, offset, len(stream), zlib.crc32(stream), info.raw_size, info.encoding, info.scale,
+                     info.width, info.kinds))
+        offset += len(stream)
+    streams = np.array(rows, np.int64).reshape(-1, len(STREAM_FIELDS))
+    seg = Segment(piece.table, piece.row_lo, piece.row_hi, piece.seq_lo, piece.seq_hi, piece.wall_lo, piece.wall_hi,
+                  piece.entities.copy(), piece.counts.copy(), streams, final)
+    return seg, data
+
+
+def read_stream(read: Callable[[int, int], bytes], row: np.ndarray, runs: np.ndarray, what: str) -> Column:
+    """Read, check, inflate and decode one stream (``row`` of a stream table)."""
+    offset, size, crc, raw = (int(v) for v in row[1:5])
+    data = read(offset, size)
+    if len(data) != size or zlib.crc32(data) != crc:
+        raise TraceCorruptError(f"{what}: the stream's bytes fail their CRC-32"
+                                + ("" if len(data) == size else f" (only {len(data)} of {size} bytes)"))
+    return _streams.decode_body(_streams.inflate(data, raw, what), runs, what)
+
+
+def decode_piece(seg: Segment, read: Callable[[int, int], bytes], catalog: C.Catalog) -> Piece:
+    width = len(catalog.tables[seg.table].columns)
+    columns: list = [None] * width
+    for row in seg.streams:
+        columns[int(row[0])] = read_stream(read, row, seg.counts, f"table {seg.table} rows {seg.row_lo}-{seg.row_hi}")
+    values = sum(int((c.kinds != 0).sum()) for c in columns[len(catalog.tables[seg.table].meta):] if c is not None)
+    return Piece(seg.table, seg.row_lo, seg.row_hi, seg.entities, seg.counts, columns, seg.seq_lo, seg.seq_hi,
+                 seg.wall_lo, seg.wall_hi, values)

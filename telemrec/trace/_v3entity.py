@@ -1,0 +1,175 @@
+"""Format 3's entities, seen one at a time: the interface of format 1's ``EntityReader``.
+
+An entity's rows are its runs in the segments of its table, in row order; row *i*
+of every column belongs to its *i*-th record. Reading rows decodes the streams of
+the segments that hold them (``V3Reader.decode``, cached), so entities of one
+table read in step share each decoded stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from telemrec.trace import _catalog as C
+from telemrec.trace._codec import INT
+from telemrec.trace._columns import Column
+from telemrec.trace._tables import concat_columns, packed, packed_column
+
+BLOCK_ROWS = 8192
+"""Rows per block for streaming readers (iteration, replay): the unit they hold in memory."""
+
+_META = {"_seq": 0, "_tidx": 1, "_source_version": 2, "_error": 3}
+
+
+def read_rows(reader, eid: int, column: int, lo: int = 0, hi: int | None = None) -> Column:
+    """Rows [lo, hi) of one column of an entity."""
+    segs, firsts, counts = reader.runs_of(eid)
+    total = int(counts.sum())
+    hi = total if hi is None else max(0, min(hi, total))
+    lo = max(0, min(lo, hi))
+    starts = np.cumsum(counts) - counts
+    parts = []
+    if hi > lo:
+        i = int(np.searchsorted(starts, lo, side="right")) - 1
+        while i < len(counts) and starts[i] < hi:
+            a = max(lo, int(starts[i])) - int(starts[i])
+            b = min(hi, int(starts[i] + counts[i])) - int(starts[i])
+            col = reader.decode(int(segs[i]), column)
+            f = int(firsts[i])
+            parts.append(Column(col.kinds[f + a:f + b], col.ints[f + a:f + b], col.floats[f + a:f + b],
+                                None if col.strs is None else col.strs[f + a:f + b]))
+            i += 1
+    if not parts:
+        z = np.zeros(0, np.int64)
+        return Column(np.zeros(0, np.uint8), z, z.view(np.float64), None)
+    if len(parts) == 1:
+        p = parts[0]
+        return packed_column(p.kinds.copy(), packed(p).copy(), None if p.strs is None else p.strs.copy())
+    return concat_columns(parts)
+
+
+class V3Time:
+    """A source's timestamps (its time table), looked up by row (``_tidx``)."""
+
+    def __init__(self, reader, eid: int):
+        self.reader = reader
+        self.eid = eid
+        self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def rows(self) -> int:
+        return int(self.reader.runs_of(self.eid)[2].sum())
+
+    def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(tidx):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lo, hi = int(tidx.min()), int(tidx.max()) + 1
+        cache = self._cache
+        if cache is None or lo < cache[0] or hi > cache[1]:
+            if lo < 0 or hi > self.rows:
+                from telemrec.errors import TraceCorruptError
+                raise TraceCorruptError(f"{self.reader.what}: a record points at timestamp row {hi - 1} of "
+                                        f"{self.rows}", path=self.reader.what)
+            cache = self._cache = (lo, hi, read_rows(self.reader, self.eid, 0, lo, hi).ints,
+                                   read_rows(self.reader, self.eid, 1, lo, hi).ints)
+        a = cache[0]
+        return cache[2][tidx - a], cache[3][tidx - a]
+
+
+class V3Column:
+    """One column of one entity: what loaders ask of a column before and while decoding it."""
+
+    def __init__(self, entity: "V3Entity", column: int):
+        self.entity = entity
+        self.column = column
+        self.rows = entity.rows
+        mask = 0
+        reader = entity.reader
+        for seg in np.unique(reader.runs_of(entity.eid)[0]).tolist():
+            mask |= reader.stream_kinds(seg, column)
+        self.kinds_mask = mask
+        self.uniform_kind: int | None = mask.bit_length() - 1 if mask and mask & (mask - 1) == 0 else None
+
+    def kinds(self, lo: int, hi: int) -> np.ndarray:
+        if self.uniform_kind is not None:
+            return np.full(hi - lo, self.uniform_kind, np.uint8)
+        return self.read(lo, hi).kinds
+
+    def read(self, lo: int = 0, hi: int | None = None) -> Column:
+        return read_rows(self.entity.reader, self.entity.eid, self.column, lo, hi)
+
+
+class V3Entity:
+    """One (source, entity) series of a format 3 trace."""
+
+    chunk_rows = BLOCK_ROWS
+
+    def __init__(self, reader, eid: int, time: V3Time):
+        self.reader = reader
+        self.eid = eid
+        self.time = time
+        entity = reader.catalog.entities[eid]
+        self.table = reader.catalog.tables[entity.table]
+        self.source = reader.catalog.sources[self.table.source]
+        self.name = entity.name
+        self.fields = reader.catalog.entity_fields(eid)
+        self.rows = int(reader.runs_of(eid)[2].sum())
+        self._cols: dict[tuple[bool, str], V3Column] = {}
+
+    def wall_ranges(self) -> np.ndarray:
+        """(min, max) wall_ns of the segments that hold each run (a run's own rows lie within)."""
+        segs = self.reader.runs_of(self.eid)[0]
+        index = self.reader.index.segments
+        return np.stack([index[segs, C.SEG_WALL_LO], index[segs, C.SEG_WALL_HI]], axis=1).reshape(-1, 2)
+
+    def field_column(self, name: str) -> V3Column:
+        col = self._cols.get((False, name))
+        if col is None:
+            col = self._cols[(False, name)] = V3Column(self, self.table.column_of(name))
+        return col
+
+    def meta_column(self, name: str) -> V3Column:
+        col = self._cols.get((True, name))
+        if col is None:
+            col = self._cols[(True, name)] = V3Column(self, _META[name])
+        return col
+
+    def column(self, name: str) -> V3Column:
+        return self.meta_column(name) if name in _META else self.field_column(name)
+
+    def read(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
+        """Rows [lo, hi) of a meta column (``_mono_ns`` and ``_wall_ns`` included) or else a field."""
+        if name in ("_mono_ns", "_wall_ns"):
+            mono, wall = self.timestamps(lo, hi)
+            values = mono if name == "_mono_ns" else wall
+            return Column(np.full(len(values), INT, np.uint8), values, values.view(np.float64), None)
+        return self.column(name).read(lo, hi)
+
+    def read_field(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
+        return self.field_column(name).read(lo, hi)
+
+    def timestamps(self, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.time.gather(read_rows(self.reader, self.eid, _META["_tidx"], lo, hi).ints)
+
+    def ints(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        return self.read(name, lo, hi).ints
+
+    def row_range(self, start_wall_ns: int | None, end_wall_ns: int | None) -> tuple[int, int]:
+        """Rows [lo, hi) whose wall_ns lies in [start, end); decodes only the runs that can hold them."""
+        if start_wall_ns is None and end_wall_ns is None:
+            return 0, self.rows
+        ranges = self.wall_ranges()
+        counts = self.reader.runs_of(self.eid)[2]
+        starts = np.cumsum(counts) - counts
+        lo_ns = -(2**63) if start_wall_ns is None else start_wall_ns
+        hi_ns = 2**63 - 1 if end_wall_ns is None else end_wall_ns
+        hit = np.nonzero((ranges[:, 1] >= lo_ns) & (ranges[:, 0] < hi_ns))[0]
+        if not len(hit):
+            return 0, 0
+        a = int(starts[hit[0]])
+        b = int(starts[hit[-1]] + counts[hit[-1]])
+        _, wall = self.timestamps(a, b)
+        inside = np.nonzero((wall >= lo_ns) & (wall < hi_ns))[0]
+        if not len(inside):
+            return 0, 0
+        return a + int(inside[0]), a + int(inside[-1]) + 1
