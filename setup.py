@@ -1,9 +1,9 @@
 """Build steps pyproject.toml cannot declare.
 
-- ``telemrec.analysis._cdecode``: the optional compiled chunk decoder (C), with the
-  decompressor of libdeflate (MIT, vendored in third_party/libdeflate, see its
-  README.md). ``optional=True``: without a C compiler the install still succeeds
-  and ``load()`` uses the NumPy kernels, which give the same bits, more slowly.
+- ``telemrec.trace._ccodec``: the optional compiled codec (C): format 3 streams encoded
+  and decoded, format 1/2 chunks decoded, with libdeflate (MIT, vendored in
+  third_party/libdeflate, see its README.md). ``optional=True``: without a C compiler the
+  install still succeeds and telemrec uses the NumPy codec, which gives the same bits, more slowly.
 - ``schemas/`` (the manifest schemas, kept at the top of the repository) ship
   inside the wheel as ``telemrec/schemas``.
 """
@@ -32,9 +32,10 @@ class BuildPyWithSchemas(build_py):
 extensions = []
 if os.name == "posix" and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
     extensions.append(Extension(
-        "telemrec.analysis._cdecode",
-        ["telemrec/analysis/_cdecode.c"] + [f"{LIBDEFLATE}/lib/{name}.c" for name in (
-            "deflate_decompress", "zlib_decompress", "adler32", "utils", "x86/cpu_features", "arm/cpu_features")],
+        "telemrec.trace._ccodec",
+        ["telemrec/trace/_ccodec.c", "telemrec/trace/_ccodec_v2.c"] + [f"{LIBDEFLATE}/lib/{name}.c" for name in (
+            "deflate_decompress", "zlib_decompress", "deflate_compress", "zlib_compress", "adler32", "crc32",
+            "utils", "x86/cpu_features", "arm/cpu_features")],
         include_dirs=[LIBDEFLATE],
         # SSE arithmetic on 32-bit x86 too: x87's extended precision could round differently from NumPy
         extra_compile_args=["-O3", "-fno-strict-aliasing"] + (

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
-.venv/bin/python -c "from telemrec.analysis._fastread import DECODER; print('load() decodes with:', DECODER)"
+.venv/bin/python -c "from telemrec.trace.columnar import DECODER; print('load() decodes with:', DECODER)"
 export MPLBACKEND=Agg
 # the suite checks the compiled decoder against the NumPy kernels: it must have been built
 export TELEMREC_REQUIRE_COMPILED=1

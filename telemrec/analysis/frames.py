@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from telemrec.analysis import _select, _timeline
-from telemrec.analysis._fastread import NumericJob, Prefilled, decode_numeric, empty_block
+from telemrec.trace.columnar import NumericJob, Prefilled, decode_numeric, empty_block
 from telemrec.analysis.rates import counter_rate, counter_rates, rate_unit
 from telemrec.errors import UsageError
 from telemrec.trace import Trace

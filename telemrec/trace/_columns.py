@@ -201,6 +201,7 @@ class Column:
     ints: np.ndarray    # int64, meaningful where kinds == INT
     floats: np.ndarray  # float64, meaningful where kinds == FLOAT
     strs: np.ndarray | None  # object, meaningful where kinds == STR
+    packed: bool = False  # ``floats`` is a view of ``ints`` (format 3): one int64 per row holds either
 
     def __len__(self) -> int:
         return len(self.kinds)

@@ -18,7 +18,7 @@ from telemrec.errors import TraceCorruptError
 from telemrec.trace import _catalog as C
 from telemrec.trace import _streams
 from telemrec.trace._columns import Column
-from telemrec.trace._tables import Piece
+from telemrec.trace._tables import Piece, packed, packed_column
 
 try:
     from telemrec.trace import _ccodec
@@ -28,10 +28,18 @@ except ImportError:  # not built (setup.py): the NumPy codec writes and reads th
 STREAM_FIELDS = ("column", "offset", "size", "crc", "raw", "encoding", "scale", "width", "kinds")
 
 
+LEVEL = 6
+"""Deflate level of streams (libdeflate's and zlib's scales agree roughly; the NumPy codec uses zlib)."""
+
+
 def encode_column(col: Column, runs: np.ndarray) -> tuple[bytes, _streams.StreamInfo]:
     """One column of a segment as a compressed stream."""
+    if _ccodec is not None:
+        stream, encoding, scale, width, raw, kinds = _ccodec.encode(
+            col.kinds, packed(col), runs, _streams.strings_section(col.kinds, col.strs), LEVEL)
+        return stream, _streams.StreamInfo(encoding, scale, width, kinds, raw)
     body, info = _streams.encode_body(col, runs)
-    return _streams.compress(body), info
+    return _streams.compress(body, LEVEL), info
 
 
 @dataclass
@@ -145,7 +153,27 @@ def read_stream(read: Callable[[int, int], bytes], row: np.ndarray, runs: np.nda
     if len(data) != size or zlib.crc32(data) != crc:
         raise TraceCorruptError(f"{what}: the stream's bytes fail their CRC-32"
                                 + ("" if len(data) == size else f" (only {len(data)} of {size} bytes)"))
-    return _streams.decode_body(_streams.inflate(data, raw, what), runs, what)
+    return decode_stream(data, raw, runs, what)
+
+
+def decode_stream(data: bytes, raw: int, runs: np.ndarray, what: str, as_float: bool = False) -> Column:
+    """A stream's rows (``as_float``: ``ints`` holds float64 values, NaN where a row has no number)."""
+    runs = np.ascontiguousarray(runs, np.int64)
+    n = int(runs.sum())
+    if _ccodec is not None:
+        kinds = np.empty(n, np.uint8)
+        values = np.empty(n, np.int64)
+        try:
+            _, tail = _ccodec.decode(data, raw, runs, kinds, values, as_float)
+        except ValueError as exc:
+            raise TraceCorruptError(f"{what}: {exc}") from None
+        strs = None if tail is None else _streams.read_strings_section(tail, kinds, what)
+        return packed_column(kinds, values, strs)
+    col = _streams.decode_body(_streams.inflate(data, raw, what), runs, what)
+    if as_float:
+        values, _ = col.as_float()
+        return packed_column(col.kinds, values.view(np.int64), col.strs)
+    return col
 
 
 def decode_piece(seg: Segment, read: Callable[[int, int], bytes], catalog: C.Catalog) -> Piece:

@@ -30,8 +30,7 @@ _EMPTY_OBJ = np.zeros(0, object)
 
 
 def absent(n: int) -> Column:
-    values = np.zeros(n, np.int64)
-    return Column(np.zeros(n, np.uint8), values, values.view(np.float64), None)
+    return packed_column(np.zeros(n, np.uint8), np.zeros(n, np.int64), None)
 
 
 def column_of_values(values, what: str = "a field") -> Column:
@@ -42,23 +41,20 @@ def column_of_values(values, what: str = "a field") -> Column:
     if len(types) == 1:
         t = next(iter(types))
         if t is float:
-            floats = np.array(values, np.float64)
-            return Column(np.full(n, FLOAT, np.uint8), floats.view(np.int64), floats, None)
+            return packed_column(np.full(n, FLOAT, np.uint8), np.array(values, np.float64).view(np.int64), None)
         if t is int:
             try:
                 ints = np.array(values, np.int64)
             except OverflowError:
                 raise RecordError(f"{what} holds an int that does not fit in int64",
                                   "Store such values as float or str.") from None
-            return Column(np.full(n, INT, np.uint8), ints, ints.view(np.float64), None)
+            return packed_column(np.full(n, INT, np.uint8), ints, None)
         if t is str:
             strs = np.empty(n, object)
             strs[:] = values
-            zeros = np.zeros(n, np.int64)
-            return Column(np.full(n, STR, np.uint8), zeros, zeros.view(np.float64), strs)
+            return packed_column(np.full(n, STR, np.uint8), np.zeros(n, np.int64), strs)
         if t is type(None):
-            zeros = np.zeros(n, np.int64)
-            return Column(np.full(n, NONE, np.uint8), zeros, zeros.view(np.float64), None)
+            return packed_column(np.full(n, NONE, np.uint8), np.zeros(n, np.int64), None)
     bad = types - _KIND_OF.keys()
     if bad:
         raise RecordError(f"{what} has a value of type {sorted(t.__name__ for t in bad)[0]}; allowed: float, int, str, None",
@@ -79,14 +75,14 @@ def column_of_values(values, what: str = "a field") -> Column:
             raise RecordError(f"{what} holds an int that does not fit in int64", "Store such values as float or str.") from None
     if is_str.any():
         strs = np.where(is_str, obj, None)
-    return Column(kinds, ints, floats, strs)
+    return packed_column(kinds, ints, strs)
 
 
 def packed(col: Column) -> np.ndarray:
     """One int64 per row: the int of an INT row, the bits of a FLOAT row's float. Columns built
     here hold their numbers this way already (``floats`` is a view of ``ints``)."""
     ints, floats = col.ints, col.floats
-    if len(ints) == 0 or (ints.ctypes.data == floats.ctypes.data and ints.strides == floats.strides):
+    if col.packed:
         return ints
     values = ints.astype(np.int64, copy=True)
     is_float = col.kinds == FLOAT
@@ -95,7 +91,7 @@ def packed(col: Column) -> np.ndarray:
 
 
 def packed_column(kinds: np.ndarray, values: np.ndarray, strs) -> Column:
-    return Column(kinds, values, values.view(np.float64), strs)
+    return Column(kinds, values, values.view(np.float64), strs, packed=True)
 
 
 def concat_columns(parts: list[Column]) -> Column:
@@ -337,21 +333,20 @@ class TableWriter:
     def flush(self) -> list[Piece]:
         """The rows written since the last flush, one piece per table that has any."""
         pieces = []
-        for src in self._sources.values():
-            if src.rows > src.base:
-                pieces.append(self._time_piece(src))
         for tid in sorted(self._pending):
             ents = self._pending[tid]
             if ents:
                 pieces.append(self._table_piece(tid, [ents[e] for e in sorted(ents)]))
         self._pending = {}
+        for src in self._sources.values():  # after the tables: their wall ranges read the unflushed times
+            if src.rows > src.base:
+                pieces.append(self._time_piece(src))
         return pieces
 
     def _time_piece(self, src: _Source) -> Piece:
         n = src.rows - src.base
         mono, wall = np.array(src.mono, np.int64), np.array(src.wall, np.int64)
-        cols = [Column(np.full(n, INT, np.uint8), mono, mono.view(np.float64), None),
-                Column(np.full(n, INT, np.uint8), wall, wall.view(np.float64), None)]
+        cols = [packed_column(np.full(n, INT, np.uint8), mono, None), packed_column(np.full(n, INT, np.uint8), wall, None)]
         piece = Piece(src.time_table, src.base, src.rows, np.array([src.time_entity], np.int64),
                       np.array([n], np.int64), cols, wall_lo=int(wall.min()), wall_hi=int(wall.max()), values=2 * n)
         src.base = src.rows
@@ -363,23 +358,27 @@ class TableWriter:
         table = cat.tables[tid]
         n_meta = len(table.meta)
         counts = np.array([ent.pending() for ent in ents], np.int64)
-        starts = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
         total = int(counts.sum())
-        per_column: dict[int, list] = {}
-        values = 0
-        for ent, at in zip(ents, starts.tolist()):
+        # rows of all entities that share a key tuple are typed together: one pass per field and
+        # key tuple (mostly one per table), not per entity
+        groups: dict[tuple, tuple[list, list]] = {}
+        at = 0
+        for ent in ents:
             for keys, block in ent.blocks:
-                n = len(block)
-                if not n:
-                    continue
-                for name, vals in zip(keys, zip(*block)):
-                    c = n_meta + table.field_index[name]
-                    per_column.setdefault(c, []).append((at, n, column_of_values(vals, f"field {name!r}")))
-                    values += n
-                at += n
+                if block:
+                    rows, spans = groups.setdefault(keys, ([], []))
+                    rows.extend(block)
+                    spans.append((at, len(block)))
+                    at += len(block)
         columns: list = [None] * (n_meta + len(table.fields))
-        for c, parts in per_column.items():
-            columns[c] = _place(parts, total)
+        values = 0
+        for keys, (rows, spans) in groups.items():
+            where = _positions(spans, total)
+            for name, vals in zip(keys, zip(*rows)):
+                c = n_meta + table.field_index[name]
+                col = column_of_values(vals, f"field {name!r}")
+                columns[c] = col if where is None else _scatter(columns[c], col, where, total)
+                values += len(vals)
         keep = counts > 0
         piece = Piece(tid, 0, 0, np.array([e.eid for e in ents], np.int64)[keep], counts[keep], columns, values=values)
         if table.kind == C.RECORDS:
@@ -394,8 +393,8 @@ class TableWriter:
     def _record_meta(self, piece: Piece, ents: list[_EntityRows], columns: list) -> None:
         seq = np.array([s for e in ents for s in e.seq], np.int64)
         tidx = np.array([t for e in ents for t in e.tidx], np.int64)
-        columns[0] = Column(np.full(len(seq), INT, np.uint8), seq, seq.view(np.float64), None)
-        columns[1] = Column(np.full(len(tidx), INT, np.uint8), tidx, tidx.view(np.float64), None)
+        columns[0] = packed_column(np.full(len(seq), INT, np.uint8), seq, None)
+        columns[1] = packed_column(np.full(len(tidx), INT, np.uint8), tidx, None)
         columns[2] = column_of_values([v for e in ents for v in e.sv], "source_version")
         columns[3] = column_of_values([v for e in ents for v in e.err], "error")
         if len(seq):
@@ -416,24 +415,27 @@ class TableWriter:
         return out
 
 
-def _place(parts: list, total: int) -> Column:
-    """One table column from (first row, rows, Column) blocks; rows no block covers are absent."""
-    at = 0
-    for row, n, _ in parts:
-        if row != at:
-            break
-        at += n
-    else:
-        if at == total:
-            return concat_columns([col for _, _, col in parts])
-    kinds = np.zeros(total, np.uint8)
-    ints = np.zeros(total, np.int64)
-    strs = None
-    for row, n, col in parts:
-        kinds[row:row + n] = col.kinds
-        ints[row:row + n] = col.ints
-        if col.strs is not None:
-            if strs is None:
-                strs = np.full(total, None, object)
-            strs[row:row + n] = col.strs
-    return Column(kinds, ints, ints.view(np.float64), strs)
+def _positions(spans: list[tuple[int, int]], total: int) -> np.ndarray | None:
+    """The rows (of ``total``) that ``spans`` cover, in order; None when they cover all rows in order."""
+    if len(spans) == 1 and spans[0] == (0, total):
+        return None
+    starts = np.array([a for a, _ in spans], np.int64)
+    lengths = np.array([n for _, n in spans], np.int64)
+    if int(lengths.sum()) == total and (starts == np.concatenate([[0], np.cumsum(lengths[:-1])])).all():
+        return None
+    return np.repeat(starts - np.concatenate([[0], np.cumsum(lengths[:-1])]), lengths) + np.arange(int(lengths.sum()))
+
+
+def _scatter(into: Column | None, col: Column, where: np.ndarray, total: int) -> Column:
+    """``col``'s rows put at rows ``where`` of a column of ``total`` rows (absent elsewhere)."""
+    if into is None:
+        into = absent(total)
+    values = packed(into)
+    values[where] = packed(col)
+    into.kinds[where] = col.kinds
+    strs = into.strs
+    if col.strs is not None:
+        if strs is None:
+            strs = np.full(total, None, object)
+        strs[where] = col.strs
+    return packed_column(into.kinds, values, strs)

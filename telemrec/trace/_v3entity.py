@@ -37,7 +37,7 @@ def read_rows(reader, eid: int, column: int, lo: int = 0, hi: int | None = None)
             col = reader.decode(int(segs[i]), column)
             f = int(firsts[i])
             parts.append(Column(col.kinds[f + a:f + b], col.ints[f + a:f + b], col.floats[f + a:f + b],
-                                None if col.strs is None else col.strs[f + a:f + b]))
+                                None if col.strs is None else col.strs[f + a:f + b], col.packed))
             i += 1
     if not parts:
         z = np.zeros(0, np.int64)
@@ -54,11 +54,10 @@ class V3Time:
     def __init__(self, reader, eid: int):
         self.reader = reader
         self.eid = eid
+        self.mono = V3Column(reader, eid, 0)
+        self.wall = V3Column(reader, eid, 1)
+        self.rows = self.mono.rows
         self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
-
-    @property
-    def rows(self) -> int:
-        return int(self.reader.runs_of(self.eid)[2].sum())
 
     def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(tidx):
@@ -79,15 +78,17 @@ class V3Time:
 class V3Column:
     """One column of one entity: what loaders ask of a column before and while decoding it."""
 
-    def __init__(self, entity: "V3Entity", column: int):
-        self.entity = entity
+    def __init__(self, reader, eid: int, column: int):
+        self.reader = reader
+        self.eid = eid
         self.column = column
-        self.rows = entity.rows
+        segs, _, counts = reader.runs_of(eid)
+        self.rows = int(counts.sum())
         mask = 0
-        reader = entity.reader
-        for seg in np.unique(reader.runs_of(entity.eid)[0]).tolist():
+        for seg in np.unique(segs).tolist():
             mask |= reader.stream_kinds(seg, column)
         self.kinds_mask = mask
+        """Every kind a row of the segments holding the entity has (of any entity of them)."""
         self.uniform_kind: int | None = mask.bit_length() - 1 if mask and mask & (mask - 1) == 0 else None
 
     def kinds(self, lo: int, hi: int) -> np.ndarray:
@@ -96,7 +97,7 @@ class V3Column:
         return self.read(lo, hi).kinds
 
     def read(self, lo: int = 0, hi: int | None = None) -> Column:
-        return read_rows(self.entity.reader, self.entity.eid, self.column, lo, hi)
+        return read_rows(self.reader, self.eid, self.column, lo, hi)
 
 
 class V3Entity:
@@ -125,13 +126,13 @@ class V3Entity:
     def field_column(self, name: str) -> V3Column:
         col = self._cols.get((False, name))
         if col is None:
-            col = self._cols[(False, name)] = V3Column(self, self.table.column_of(name))
+            col = self._cols[(False, name)] = V3Column(self.reader, self.eid, self.table.column_of(name))
         return col
 
     def meta_column(self, name: str) -> V3Column:
         col = self._cols.get((True, name))
         if col is None:
-            col = self._cols[(True, name)] = V3Column(self, _META[name])
+            col = self._cols[(True, name)] = V3Column(self.reader, self.eid, _META[name])
         return col
 
     def column(self, name: str) -> V3Column:

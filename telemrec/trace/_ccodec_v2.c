@@ -1,4 +1,5 @@
-/* Compiled chunk decoder for telemrec.analysis (optional: _kernels.py is the reference).
+/* Compiled chunk decoder of trace formats 1 and 2, part of telemrec.trace._ccodec (optional:
+ * telemrec/trace/_kernels.py is the reference).
  *
  * decode_columns() reads a column's stored chunks with pread at the file offsets HDF5
  * reported, inflates them (libdeflate) and decodes them into the column's slice of
@@ -169,7 +170,7 @@ static void decode_chunk(const uint8_t *p, Py_ssize_t plane, int width, Py_ssize
  * rows: the rows of each chunk to decode (<= chunk_rows), of which the first ``skip``
  * are not stored; out: writable buffer of count * (rows - skip) 8-byte values;
  * anchors: int64 buffer [count, 2] or None; divisor: 10**scale, or 0 for none. */
-static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
+PyObject *v2_decode(PyObject *Py_UNUSED(self), PyObject *args)
 {
     Py_buffer data, out, anchors = {0};
     Py_ssize_t cr, count, rows, skip;
@@ -350,7 +351,7 @@ static int do_col(int fd, Col *c, Scratch *w)
  * or None, out a writable buffer of hi - lo 8-byte values (float64 when out_float, else
  * int64). All reading, inflating and decoding happens with the GIL released, so the
  * worker threads decode their batches at the same time. */
-static PyObject *decode_columns(PyObject *Py_UNUSED(self), PyObject *args)
+PyObject *v2_decode_columns(PyObject *Py_UNUSED(self), PyObject *args)
 {
     int fd;
     PyObject *seq_obj;
@@ -408,18 +409,4 @@ done:
     return result;
 }
 
-static PyMethodDef methods[] = {
-    {"decode", decode, METH_VARARGS, "Decode shuffled stored chunks into float64 or int64 (see the module source)."},
-    {"decode_columns", decode_columns, METH_VARARGS, "Read, inflate and decode row ranges of columns (see the module source)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, .m_name = "_cdecode", .m_size = -1, .m_methods = methods};
-
-PyMODINIT_FUNC PyInit__cdecode(void)
-{
-    PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddStringConstant(m, "INFLATER", INFLATER_NAME) < 0)
-        Py_CLEAR(m);
-    return m;
-}
+const char *v2_inflater_name = INFLATER_NAME;

@@ -1,4 +1,5 @@
-"""Decoding many numeric columns straight into one float64 block.
+"""Decoding many numeric columns of format 1 and 2 straight into one float64 block
+(``telemrec.trace.columnar`` dispatches here; format 3 is ``_fastread3``).
 
 ``ColumnReader.read`` returns a ``Column`` (kinds, ints, floats, strs: four arrays
 per column, then ``as_float`` makes two more). For a wide frame of hundreds of
@@ -11,7 +12,7 @@ else with HDF5's ``chunk_iter`` per dataset stored exactly as the format writes 
 (shuffle + deflate, little-endian). They are read with ``os.pread``, outside
 h5py's global lock:
 
-- with the compiled decoder (``_cdecode``, built by setup.py when a C compiler is
+- with the compiled decoder (``_ccodec``, built by setup.py when a C compiler is
   there), whole columns are read, inflated and decoded in C with the GIL
   released, in batches of ~64 chunks on a small thread pool. The Python
   bindings of ISA-L and libdeflate hold the GIL while they inflate, so two
@@ -35,13 +36,13 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from telemrec.analysis._kernels import decode_into, scratch
+from telemrec.trace._kernels import decode_into, scratch
 from telemrec.trace import _chunkindex, _codec
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
 from telemrec.trace._columns import ColumnReader
 
 try:
-    from telemrec.analysis import _cdecode
+    from telemrec.trace import _ccodec as _cdecode
 except ImportError:  # not built (setup.py): the NumPy kernels give the same bits, more slowly
     _cdecode = None
 
@@ -329,7 +330,7 @@ def _compiled_spec(job: NumericJob, files: _Files) -> tuple | None:
 
 def _decode_columns(fd: int, specs: list, jobs: list) -> list:
     """Decode a batch of columns in C; returns the jobs it could not (for the NumPy path)."""
-    return [jobs[k] for k in _cdecode.decode_columns(fd, specs)]
+    return [jobs[k] for k in _cdecode.decode_columns_v2(fd, specs)]
 
 
 def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = True, compiled: bool = True) -> None:
