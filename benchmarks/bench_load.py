@@ -46,8 +46,8 @@ def _floors(path: str, repeat: int) -> dict:
     import h5py
     import numpy as np
 
-    from telemrec.analysis._fastread import _INFLATE, _WORKERS
-    from telemrec.analysis._kernels import decode_into
+    from telemrec.trace._fastread import _INFLATE, _WORKERS
+    from telemrec.trace._kernels import decode_into
     from telemrec.trace import open_trace
 
     chunks = []
@@ -118,7 +118,7 @@ def _compiled_floors(path: str, repeat: int) -> dict | None:
     the timestamps, faulting in the fresh block, and building the frame."""
     import numpy as np
 
-    from telemrec.analysis import _fastread
+    from telemrec.trace import _fastread
     from telemrec.trace import open_trace
     from telemrec.trace._codec import FLOAT, INT
 
@@ -145,7 +145,7 @@ def _compiled_floors(path: str, repeat: int) -> dict | None:
         def decode_all():
             with ThreadPoolExecutor(_fastread._WORKERS) as pool:
                 return sum(len(failed) for failed in pool.map(
-                    lambda b: _fastread._cdecode.decode_columns(fd, b), batches))
+                    lambda b: _fastread._cdecode.decode_columns_v2(fd, b), batches))
 
         failed, times = _timed(decode_all, repeat)
     return {"columns": len(cols), "failed": failed, "decode": min(times), "workers": _fastread._WORKERS}
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
 
     from reference_trace import build_reference_trace
     from telemrec.analysis import load
-    from telemrec.analysis._fastread import DECODER
+    from telemrec.trace._fastread import DECODER
 
     os.makedirs(args.cache, exist_ok=True)
     path = os.path.join(args.cache, f"reference-{args.hours:g}h.h5")
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     wall, user, system = _cpu(lambda: load(path))
     print(f"  one more load: {wall:.3f} s wall, {user:.3f} s user + {system:.3f} s system CPU")
 
-    from telemrec.analysis import _fastread
+    from telemrec.trace import _fastread
 
     if _fastread._cdecode is not None:  # the same load with the NumPy kernels, for comparison
         built, _fastread._cdecode = _fastread._cdecode, None

@@ -47,8 +47,10 @@ def load_index_array(data: bytes, rows: int, columns: int, what: str) -> np.ndar
     return np.ascontiguousarray(planes.T).view("<i8").reshape(rows, columns).astype(np.int64)
 
 
-def write_trace(out: str, state, manifest: dict) -> None:
-    """Write the trace of ``state`` (``_fold.JournalState``) to ``out`` atomically."""
+def write_trace(out: str, state, manifest: dict, *, exclusive: bool = False) -> None:
+    """Write the trace of ``state`` (``_fold.JournalState``) to ``out`` atomically (``exclusive``:
+    never replacing a file that appeared at ``out`` meanwhile). Segments whose streams are not in
+    memory are copied from the journal ``state.path``."""
     from telemrec.trace._store import durable_rename
 
     tmp = f"{out}.tmp-{os.getpid()}"
@@ -57,17 +59,28 @@ def write_trace(out: str, state, manifest: dict) -> None:
     except OSError as exc:
         raise TraceWriteError(f"cannot write {tmp}: {exc.strerror or exc}", path=out) from exc
     try:
-        with open(state.path, "rb") as journal:
-            _write(h5, state, manifest, journal.fileno())
+        if state.path is None:
+            _write(h5, state, manifest, -1)
+        else:
+            with open(state.path, "rb") as journal:
+                _write(h5, state, manifest, journal.fileno())
         h5.close()
     except BaseException:
         h5.close()
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
-    durable_rename(tmp, out)
+    try:
+        durable_rename(tmp, out, exclusive=exclusive)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _write(h5: h5py.File, state, manifest: dict, fd: int) -> None:

@@ -172,6 +172,22 @@ def _wall_min(values: list[int]) -> int:
     return min(real) if real else C.NO_WALL
 
 
+def choose_table(catalog: C.Catalog, tables: list[int], fields) -> int | None:
+    """The record table (of ``tables``) an entity with these fields joins: the one sharing most of
+    them, if at least half of both the entity's and the table's; None: a new table."""
+    names = set(fields)
+    best, best_score = None, 0.0
+    for tid in tables:
+        have = catalog.tables[tid].field_index
+        if not names or not have:
+            score = 1.0 if not names and not have else 0.0
+        else:
+            score = sum(1 for f in names if f in have) / max(len(names), len(have))
+        if score >= 0.5 and score > best_score:
+            best, best_score = tid, score
+    return best
+
+
 # -- accumulating records --------------------------------------------------------------------------
 
 class _EntityRows:
@@ -277,21 +293,12 @@ class TableWriter:
 
     def _new_entity(self, src: _Source, name: str, fields) -> _EntityRows:
         cat = self.catalog
-        names = set(fields)
-        best, best_score = None, 0.0
-        for tid in src.tables:
-            have = cat.tables[tid].field_index
-            if not names or not have:
-                score = 1.0 if not names and not have else 0.0
-            else:
-                score = sum(1 for f in names if f in have) / max(len(names), len(have))
-            if score >= 0.5 and score > best_score:
-                best, best_score = tid, score
-        if best is None:
-            best = cat.add_table(C.RECORDS, src.sid)
-            src.tables.append(best)
-            self._table_rows[best] = 0
-        ent = src.entities[name] = _EntityRows(cat.add_entity(best, name))
+        table = choose_table(cat, src.tables, fields)
+        if table is None:
+            table = cat.add_table(C.RECORDS, src.sid)
+            src.tables.append(table)
+            self._table_rows[table] = 0
+        ent = src.entities[name] = _EntityRows(cat.add_entity(table, name))
         return ent
 
     def _new_keys(self, ent: _EntityRows, keys: tuple) -> None:

@@ -102,6 +102,11 @@ def _check_index(where: str, cols: list, report: CheckReport, fd: int) -> None:
 
 
 def _check_structure(trace, report: CheckReport, deep: bool) -> None:
+    if trace.format_version >= 3:
+        from telemrec.trace._check3 import check_v3
+
+        check_v3(trace, report, deep)
+        return
     fd = None
     h5 = trace._reader.h5
     if WHERE_SIZE in h5.attrs and not trace._reader.use_index:

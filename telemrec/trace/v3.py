@@ -78,7 +78,10 @@ class V3Reader:
         self.use_index = False
         self._cache = _StreamCache()
         self._entities: dict | None = None
+        self._times: dict = {}
         self._fd: int | None = None
+        self.streams_size: int | None = None  # a file's /streams size (None: a journal)
+        self.index_spans: list = []           # where a file's index arrays are in /streams
         self._check_index()
         self._layout_runs()
 
@@ -107,6 +110,8 @@ class V3Reader:
         try:
             index = _read_index(data.get("index"), read, path)
             reader = cls(catalog, index, read, manifest, path, h5)
+            reader.streams_size = int(blob.shape[0])
+            reader.index_spans = [tuple(int(v) for v in data["index"][name][:2]) for name in ("segments", "runs", "streams")]
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -251,17 +256,28 @@ class V3Reader:
         return 1 << ABSENT if row is None else int(self.index.streams[row, C.ST_KINDS])
 
     # -- the trace ---------------------------------------------------------------------------------
+    def entities_time(self, source: int):
+        """The time table of a source (``_v3entity.V3Time``)."""
+        time = self._times.get(source)
+        if time is None:
+            from telemrec.trace._v3entity import V3Time
+
+            eid = self.catalog.time_entities.get(source)
+            if eid is None:
+                raise TraceCorruptError(f"{self.what}: source {source} has no time table", path=self.what)
+            time = self._times[source] = V3Time(self, eid)
+        return time
+
     def entities(self) -> dict:
         if self._entities is None:
-            from telemrec.trace._v3entity import V3Entity, V3Time
+            from telemrec.trace._v3entity import V3Entity
 
-            times = {sid: V3Time(self, eid) for sid, eid in self.catalog.time_entities.items()}
             found = {}
             for eid in self.catalog.record_entities():
                 entity = self.catalog.entities[eid]
                 source = self.catalog.tables[entity.table].source
                 if self._entity_bounds[eid + 1] > self._entity_bounds[eid]:
-                    found[(self.catalog.sources[source], entity.name)] = V3Entity(self, eid, times[source])
+                    found[(self.catalog.sources[source], entity.name)] = V3Entity(self, eid, self.entities_time(source))
             self._entities = found
         return self._entities
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemrec.analysis import _fastread
-from telemrec.analysis._fastread import NumericJob, decode_numeric
-from telemrec.analysis._kernels import _POW10, decode_into
+from telemrec.trace import _fastread
+from telemrec.trace._fastread import NumericJob, decode_numeric
+from telemrec.trace._kernels import _POW10, decode_into
 from telemrec.trace import _codec, open_trace
 
 from .test_fastread import CHUNK, copy_listing_widths, small_chunk_trace  # noqa: F401 - a fixture
@@ -69,7 +69,7 @@ def test_decode_equals_the_numpy_kernels(case):
     got = np.full((count, rows - skip), -1, dtype)
     order = _codec.delta_order(enc) if enc <= _codec.DEC_DELTA2 else 0
     divisor = _POW10[scale] if _codec.DEC_RAW <= enc <= _codec.DEC_DELTA2 and scale else 0.0
-    _cdecode.decode(planes, width, cr, count, rows, skip, _MODES[enc], order, divisor, anchors, got, floats)
+    _cdecode.decode_v2(planes, width, cr, count, rows, skip, _MODES[enc], order, divisor, anchors, got, floats)
     assert np.array_equal(got.view(np.int64), expect.view(np.int64))
 
 
@@ -77,11 +77,11 @@ def test_decode_refuses_inconsistent_arguments():
     planes = np.zeros((1, 1, 8), np.uint8)
     out = np.empty(8)
     with pytest.raises(ValueError, match="out of range"):
-        _cdecode.decode(planes, 3, 8, 1, 8, 0, 0, 0, 0.0, None, out, True)
+        _cdecode.decode_v2(planes, 3, 8, 1, 8, 0, 0, 0, 0.0, None, out, True)
     with pytest.raises(ValueError, match="too small"):
-        _cdecode.decode(planes, 1, 8, 2, 8, 0, 0, 0, 0.0, None, out, True)
+        _cdecode.decode_v2(planes, 1, 8, 2, 8, 0, 0, 0, 0.0, None, out, True)
     # rows past the last chunk: the column is handed back (the NumPy path decides what it means)
-    assert _cdecode.decode_columns(0, [(np.zeros((1, 3), np.uint8), np.full((1, 3), -1, np.int64), None, 8, 0, 9,
+    assert _cdecode.decode_columns_v2(0, [(np.zeros((1, 3), np.uint8), np.full((1, 3), -1, np.int64), None, 8, 0, 9,
                                         np.empty(9), True)]) == [0]
 
 
@@ -111,9 +111,9 @@ def test_columns_equal_the_numpy_path(small_chunk_trace, threads, monkeypatch):
     path, n = small_chunk_trace
     ranges = _ranges(n)
     calls = []
-    original = _cdecode.decode_columns
+    original = _cdecode.decode_columns_v2
     monkeypatch.setattr(_fastread, "_cdecode", type("Spy", (), {
-        "decode_columns": staticmethod(lambda fd, cols: calls.append(len(cols)) or original(fd, cols))}))
+        "decode_columns_v2": staticmethod(lambda fd, cols: calls.append(len(cols)) or original(fd, cols))}))
     compiled = _decode_all(path, ranges, compiled=True, threads=threads)
     assert sum(calls) > 0, "the compiled decoder was not used"
     reference = _decode_all(path, ranges, compiled=False)
@@ -127,7 +127,7 @@ def test_columns_it_cannot_read_go_through_hdf5(small_chunk_trace, monkeypatch):
     are not a zlib stream: the column is handed back and decoded by the NumPy path, same bits."""
     path, n = small_chunk_trace
     handed_back = []
-    original = _cdecode.decode_columns
+    original = _cdecode.decode_columns_v2
 
     def sabotage(fd, cols):
         cols = list(cols)
@@ -148,7 +148,7 @@ def test_columns_it_cannot_read_go_through_hdf5(small_chunk_trace, monkeypatch):
         handed_back.extend(failed)
         return failed
 
-    monkeypatch.setattr(_fastread, "_cdecode", type("Saboteur", (), {"decode_columns": staticmethod(sabotage)}))
+    monkeypatch.setattr(_fastread, "_cdecode", type("Saboteur", (), {"decode_columns_v2": staticmethod(sabotage)}))
     ranges = [(0, n), (3, n - 4)]
     sabotaged = _decode_all(path, ranges, compiled=True)
     assert handed_back, "no column was handed back"
@@ -168,7 +168,7 @@ def test_a_chunk_of_the_wrong_size_is_not_trusted(tmp_path):
     path.write_bytes(blob)
     out = np.full(cr, -7.0)
     with open(path, "rb") as fh:
-        failed = _cdecode.decode_columns(fh.fileno(), [(np.array([[0, 0, 1]], np.uint8),
+        failed = _cdecode.decode_columns_v2(fh.fileno(), [(np.array([[0, 0, 1]], np.uint8),
                                                         np.array([[0, len(blob)]], np.int64), None, cr, 0, cr, out,
                                                         True)])
     assert failed == [0]
@@ -206,20 +206,20 @@ def _column(cr=8, lo=0, hi=8, out=None, where=None, anchors=None, chunks=1):
 def test_sizes_that_would_overflow_are_refused_not_trusted():
     out = np.empty(8)
     with pytest.raises(ValueError, match="too small"):
-        _cdecode.decode(np.zeros(64, np.uint8), 8, 1, 2**61, 1, 0, 0, 0, 0.0, None, out, True)
+        _cdecode.decode_v2(np.zeros(64, np.uint8), 8, 1, 2**61, 1, 0, 0, 0, 0.0, None, out, True)
     with pytest.raises(ValueError, match="out of range"):
-        _cdecode.decode(np.zeros(64, np.uint8), 1, 2**61 + 1, 1, 1, 0, 0, 0, 0.0, None, out, True)
+        _cdecode.decode_v2(np.zeros(64, np.uint8), 1, 2**61 + 1, 1, 1, 0, 0, 0, 0.0, None, out, True)
     # decode_columns hands such columns back instead of writing past ``out``
-    assert _cdecode.decode_columns(0, [_column(cr=2**62, lo=0, hi=2**61, out=out)]) == [0]
-    assert _cdecode.decode_columns(0, [_column(cr=2**62, lo=2**62, hi=2**62 + 1, out=out)]) == [0]
-    assert _cdecode.decode_columns(0, [_column(cr=2**61 + 1, lo=0, hi=1, out=out)]) == [0]
+    assert _cdecode.decode_columns_v2(0, [_column(cr=2**62, lo=0, hi=2**61, out=out)]) == [0]
+    assert _cdecode.decode_columns_v2(0, [_column(cr=2**62, lo=2**62, hi=2**62 + 1, out=out)]) == [0]
+    assert _cdecode.decode_columns_v2(0, [_column(cr=2**61 + 1, lo=0, hi=1, out=out)]) == [0]
 
 
 def test_misaligned_buffers_are_refused():
     out = memoryview(bytearray(8 * 8 + 1))[1:]
     with pytest.raises(ValueError, match="aligned"):
-        _cdecode.decode(np.zeros(8, np.uint8), 1, 8, 1, 8, 0, 0, 1, 0.0, None, out, True)
-    assert _cdecode.decode_columns(0, [_column(out=out)]) == [0]
+        _cdecode.decode_v2(np.zeros(8, np.uint8), 1, 8, 1, 8, 0, 0, 1, 0.0, None, out, True)
+    assert _cdecode.decode_columns_v2(0, [_column(out=out)]) == [0]
 
 
 def test_a_column_list_changed_while_it_is_read_is_safe():
@@ -231,17 +231,17 @@ def test_a_column_list_changed_while_it_is_read_is_safe():
             return 8
 
     columns.extend(_column(cr=Clears()) for _ in range(4))
-    assert _cdecode.decode_columns(0, columns) == [0, 1, 2, 3]
+    assert _cdecode.decode_columns_v2(0, columns) == [0, 1, 2, 3]
 
 
 def test_a_column_that_is_not_a_tuple_is_a_type_error():
     with pytest.raises(TypeError, match="tuple"):
-        _cdecode.decode_columns(0, [list(_column())])
+        _cdecode.decode_columns_v2(0, [list(_column())])
 
 
 def test_an_oversized_compressed_size_is_not_read(small_chunk_trace, monkeypatch):
     path, n = small_chunk_trace
-    original = _cdecode.decode_columns
+    original = _cdecode.decode_columns_v2
     handed_back = []
 
     def inflate_sizes(fd, cols):
@@ -250,7 +250,7 @@ def test_an_oversized_compressed_size_is_not_read(small_chunk_trace, monkeypatch
         handed_back.extend(failed)
         return failed
 
-    monkeypatch.setattr(_fastread, "_cdecode", type("Inflating", (), {"decode_columns": staticmethod(inflate_sizes)}))
+    monkeypatch.setattr(_fastread, "_cdecode", type("Inflating", (), {"decode_columns_v2": staticmethod(inflate_sizes)}))
     oversized = _decode_all(path, [(0, n)], compiled=True)
     monkeypatch.undo()
     assert handed_back
@@ -275,7 +275,7 @@ def test_short_anchors_hand_the_column_back_and_the_batch_goes_on():
     # width-0 chunks (all values from the anchors): no file needed
     whole = (np.array([[1, 0, 0]], np.uint8), np.full((1, 3), -1, np.int64), np.array([[5, 0]], np.int64), 8, 0, 8,
              other, True)
-    assert _cdecode.decode_columns(0, [short, whole]) == [0]
+    assert _cdecode.decode_columns_v2(0, [short, whole]) == [0]
     assert other.tolist() == [5.0] * 8
 
 

@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from telemrec.analysis import _fastread, load
+from telemrec.analysis import load
+from telemrec.trace import _fastread
 from telemrec.trace import _chunkindex, open_trace
 from telemrec.testing import assert_frames_identical
 from telemrec.trace.check import check_trace

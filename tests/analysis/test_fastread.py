@@ -5,10 +5,11 @@ import random
 import numpy as np
 import pytest
 
-from telemrec.analysis._fastread import NumericJob, decode_numeric, empty_block
+from telemrec.trace._fastread import NumericJob, decode_numeric, empty_block
 from telemrec.analysis.frames import load
 from telemrec.record import RawRecord
-from telemrec.trace import TraceWriter, fold_journal, open_trace
+from telemrec.testing.legacy import write_legacy_trace
+from telemrec.trace import open_trace
 
 CHUNK = 16
 
@@ -58,18 +59,15 @@ def test_values_equal_what_was_recorded(small_chunk_trace):
 
 
 def write_value_trace(path: str, seed: int, n: int) -> None:
-    """A trace of one entity holding ``_values`` (every chunk encoding), in chunks of CHUNK rows."""
+    """A format 2 trace of one entity holding ``_values`` (every chunk encoding), in chunks of CHUNK rows."""
     rng = random.Random(seed)
     cols = _values(rng, n)
-    writer = TraceWriter(path, {"readers": [], "interval_seconds": 1.0})
     recs = []
     for i in range(n):
         fields = {k: v[i] for k, v in cols.items() if v[i] != "ABSENT"}
         recs.append(RawRecord(10**9 + i * 10**9, 1_700_000_000 * 10**9 + i * 10**9 + rng.randint(0, 999), "e",
                               fields, "src", "1"))
-    writer.write(recs)
-    writer.abandon()
-    fold_journal(writer.journal_path, path, chunk_rows=CHUNK)
+    write_legacy_trace(path, recs, version=2, chunk_rows=CHUNK)
 
 
 def copy_listing_widths(path: str, copy: str, widths: tuple[str, ...]) -> list[str]:
@@ -177,7 +175,7 @@ def test_empty_block_is_writable():
 def test_clean_chunks_are_read_directly_and_runs_are_capped(small_chunk_trace, monkeypatch):
     """The pread + inflate path serves every chunk of a clean file (h5py's reader is only the
     fallback), and capping the 2-D runs changes nothing."""
-    from telemrec.analysis import _fastread
+    from telemrec.trace import _fastread
     from telemrec.trace._columns import ColumnReader
 
     path, n = small_chunk_trace

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemrec.analysis._kernels import decode_into
+from telemrec.trace._kernels import decode_into
 from telemrec.trace import _codec
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
