@@ -338,17 +338,17 @@ class TableWriter:
 
     # -- flushing ---------------------------------------------------------------------------------
     def flush(self) -> list[Piece]:
-        """The rows written since the last flush, one piece per table that has any."""
-        pieces = []
+        """The rows written since the last flush, one piece per table that has any: time tables
+        first, so that every prefix of the pieces (what a crash leaves of a flush) holds the
+        timestamps of the records in it."""
+        tables = []
         for tid in sorted(self._pending):
             ents = self._pending[tid]
             if ents:
-                pieces.append(self._table_piece(tid, [ents[e] for e in sorted(ents)]))
+                tables.append(self._table_piece(tid, [ents[e] for e in sorted(ents)]))
         self._pending = {}
-        for src in self._sources.values():  # after the tables: their wall ranges read the unflushed times
-            if src.rows > src.base:
-                pieces.append(self._time_piece(src))
-        return pieces
+        times = [self._time_piece(src) for src in self._sources.values() if src.rows > src.base]
+        return times + tables  # made after the tables: their wall ranges read the unflushed times
 
     def _time_piece(self, src: _Source) -> Piece:
         n = src.rows - src.base

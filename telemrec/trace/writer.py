@@ -70,17 +70,17 @@ class TraceWriter:
 
     def write(self, records: Iterable[RawRecord]) -> None:
         add = self._tables.add_record
-        seq = self.records
-        values = 0
+        room = self._frame_records - self._unflushed
         for rec in records:
-            add(rec, seq)
-            seq += 1
-            values += len(rec.fields)
-        self._unflushed += seq - self.records
-        self.records = seq
-        self.values += values
-        if self._unflushed >= self._frame_records:
-            self._write_pieces()
+            add(rec, self.records)
+            self.records += 1
+            self.values += len(rec.fields)
+            room -= 1
+            if room <= 0:  # journal what the tables hold every ``frame_records`` records
+                self._unflushed = self._frame_records
+                self._write_pieces()
+                room = self._frame_records
+        self._unflushed = self._frame_records - room
 
     def write_ticks(self, label: str, rows: list[Mapping[str, int]]) -> None:
         for row in rows:

@@ -50,9 +50,10 @@ def test_an_output_that_appears_during_the_upgrade_is_left_alone(tmp_path, monke
     out = tmp_path / "new.h5"
     original = upgrade_module._copy
 
-    def copy_then_race(trace, writer):
-        original(trace, writer)
+    def copy_then_race(*args):
+        state = original(*args)
         out.write_bytes(b"someone else's")
+        return state
 
     monkeypatch.setattr(upgrade_module, "_copy", copy_then_race)
     with pytest.raises(TraceWriteError, match="already exists"):
