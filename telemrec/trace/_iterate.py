@@ -83,12 +83,7 @@ def select_entities(entities: Mapping[tuple[str, str], EntityReader], *, sources
 def _row_ranges(ent: EntityReader, start_wall_ns: int | None, end_wall_ns: int | None) -> Iterator[tuple[int, int]]:
     """Chunk-aligned [a, b) row ranges covering the rows that can lie in the window."""
     lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
-    step = ent.chunk_rows
-    a = lo
-    while a < hi:
-        b = min((a // step + 1) * step, hi)
-        yield a, b
-        a = b
+    yield from ent.block_ranges(lo, hi)
 
 
 # -- decoding one block into numpy value arrays --------------------------------------------------
@@ -381,15 +376,11 @@ def iter_entity_records(ent: EntityReader, lo: int, hi: int, fields: list[str] |
     """(seq, record) for rows [lo, hi) of one entity (all its records there, fields filtered)."""
     wanted = None if fields is None else set(fields)
     names = ent.fields if wanted is None else [f for f in ent.fields if f in wanted]
-    step = ent.chunk_rows
-    a = lo
-    while a < hi:
-        b = min((a // step + 1) * step, hi)
+    for a, b in ent.block_ranges(lo, hi):
         blk = _Block(ent, names, a, b, None, None, False)
         for i in range(0, blk.n, block):
             j = min(i + block, blk.n)
             yield from zip(blk.seq[i:j].tolist(), blk.records(i, j))
-        a = b
 
 
 def iter_batches(entities, *, start_wall_ns: int | None = None,
@@ -409,15 +400,11 @@ def iter_batches(entities, *, start_wall_ns: int | None = None,
     hi_ns = _INT64_MAX if end_wall_ns is None else end_wall_ns
     for ent, names in selected:
         lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
-        step = ent.chunk_rows * max(1, batch_values // (ent.chunk_rows * (len(names) + 3)))
-        a = lo
-        while a < hi:
-            b = min((a // step + 1) * step, hi)
+        for a, b in ent.block_ranges(lo, hi, max(1, batch_values // (len(names) + 3))):
             mono, wall = ent.timestamps(a, b)
             batch = Batch(ent.source, ent.name, ent.read("_seq", a, b).ints, mono, wall,
                           {name: ent.read_field(name, a, b) for name in names},
                           ent.read("_source_version", a, b), ent.read("_error", a, b))
-            a = b
             if windowed:
                 keep = (wall >= lo_ns) & (wall < hi_ns)
                 if not keep.all():

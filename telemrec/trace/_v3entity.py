@@ -117,6 +117,23 @@ class V3Entity:
         self.rows = int(reader.runs_of(eid)[2].sum())
         self._cols: dict[tuple[bool, str], V3Column] = {}
 
+    def block_ranges(self, lo: int, hi: int, rows: int | None = None):
+        """[a, b) ranges covering rows [lo, hi), cut where the entity's runs end (a run is one
+        decoded stream per column), about ``rows`` rows each: runs are joined up to it, and a run
+        longer than twice that is cut."""
+        rows = rows or BLOCK_ROWS
+        ends = np.cumsum(self.reader.runs_of(self.eid)[2])
+        cuts = ends[(ends > lo) & (ends < hi)].tolist() + [hi]
+        a = lo
+        for end in cuts:
+            while end - a > 2 * rows:
+                yield a, a + rows
+                a += rows
+            if end - a >= rows or end == hi:
+                if end > a:
+                    yield a, end
+                a = end
+
     def wall_ranges(self) -> np.ndarray:
         """(min, max) wall_ns of the segments that hold each run (a run's own rows lie within)."""
         segs = self.reader.runs_of(self.eid)[0]

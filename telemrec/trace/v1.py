@@ -425,6 +425,16 @@ class EntityReader:
     def ints(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
         return self.read(name, lo, hi).ints
 
+    def block_ranges(self, lo: int, hi: int, rows: int | None = None):
+        """[a, b) ranges covering rows [lo, hi), cut at chunk boundaries, about ``rows`` rows each
+        (at least one chunk): the unit streaming readers decode."""
+        step = self.chunk_rows * max(1, (rows or self.chunk_rows) // self.chunk_rows)
+        a = lo
+        while a < hi:
+            b = min((a // step + 1) * step, hi)
+            yield a, b
+            a = b
+
     def row_range(self, start_wall_ns: int | None, end_wall_ns: int | None) -> tuple[int, int]:
         """Rows [lo, hi) whose wall_ns lies in [start, end); reads only the chunks that can hold them."""
         if start_wall_ns is None and end_wall_ns is None:

@@ -44,7 +44,13 @@ class _TableState:
 
 class TraceWriter:
     def __init__(self, path: str | os.PathLike, manifest: Mapping, *, frame_records: int = 20000,
-                 overwrite: bool = False, seal_values: int = SEAL_VALUES, seal_rows: int = SEAL_ROWS):
+                 overwrite: bool = False, seal_values: int = SEAL_VALUES, seal_rows: int = SEAL_ROWS,
+                 chunk_rows: int | None = None):
+        """``frame_records``: records the tables hold before they are journalled (without fsync);
+        ``seal_values``/``seal_rows``: when a table's rows become a final segment; ``chunk_rows``
+        sets both ``frame_records`` and ``seal_rows`` (small segments, for tests of their boundaries)."""
+        if chunk_rows is not None:
+            frame_records = seal_rows = max(1, int(chunk_rows))
         self.path = os.fspath(path)
         if os.path.exists(self.path) and not overwrite:
             raise TraceWriteError(f"{self.path} already exists", "Choose another -o path or remove the old trace.",
