@@ -240,9 +240,14 @@ def _column_kind(ent, name: str, lo: int, hi: int) -> str:
     col = ent.meta_column(name) if name in META_COLUMNS else ent.field_column(name)
     kind = col.uniform_kind
     if kind is None:
-        kinds = col.kinds(lo, hi)
-        has_str = bool((kinds == STR).any())
-        has_num = bool(((kinds == INT) | (kinds == FLOAT)).any())
+        mask = getattr(col, "kinds_mask", None)  # format 3: the kinds of the entity's runs, known unread
+        if mask is not None and (not (mask >> STR) & 1 or not mask & ((1 << INT) | (1 << FLOAT))
+                                 or (lo == 0 and hi == col.rows)):
+            has_str, has_num = bool((mask >> STR) & 1), bool(mask & ((1 << INT) | (1 << FLOAT)))
+        else:
+            kinds = col.kinds(lo, hi)
+            has_str = bool((kinds == STR).any())
+            has_num = bool(((kinds == INT) | (kinds == FLOAT)).any())
         return _OBJ if has_str and has_num else (_STR if has_str else _NUM)
     return _STR if kind == STR else _NUM
 

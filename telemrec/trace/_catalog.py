@@ -31,8 +31,8 @@ SEG_TABLE, SEG_ROW_LO, SEG_ROW_HI, SEG_RUN0, SEG_RUNS, SEG_STREAM0, SEG_STREAMS,
 SEG_COLUMNS = 11
 RUN_ENTITY, RUN_ROWS = range(2)
 RUN_COLUMNS = 2
-ST_COLUMN, ST_OFFSET, ST_SIZE, ST_CRC, ST_RAW, ST_ENCODING, ST_SCALE, ST_WIDTH, ST_KINDS = range(9)
-STREAM_COLUMNS = 9
+ST_COLUMN, ST_OFFSET, ST_SIZE, ST_CRC, ST_RAW, ST_ENCODING, ST_SCALE, ST_WIDTH, ST_KINDS, ST_RUNKINDS = range(10)
+STREAM_COLUMNS = 10  # ST_RUNKINDS: where the stream's per-run kinds are in the run_kinds index, -1 when uniform
 NO_WALL = -(2**63)  # wall range of a segment whose rows have no wall clock (ticks, annotations)
 
 
@@ -235,8 +235,4 @@ class Index:
     segments: np.ndarray
     runs: np.ndarray
     streams: np.ndarray
-
-    @classmethod
-    def empty(cls) -> "Index":
-        return cls(np.zeros((0, SEG_COLUMNS), np.int64), np.zeros((0, RUN_COLUMNS), np.int64),
-                   np.zeros((0, STREAM_COLUMNS), np.int64))
+    run_kinds: np.ndarray  # 1-D: each run's kinds (bit 1 << kind) of the streams whose rows' kinds differ

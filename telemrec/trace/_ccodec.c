@@ -14,9 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "structmember.h"
+
 #include "libdeflate.h"
 
 #define INLINE static inline __attribute__((always_inline))
+
+INLINE uint64_t plane_value(const uint8_t *p, int64_t plane, int width, int64_t j)
+{
+    uint64_t u = p[j];
+    for (int k = 1; k < width; k++)
+        u |= (uint64_t)p[k * plane + j] << (8 * k);
+    return u;
+}
 
 /* the v2 chunk decoder (_ccodec_v2.c) */
 PyObject *v2_decode(PyObject *self, PyObject *args);
@@ -403,20 +413,20 @@ done:
 
 /* -- decoding ------------------------------------------------------------------------------------- */
 
-INLINE uint64_t plane_value(const uint8_t *p, int64_t plane, int width, int64_t j)
-{
-    uint64_t u = p[j];
-    for (int k = 1; k < width; k++)
-        u |= (uint64_t)p[k * plane + j] << (8 * k);
-    return u;
-}
+typedef struct {
+    int mode, kind, encoding, scale, width, anchor_width, order;
+    const uint8_t *kinds;    /* per-row kinds, or NULL when uniform */
+    const uint8_t *anchors;  /* n_runs * order values, shuffled */
+    const uint8_t *numbers;  /* n values, shuffled */
+    int64_t n, n_runs;
+    size_t strings_at;       /* offset of the strings section in the body */
+} Body;
 
-static const char *decode_body(const uint8_t *b, size_t size, const int64_t *runs, int64_t n_runs, int64_t n,
-                               uint8_t *kinds, int64_t *values, int as_float, size_t *strings_at)
+static const char *parse_body(const uint8_t *b, size_t size, int64_t n, int64_t n_runs, Body *h)
 {
     if (size < HEADER)
         return "the stream ends early";
-    int mode = b[1], kind = b[2], encoding = b[3], scale = b[4], width = b[5], anchor_width = b[6];
+    h->mode = b[1], h->kind = b[2], h->encoding = b[3], h->scale = b[4], h->width = b[5], h->anchor_width = b[6];
     uint32_t rows = 0, nr = 0;
     for (int k = 0; k < 4; k++)
         rows |= (uint32_t)b[8 + k] << (8 * k), nr |= (uint32_t)b[12 + k] << (8 * k);
@@ -424,153 +434,433 @@ static const char *decode_body(const uint8_t *b, size_t size, const int64_t *run
         return "the stream layout is not 1";
     if ((int64_t)rows != n || (int64_t)nr != n_runs)
         return "the stream's rows or runs differ from the segment's";
-    if (mode > 1 || (mode == 0 && kind > STR) || encoding > MIXED_RAW || scale > 9
-        || (width != 0 && width != 1 && width != 2 && width != 4 && width != 8)
-        || (anchor_width != 0 && anchor_width != 1 && anchor_width != 2 && anchor_width != 4 && anchor_width != 8))
+    int w = h->width, aw = h->anchor_width;
+    if (h->mode > 1 || (h->mode == 0 && h->kind > STR) || h->encoding > MIXED_RAW || h->scale > 9
+        || (w != 0 && w != 1 && w != 2 && w != 4 && w != 8) || (aw != 0 && aw != 1 && aw != 2 && aw != 4 && aw != 8))
         return "the stream header is not valid";
-    int order = encoding <= 2 ? encoding : (encoding <= 5 ? encoding - 3 : 0);
-    size_t need = HEADER + (mode ? (size_t)n : 0) + (size_t)n_runs * order * anchor_width + (size_t)n * width;
+    h->order = h->encoding <= 2 ? h->encoding : (h->encoding <= 5 ? h->encoding - 3 : 0);
+    size_t need = HEADER + (h->mode ? (size_t)n : 0) + (size_t)n_runs * h->order * aw + (size_t)n * w;
     if (need > size)
         return "the stream ends early";
     const uint8_t *p = b + HEADER;
-    if (mode) {
+    h->kinds = NULL;
+    if (h->mode) {
         for (int64_t i = 0; i < n; i++)
             if (p[i] > STR)
                 return "a row has an unknown kind";
-        memcpy(kinds, p, (size_t)n);
+        h->kinds = p;
         p += n;
-    } else {
-        memset(kinds, kind, (size_t)n);
     }
-    const uint8_t *anchors = p;
-    int64_t n_anchors = n_runs * order;
-    p += n_anchors * anchor_width;
-    const uint8_t *data = p;
-    uint64_t *out = (uint64_t *)values;
-    if (encoding <= 5) {
-        int64_t at = 0;
-        for (int64_t k = 0; k < n_runs; k++) {
-            int64_t len = runs[k];
-            uint64_t x = 0, d = 0;
-            for (int64_t i = 0; i < len; i++) {
-                int64_t j = at + i;
-                uint64_t v;
-                if (i < order)
-                    v = anchor_width ? unzigzag(plane_value(anchors, n_anchors, anchor_width, k * order + i)) : 0;
-                else
-                    v = width ? unzigzag(plane_value(data, n, width, j)) : 0;
-                if (order == 0 || i == 0)
-                    x = v, d = v;
-                else if (order == 1)
-                    x += v;
-                else if (i == 1)
-                    d = v, x += d;
-                else
-                    d += v, x += d;
-                out[j] = x;
-            }
-            at += len;
-        }
-        if (encoding >= DEC_RAW || as_float) {
-            double div = POW10[encoding >= DEC_RAW ? scale : 0];
-            for (int64_t j = 0; j < n; j++) {
-                double f = encoding >= DEC_RAW ? (double)(int64_t)out[j] / div : (double)(int64_t)out[j];
-                memcpy(&out[j], &f, 8);
-            }
-        }
-    } else if (encoding == F64_XOR) {
-        int64_t at = 0;
-        for (int64_t k = 0; k < n_runs; k++) {
-            uint64_t acc = 0;
-            for (int64_t i = at; i < at + runs[k]; i++)
-                out[i] = acc = (i == at ? 0 : acc) ^ (width ? plane_value(data, n, width, i) : 0);
-            at += runs[k];
-        }
-    } else {
-        for (int64_t j = 0; j < n; j++)
-            out[j] = width ? plane_value(data, n, width, j) : 0;
-        if (as_float)
-            for (int64_t j = 0; j < n; j++)
-                if (kinds[j] == INT) {
-                    double f = (double)(int64_t)out[j];
-                    memcpy(&out[j], &f, 8);
-                }
-    }
-    if (as_float) {
-        const double nan = NAN;
-        for (int64_t j = 0; j < n; j++)
-            if (kinds[j] != INT && kinds[j] != FLOAT)
-                memcpy(&out[j], &nan, 8);
-    }
-    *strings_at = need;
+    h->anchors = p;
+    p += n_runs * h->order * aw;
+    h->numbers = p;
+    h->n = n, h->n_runs = n_runs;
+    h->strings_at = need;
     return NULL;
 }
 
-/* decode(stream, raw_size, runs, kinds_out, values_out, as_float) -> (encoding, strings_offset, body or None)
- * kinds_out: uint8[n]; values_out: int64/float64[n]; the body is returned only when rows are str
- * (its strings section, from strings_offset, is parsed by the caller). */
+/* the stored numbers of rows [j0, j1), unshuffled into out[0 .. j1 - j0) */
+static void unshuffle(const uint8_t *planes, int64_t n, int width, int64_t j0, int64_t j1, uint64_t *out)
+{
+    int64_t m = j1 - j0;
+    const uint8_t *p = planes + j0;
+    switch (width) {
+    case 0:
+        memset(out, 0, (size_t)m * 8);
+        break;
+    case 1:
+        for (int64_t i = 0; i < m; i++)
+            out[i] = p[i];
+        break;
+    case 2:
+        for (int64_t i = 0; i < m; i++)
+            out[i] = (uint64_t)p[i] | (uint64_t)p[n + i] << 8;
+        break;
+    case 4:
+        for (int64_t i = 0; i < m; i++)
+            out[i] = (uint64_t)p[i] | (uint64_t)p[n + i] << 8 | (uint64_t)p[2 * n + i] << 16 | (uint64_t)p[3 * n + i] << 24;
+        break;
+    default:
+        for (int64_t i = 0; i < m; i++) {
+            uint64_t u = 0;
+            for (int k = 0; k < 8; k++)
+                u |= (uint64_t)p[k * n + i] << (8 * k);
+            out[i] = u;
+        }
+    }
+}
+
+/* The stored value j of a run from its ``width`` byte planes (``n`` bytes apart). */
+#define GATHER(p, n, w, j) \
+    ((w) == 1 ? (uint64_t)(p)[j] \
+     : (w) == 2 ? ((uint64_t)(p)[j] | (uint64_t)(p)[(n) + (j)] << 8) \
+     : (w) == 4 ? ((uint64_t)(p)[j] | (uint64_t)(p)[(n) + (j)] << 8 | (uint64_t)(p)[2 * (n) + (j)] << 16 \
+                   | (uint64_t)(p)[3 * (n) + (j)] << 24) \
+     : plane_value(p, n, 8, j))
+
+/* Integer runs: rows [0, b) of one run of a delta order, the first ``order`` from ``first``; rows
+ * [a, b) written to out (wrapping int64 arithmetic, like NumPy's cumsum). One pass per width and
+ * order, so the compiler keeps each loop free of branches. */
+#define DELTA_LOOP(W) \
+    static void delta_w##W(const uint8_t *p, int64_t n, int order, const uint64_t *first, int64_t a, int64_t b, \
+                           uint64_t *out) \
+    { \
+        uint64_t x = 0, d = 0; \
+        int64_t i = 0; \
+        for (; i < b && i < (order > 0 ? order : 1); i++) { \
+            uint64_t v = order > i ? first[i] : unzigzag(GATHER(p, n, W, i)); \
+            if (i == 0) \
+                x = d = v; \
+            else \
+                d = v, x += d; \
+            if (i >= a) \
+                out[i - a] = x; \
+        } \
+        if (order == 0) { \
+            for (; i < b; i++) \
+                if (i >= a) \
+                    out[i - a] = unzigzag(GATHER(p, n, W, i)); \
+        } else if (order == 1) { \
+            for (; i < a; i++) \
+                x += unzigzag(GATHER(p, n, W, i)); \
+            for (; i < b; i++) \
+                out[i - a] = (x += unzigzag(GATHER(p, n, W, i))); \
+        } else { \
+            for (; i < a; i++) \
+                x += (d += unzigzag(GATHER(p, n, W, i))); \
+            for (; i < b; i++) \
+                out[i - a] = (x += (d += unzigzag(GATHER(p, n, W, i)))); \
+        } \
+    }
+DELTA_LOOP(1)
+DELTA_LOOP(2)
+DELTA_LOOP(4)
+DELTA_LOOP(8)
+
+static void delta_w0(int order, const uint64_t *first, int64_t a, int64_t b, uint64_t *out)
+{
+    /* every stored residual is 0: x0, x0 + d0, x0 + 2 d0, ... */
+    uint64_t x = order ? first[0] : 0, d = order == 2 ? first[1] : 0;
+    for (int64_t i = 0; i < b; i++) {
+        if (i)
+            x += d;
+        if (i >= a)
+            out[i - a] = x;
+    }
+}
+
+/* int64 -> float64 in place, divided by 10**scale when asked: the conversion and the IEEE
+ * division NumPy does, so the bits agree; cloned for wider vector units where the compiler can. */
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__clang__) && __GNUC__ >= 12
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) /* needs glibc's ifunc */
+#endif
+static void to_double(uint64_t *buf, int64_t n, double divisor)
+{
+    const int64_t *v = (const int64_t *)buf;
+    double *o = (double *)buf;
+    if (divisor != 1.0)
+        for (int64_t i = 0; i < n; i++)
+            o[i] = (double)v[i] / divisor;
+    else
+        for (int64_t i = 0; i < n; i++)
+            o[i] = (double)v[i];
+}
+
+/* Rows [a, b) of run k (its first row is ``start``) into out (int64 packed values, or float64 with
+ * NaN where a row holds no number) and kinds_out (when not NULL). */
+static void decode_run(const Body *h, int64_t k, int64_t start, int64_t a, int64_t b, uint64_t *out,
+                       uint8_t *kinds_out, int as_float, uint64_t *scratch)
+{
+    int enc = h->encoding, order = h->order, w = h->width;
+    const uint8_t *p = h->numbers + start;
+    if (enc <= 5) {
+        uint64_t first[2] = {0, 0};
+        for (int i = 0; i < order; i++)
+            first[i] = h->anchor_width ? unzigzag(plane_value(h->anchors, h->n_runs * order, h->anchor_width, k * order + i)) : 0;
+        switch (w) {
+        case 0: delta_w0(order, first, a, b, out); break;
+        case 1: delta_w1(p, h->n, order, first, a, b, out); break;
+        case 2: delta_w2(p, h->n, order, first, a, b, out); break;
+        case 4: delta_w4(p, h->n, order, first, a, b, out); break;
+        default: delta_w8(p, h->n, order, first, a, b, out); break;
+        }
+        if (enc >= DEC_RAW)
+            to_double(out, b - a, POW10[h->scale]);
+        else if (as_float)
+            to_double(out, b - a, 1.0);
+    } else {
+        unshuffle(h->numbers, h->n, w, start, start + b, scratch);
+        if (enc == F64_XOR) {
+            uint64_t acc = 0;
+            for (int64_t i = 0; i < b; i++)
+                scratch[i] = acc ^= scratch[i];
+        }
+        memcpy(out, scratch + a, (size_t)(b - a) * 8);
+        if (as_float && enc != F64_XOR) {
+            for (int64_t i = a; i < b; i++)
+                if ((h->kinds ? h->kinds[start + i] : h->kind) == INT) {
+                    double f = (double)(int64_t)out[i - a];
+                    memcpy(&out[i - a], &f, 8);
+                }
+        }
+    }
+    if (h->kinds) {
+        if (kinds_out)
+            memcpy(kinds_out, h->kinds + start + a, (size_t)(b - a));
+        if (as_float) {
+            const double nan = NAN;
+            for (int64_t i = a; i < b; i++) {
+                uint8_t kd = h->kinds[start + i];
+                if (kd != INT && kd != FLOAT)
+                    memcpy(&out[i - a], &nan, 8);
+            }
+        }
+    } else {
+        if (kinds_out)
+            memset(kinds_out, h->kind, (size_t)(b - a));
+        if (as_float && h->kind != INT && h->kind != FLOAT) {
+            const double nan = NAN;
+            for (int64_t i = a; i < b; i++)
+                memcpy(&out[i - a], &nan, 8);
+        }
+    }
+}
+
+typedef struct {
+    int64_t run, a, b;       /* rows [a, b) of run ``run`` */
+    uint64_t *out;
+    uint8_t *kinds;
+    Py_buffer view, kview;
+} Dest;
+
+static int inflate_checked(const uint8_t *stream, size_t size, uint32_t crc, uint8_t *body, size_t raw,
+                           const char **problem)
+{
+    if (libdeflate_crc32(0, stream, size) != crc) {
+        *problem = "the stream's bytes fail their CRC-32";
+        return -1;
+    }
+    struct libdeflate_decompressor *z = inflater();
+    if (!z || libdeflate_zlib_decompress(z, stream, size, body, raw, NULL) != LIBDEFLATE_SUCCESS) {
+        *problem = "the stream does not inflate to its size";
+        return -1;
+    }
+    return 0;
+}
+
+/* decode(stream, raw_size, crc, runs, dests, as_float) -> None, or the body's strings section (bytes)
+ *   when a row is a str: ``dests`` is a list of (run, a, b, out, kinds_out or None): rows [a, b) of
+ *   run ``run`` go to ``out`` (int64 or float64 buffer of b - a items) and ``kinds_out`` (uint8).
+ * Runs that no destination asks for are not decoded (deltas restart at every run). */
 static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
 {
     Py_buffer stream;
     Py_ssize_t raw;
-    PyObject *ro, *ko, *vo;
+    unsigned long crc;
+    PyObject *ro, *dl;
     int as_float;
-    if (!PyArg_ParseTuple(args, "y*nOOOp", &stream, &raw, &ro, &ko, &vo, &as_float))
+    if (!PyArg_ParseTuple(args, "y*nkOO!p", &stream, &raw, &crc, &ro, &PyList_Type, &dl, &as_float))
         return NULL;
-    Py_buffer rb = {0}, kb = {0}, vb = {0};
+    Py_buffer rb = {0};
     PyObject *result = NULL;
     uint8_t *body = NULL;
-    if (get_buffer(ro, &rb, "runs", 0, 8) < 0 || get_buffer(ko, &kb, "kinds", 1, 1) < 0
-        || get_buffer(vo, &vb, "values", 1, 8) < 0)
-        goto done;
-    int64_t n = kb.len, n_runs = rb.len / 8;
-    if (vb.len / 8 != n || n >= MAX_ROWS || check_runs(rb.buf, n_runs, n) < 0 || raw < HEADER || raw > ((Py_ssize_t)1 << 40)) {
-        PyErr_SetString(PyExc_ValueError, "decode: runs, outputs and raw size do not fit together");
-        goto done;
-    }
-    const char *problem = NULL;
-    size_t strings_at = 0;
-    body = malloc((size_t)raw);
-    if (!body) {
+    uint64_t *scratch = NULL;
+    int64_t *starts = NULL;
+    Py_ssize_t n_dest = PyList_GET_SIZE(dl), made = 0;
+    Dest *dests = calloc((size_t)(n_dest ? n_dest : 1), sizeof(Dest));
+    if (!dests) {
         PyErr_NoMemory();
         goto done;
     }
+    if (get_buffer(ro, &rb, "runs", 0, 8) < 0)
+        goto done;
+    int64_t n_runs = rb.len / 8, n = 0, longest = 0;
+    const int64_t *runs = rb.buf;
+    starts = malloc((size_t)(n_runs ? n_runs : 1) * 8);
+    if (!starts) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t k = 0; k < n_runs; k++) {
+        if (runs[k] <= 0 || runs[k] >= MAX_ROWS || n >= MAX_ROWS) {
+            PyErr_SetString(PyExc_ValueError, "decode: the runs are not valid");
+            goto done;
+        }
+        starts[k] = n;
+        n += runs[k];
+        longest = runs[k] > longest ? runs[k] : longest;
+    }
+    if (raw < HEADER || raw > ((Py_ssize_t)1 << 40)) {
+        PyErr_SetString(PyExc_ValueError, "decode: the raw size is not valid");
+        goto done;
+    }
+    for (; made < n_dest; made++) {
+        Dest *d = &dests[made];
+        PyObject *ko = Py_None, *oo;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(dl, made), "LLLO|O", &d->run, &d->a, &d->b, &oo, &ko))
+            goto done;
+        if (get_buffer(oo, &d->view, "out", 1, 8) < 0)
+            goto done;
+        if (ko != Py_None && get_buffer(ko, &d->kview, "kinds_out", 1, 1) < 0)
+            goto done;
+        if (d->run < 0 || d->run >= n_runs || d->a < 0 || d->a > d->b || d->b > runs[d->run]
+            || d->view.len / 8 < d->b - d->a || (ko != Py_None && d->kview.len < d->b - d->a)) {
+            PyErr_SetString(PyExc_ValueError, "decode: a destination does not fit its run");
+            made++;
+            goto done;
+        }
+        d->out = d->view.buf;
+        d->kinds = ko != Py_None ? d->kview.buf : NULL;
+    }
+    body = malloc((size_t)raw);
+    scratch = malloc((size_t)(longest ? longest : 1) * 8);
+    if (!body || !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const char *problem = NULL;
+    Body h;
     Py_BEGIN_ALLOW_THREADS
-    struct libdeflate_decompressor *z = inflater();
-    if (!z || libdeflate_zlib_decompress(z, stream.buf, (size_t)stream.len, body, (size_t)raw, NULL) != LIBDEFLATE_SUCCESS)
-        problem = "the stream does not inflate to its size";
+    if (inflate_checked(stream.buf, (size_t)stream.len, (uint32_t)crc, body, (size_t)raw, &problem) == 0)
+        problem = parse_body(body, (size_t)raw, n, n_runs, &h);
     if (!problem)
-        problem = decode_body(body, (size_t)raw, rb.buf, n_runs, n, kb.buf, vb.buf, as_float, &strings_at);
+        for (Py_ssize_t i = 0; i < n_dest; i++) {
+            Dest *d = &dests[i];
+            if (d->b > d->a)
+                decode_run(&h, d->run, starts[d->run], d->a, d->b, d->out, d->kinds, as_float, scratch);
+        }
     Py_END_ALLOW_THREADS
     if (problem) {
         PyErr_SetString(PyExc_ValueError, problem);
         goto done;
     }
-    int has_str = 0;
-    for (int64_t i = 0; i < n && !has_str; i++)
-        has_str = ((uint8_t *)kb.buf)[i] == STR;
-    if (has_str || strings_at != (size_t)raw) {
-        PyObject *tail = PyBytes_FromStringAndSize((const char *)body + strings_at, raw - (Py_ssize_t)strings_at);
-        if (tail)
-            result = Py_BuildValue("(iN)", (int)body[3], tail);
-    } else {
-        result = Py_BuildValue("(iO)", (int)body[3], Py_None);
-    }
+    int has_str = h.kinds ? memchr(h.kinds, STR, (size_t)n) != NULL : (h.kind == STR && n > 0);
+    if (has_str || h.strings_at != (size_t)raw)
+        result = PyBytes_FromStringAndSize((const char *)body + h.strings_at, raw - (Py_ssize_t)h.strings_at);
+    else
+        result = Py_NewRef(Py_None);
 done:
-    free(body);
+    for (Py_ssize_t i = 0; i < made && dests; i++) {
+        if (dests[i].view.obj)
+            PyBuffer_Release(&dests[i].view);
+        if (dests[i].kview.obj)
+            PyBuffer_Release(&dests[i].kview);
+    }
+    free(dests), free(body), free(scratch), free(starts);
     PyBuffer_Release(&stream);
     if (rb.obj)
         PyBuffer_Release(&rb);
-    if (kb.obj)
-        PyBuffer_Release(&kb);
-    if (vb.obj)
-        PyBuffer_Release(&vb);
     return result;
 }
 
+/* -- records --------------------------------------------------------------------------------------- */
+
+/* The member offsets of a slotted class's attributes (RawRecord's), or -1 when one is not a slot. */
+static int slot_offsets(PyTypeObject *cls, const char *const *names, int count, Py_ssize_t *offsets)
+{
+    for (int i = 0; i < count; i++) {
+        PyObject *descr = PyDict_GetItemString(cls->tp_dict, names[i]);
+        if (!descr || !PyObject_TypeCheck(descr, &PyMemberDescr_Type))
+            return -1;
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != T_OBJECT_EX && member->type != T_OBJECT)
+            return -1;
+        offsets[i] = member->offset;
+    }
+    return 0;
+}
+
+/* build_records(cls, mono, wall, entity, names, values, present, source, versions, errors) -> list
+ * n records of the slotted class ``cls`` (RawRecord: mono_ns, wall_ns, entity, fields, source,
+ * source_version, error), from lists of n items (mono, wall, versions, errors), one list of values
+ * per field name and, per field, None (every record has it) or bytes/bool array (which do). Returns
+ * None when ``cls`` is not such a class (the caller builds them in Python). */
+static PyObject *build_records(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    static const char *const attrs[7] = {"mono_ns", "wall_ns", "entity", "fields", "source", "source_version", "error"};
+    PyTypeObject *cls;
+    PyObject *mono, *wall, *entity, *names, *values, *present, *source, *versions, *errors;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!OO!O!", &PyType_Type, &cls, &PyList_Type, &mono, &PyList_Type, &wall,
+                          &entity, &PyTuple_Type, &names, &PyList_Type, &values, &PyList_Type, &present, &source,
+                          &PyList_Type, &versions, &PyList_Type, &errors))
+        return NULL;
+    Py_ssize_t offsets[7];
+    if (slot_offsets(cls, attrs, 7, offsets) < 0 || cls->tp_alloc == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(mono), k = PyTuple_GET_SIZE(names);
+    if (PyList_GET_SIZE(wall) != n || PyList_GET_SIZE(versions) != n || PyList_GET_SIZE(errors) != n
+        || PyList_GET_SIZE(values) != k || PyList_GET_SIZE(present) != k) {
+        PyErr_SetString(PyExc_ValueError, "build_records: the lists do not have matching lengths");
+        return NULL;
+    }
+    Py_buffer *masks = calloc((size_t)(k ? k : 1), sizeof(Py_buffer));
+    PyObject **cols = malloc((size_t)(k ? k : 1) * sizeof(PyObject *));
+    PyObject *out = NULL;
+    Py_ssize_t got = 0;
+    if (!masks || !cols) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < k; got++) {
+        PyObject *col = PyList_GET_ITEM(values, got), *mask = PyList_GET_ITEM(present, got);
+        if (!PyList_Check(col) || PyList_GET_SIZE(col) != n) {
+            PyErr_SetString(PyExc_ValueError, "build_records: a value list does not have n items");
+            goto done;
+        }
+        cols[got] = col;
+        if (mask != Py_None) {
+            if (PyObject_GetBuffer(mask, &masks[got], PyBUF_C_CONTIGUOUS) < 0)
+                goto done;
+            if (masks[got].len != n) {
+                PyErr_SetString(PyExc_ValueError, "build_records: a presence mask does not have n items");
+                got++;
+                goto done;
+            }
+        }
+    }
+    out = PyList_New(n);
+    if (!out)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *fields = _PyDict_NewPresized(k);
+        if (!fields)
+            goto fail;
+        for (Py_ssize_t f = 0; f < k; f++) {
+            if (masks[f].obj && !((const uint8_t *)masks[f].buf)[i])
+                continue;
+            if (PyDict_SetItem(fields, PyTuple_GET_ITEM(names, f), PyList_GET_ITEM(cols[f], i)) < 0) {
+                Py_DECREF(fields);
+                goto fail;
+            }
+        }
+        PyObject *rec = cls->tp_alloc(cls, 0);
+        if (!rec) {
+            Py_DECREF(fields);
+            goto fail;
+        }
+        PyObject *items[7] = {PyList_GET_ITEM(mono, i), PyList_GET_ITEM(wall, i), entity, fields, source,
+                              PyList_GET_ITEM(versions, i), PyList_GET_ITEM(errors, i)};
+        for (int a = 0; a < 7; a++) {
+            PyObject **slot = (PyObject **)((char *)rec + offsets[a]);
+            Py_XSETREF(*slot, a == 3 ? items[a] : Py_NewRef(items[a]));
+        }
+        PyList_SET_ITEM(out, i, rec);
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    for (Py_ssize_t f = 0; f < got && masks; f++)
+        if (masks[f].obj)
+            PyBuffer_Release(&masks[f]);
+    free(masks), free(cols);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode", encode, METH_VARARGS, "Encode one column of a segment into a compressed stream (see the module source)."},
-    {"decode", decode, METH_VARARGS, "Inflate and decode one stream (see the module source)."},
+    {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},
     {"decode_columns_v2", v2_decode_columns, METH_VARARGS, "Read, inflate and decode format 1/2 columns (see _ccodec_v2.c)."},
     {NULL, NULL, 0, NULL},

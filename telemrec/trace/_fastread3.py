@@ -2,15 +2,15 @@
 
 A job asks for rows [lo, hi) of one column of one entity; the entity's rows are runs
 in its table's segments, and one stream holds a column's rows for every entity of a
-segment. So the jobs are grouped by stream: each stream a job needs is read, checked,
-inflated and decoded once (in C with the GIL released, on a small thread pool,
-straight to float64 or int64 as the output wants), and every job takes its rows from it.
+segment. So jobs are grouped by stream: each stream is read once and, in C with the GIL
+released (on a small thread pool), checked, inflated and decoded straight into the
+jobs' outputs, run by run, as float64 or int64; runs no job asks for are skipped.
+Without the compiled codec, each stream is decoded with NumPy and the rows copied.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,10 +18,10 @@ import numpy as np
 from telemrec.errors import TraceCorruptError
 from telemrec.trace import _catalog as C
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
-from telemrec.trace._segments import decode_stream
+from telemrec.trace._segments import _ccodec, call_decoder, decode_stream
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-_BATCH_VALUES = 1 << 20  # rows decoded per pool task: amortises the executor, keeps both cores busy
+_BATCH_ROWS = 1 << 20  # stream rows per pool task: amortises the executor, keeps every core busy
 
 
 def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
@@ -30,26 +30,31 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
     for job in jobs:
         col = job.col
         reader, eid = col.reader, col.eid
-        if col.uniform_kind is not None:
-            job.kinds = col.uniform_kind
-        else:
-            job.kinds = np.zeros(job.hi - job.lo, np.uint8)
+        uniform = col.uniform_kind
+        job.kinds = uniform if uniform is not None else np.zeros(job.hi - job.lo, np.uint8)
         segs, firsts, counts = reader.runs_of(eid)
         starts = np.cumsum(counts) - counts
         i = max(0, int(np.searchsorted(starts, job.lo, side="right")) - 1)
+        j = int(np.searchsorted(starts, job.hi, side="left"))
+        if j <= i:
+            continue
+        lo = np.maximum(job.lo - starts[i:j], 0)
+        hi = np.minimum(job.hi - starts[i:j], counts[i:j])
         as_float = job.out.dtype == np.float64
-        while i < len(counts) and starts[i] < job.hi:
-            a = max(job.lo, int(starts[i]))
-            b = min(job.hi, int(starts[i] + counts[i]))
+        key0 = (id(reader), col.column, as_float)
+        for seg, pos, first, a, b, at in zip(segs[i:j].tolist(), reader.run_positions(eid)[i:j].tolist(),
+                                             firsts[i:j].tolist(), lo.tolist(), hi.tolist(),
+                                             (starts[i:j] + lo - job.lo).tolist()):
             if b > a:
-                key = (id(reader), int(segs[i]), col.column, as_float)
-                tasks.setdefault(key, [reader]).append((job, int(firsts[i]) + a - int(starts[i]), b - a, a - job.lo))
-            i += 1
+                entry = tasks.get((key0, seg))
+                if entry is None:
+                    entry = tasks[(key0, seg)] = [reader]
+                entry.append((job, pos, first, a, b, at))
     batches, batch, size = [], [], 0
     for key, parts in tasks.items():
         batch.append((key, parts))
-        size += parts[0].segment_rows(key[1])
-        if size >= _BATCH_VALUES:
+        size += parts[0].segment_rows(key[1])  # key: ((reader, column, as_float), segment)
+        if size >= _BATCH_ROWS:
             batches.append(batch)
             batch, size = [], 0
     if batch:
@@ -73,30 +78,32 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
 
 
 def _run(batch: list) -> None:
-    for (_, segment, column, as_float), parts in batch:
+    for ((_, column, as_float), segment), parts in batch:
         reader = parts[0]
-        col = _decode(reader, segment, column, as_float)
+        row = reader.stream_row(segment, column)
+        what = f"{reader.what}: segment {segment} column {column}"
+        if row is None:  # the segment has no stream: every row of this column is absent there
+            for job, _, _, a, b, out_at in parts[1:]:
+                job.out[out_at:out_at + b - a] = np.nan if as_float else 0
+                if not isinstance(job.kinds, (int, np.integer)):
+                    job.kinds[out_at:out_at + b - a] = 0
+            continue
+        offset, size, crc, raw = (int(v) for v in reader.index.streams[row, C.ST_OFFSET:C.ST_RAW + 1])
+        data = reader.read_bytes(offset, size)
+        if len(data) != size:
+            raise TraceCorruptError(f"{what}: the stream ends early", path=reader.what)
+        runs = reader.segment_runs(segment)
+        if _ccodec is not None:
+            dests = []
+            for job, pos, _, a, b, out_at in parts[1:]:
+                out = job.out[out_at:out_at + b - a]
+                kinds = None if isinstance(job.kinds, (int, np.integer)) else job.kinds[out_at:out_at + b - a]
+                dests.append((pos, a, b, out.view(np.int64), kinds))
+            call_decoder(data, raw, crc, np.ascontiguousarray(runs, np.int64), dests, as_float, what)
+            continue
+        col = decode_stream(data, raw, crc, runs, what, as_float=as_float)
         values = col.ints.view(np.float64) if as_float else col.ints
-        for job, at, n, out_at in parts[1:]:
-            job.out[out_at:out_at + n] = values[at:at + n]
+        for job, _, first, a, b, out_at in parts[1:]:
+            job.out[out_at:out_at + b - a] = values[first + a:first + b]
             if not isinstance(job.kinds, (int, np.integer)):
-                job.kinds[out_at:out_at + n] = col.kinds[at:at + n]
-
-
-def _decode(reader, segment: int, column: int, as_float: bool):
-    row = reader.stream_row(segment, column)
-    rows = reader.segment_rows(segment)
-    if row is None:
-        from telemrec.trace._tables import absent
-
-        col = absent(rows)
-        if as_float:
-            col.ints.view(np.float64)[:] = np.nan
-        return col
-    stream = reader.index.streams[row]
-    offset, size, crc, raw = (int(v) for v in stream[C.ST_OFFSET:C.ST_RAW + 1])
-    what = f"{reader.what}: segment {segment} column {column}"
-    data = reader.read_bytes(offset, size)
-    if len(data) != size or zlib.crc32(data) != crc:
-        raise TraceCorruptError(f"{what}: the stream's bytes fail their CRC-32", path=reader.what)
-    return decode_stream(data, raw, reader.segment_runs(segment), what, as_float=as_float)
+                job.kinds[out_at:out_at + b - a] = col.kinds[first + a:first + b]

@@ -84,7 +84,8 @@ def _unlink(path: str) -> None:
 
 
 def _write(h5: h5py.File, state, manifest: dict, fd: int) -> None:
-    seg_rows, run_rows, stream_rows, copies = [], [], [], []
+    seg_rows, run_rows, stream_rows, copies, run_kinds = [], [], [], [], []
+    kinds_at = 0
     pos = 0
     for table in sorted(state.segments):
         for seg in state.segments[table]:
@@ -95,13 +96,19 @@ def _write(h5: h5py.File, state, manifest: dict, fd: int) -> None:
                 source = seg.data[i] if seg.data is not None else (int(row[C.ST_OFFSET]), int(row[C.ST_SIZE]), int(row[C.ST_CRC]))
                 row[C.ST_OFFSET] = pos
                 pos += int(row[C.ST_SIZE])
+                row[C.ST_RUNKINDS] = -1
+                if seg.run_kinds and i in seg.run_kinds:
+                    row[C.ST_RUNKINDS] = kinds_at
+                    run_kinds.append(seg.run_kinds[i])
+                    kinds_at += len(seg.run_kinds[i])
                 stream_rows.append(row)
                 copies.append(source)
             seg_rows.append([table, seg.row_lo, seg.row_hi, len(run_rows) - len(seg.entities), len(seg.entities),
                              stream0, len(seg.streams), seg.seq_lo, seg.seq_hi, seg.wall_lo, seg.wall_hi])
     arrays = {"segments": np.array(seg_rows, np.int64).reshape(-1, C.SEG_COLUMNS),
               "runs": np.array(run_rows, np.int64).reshape(-1, C.RUN_COLUMNS),
-              "streams": np.array(stream_rows, np.int64).reshape(-1, C.STREAM_COLUMNS)}
+              "streams": np.array(stream_rows, np.int64).reshape(-1, C.STREAM_COLUMNS),
+              "run_kinds": (np.concatenate(run_kinds) if run_kinds else np.zeros(0, np.int64)).reshape(-1, 1)}
     index = {}
     for name, array in arrays.items():
         data = _index_bytes(array)

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Mapping, NamedTuple
 import numpy as np
 
 from telemrec.record import RawRecord
+from telemrec.trace._segments import _ccodec
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 from telemrec.trace._columns import Column
 from telemrec.trace.v1 import EntityReader
@@ -145,12 +146,14 @@ def build_records(n: int, mono: list, wall: list, entity: str, fields: list, sou
 class _Block:
     """The selected rows of one chunk of one entity, decoded (numpy), turned into records on demand."""
 
-    __slots__ = ("ent", "names", "template", "dense", "seq", "mono", "wall", "ver", "err", "cols", "present", "n")
+    __slots__ = ("ent", "names", "names_tuple", "template", "dense", "seq", "mono", "wall", "ver", "err", "cols",
+                 "present", "n")
 
     def __init__(self, ent: EntityReader, names: list[str], a: int, b: int,
                  start_wall_ns: int | None, end_wall_ns: int | None, fields_selected: bool):
         self.ent = ent
         self.names = names
+        self.names_tuple = tuple(names)
         self.template = dict.fromkeys(names)
         seq = ent.read("_seq", a, b).ints
         mono, wall = ent.timestamps(a, b)
@@ -191,7 +194,7 @@ class _Block:
     def joined(self, pos: int, other: "_Block") -> "_Block":
         """Rows [pos, n) of this block followed by all of ``other`` (the entity's next block)."""
         new = object.__new__(_Block)
-        new.ent, new.names, new.template = self.ent, self.names, self.template
+        new.ent, new.names, new.names_tuple, new.template = self.ent, self.names, self.names_tuple, self.template
         new.seq, new.mono, new.wall = (np.concatenate([a[pos:], b]) for a, b in
                                        ((self.seq, other.seq), (self.mono, other.mono), (self.wall, other.wall)))
         new.ver, new.err = _join(self.ver[pos:], other.ver), _join(self.err[pos:], other.err)
@@ -205,13 +208,22 @@ class _Block:
         return new
 
     def records(self, i: int, j: int) -> list[RawRecord]:
-        """Records of rows [i, j), built column by column (one loop per field over the rows).
+        """Records of rows [i, j), built column by column: in C (``_ccodec.build_records``) where
+        it is built, else one Python loop per field over the rows.
 
         Where most fields are present (the usual case), each row's dict starts as a copy of a
         template holding every field (no resizing) and absent fields are deleted afterwards;
         sparse blocks start from empty dicts and insert only what is present.
         """
         n = j - i
+        ent = self.ent
+        if _ccodec is not None:
+            recs = _ccodec.build_records(RawRecord, self.mono[i:j].tolist(), self.wall[i:j].tolist(), ent.name,
+                                         self.names_tuple, [values[i:j].tolist() for values in self.cols],
+                                         [None if p is None else p[i:j] for p in self.present], ent.source,
+                                         self.ver[i:j].tolist(), self.err[i:j].tolist())
+            if recs is not None:
+                return recs
         if self.dense:
             dicts = list(map(dict.copy, repeat(self.template, n)))
             for name, values, present in zip(self.names, self.cols, self.present):
@@ -232,7 +244,6 @@ class _Block:
                     mask = present[i:j]
                     for d, v in zip(compress(dicts, mask.tolist()), values[i:j][mask].tolist()):
                         d[name] = v
-        ent = self.ent
         return build_records(n, self.mono[i:j].tolist(), self.wall[i:j].tolist(), ent.name, dicts, ent.source,
                              self.ver[i:j].tolist(), self.err[i:j].tolist())
 

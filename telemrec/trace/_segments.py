@@ -25,7 +25,8 @@ try:
 except ImportError:  # not built (setup.py): the NumPy codec writes and reads the same bodies
     _ccodec = None
 
-STREAM_FIELDS = ("column", "offset", "size", "crc", "raw", "encoding", "scale", "width", "kinds")
+STREAM_FIELDS = ("column", "offset", "size", "crc", "raw", "encoding", "scale", "width", "kinds", "run_kinds")
+_HEADER_FIELDS = [0, 2, 3, 4, 5, 6, 7, 8]  # what a journal header keeps of a stream row
 
 
 LEVEL = 6
@@ -58,7 +59,15 @@ class Segment:
     counts: np.ndarray
     streams: np.ndarray
     final: bool = True
+    run_kinds: dict | None = None  # stream position -> each run's kinds, for streams whose rows' kinds differ
     data: list | None = None  # the streams' bytes when they are not in a file yet (a tail sealed by recovery)
+
+    def kinds_of_runs(self, position: int) -> np.ndarray:
+        """Each run's kinds (bit 1 << kind) in the stream at ``position``."""
+        masks = (self.run_kinds or {}).get(position)
+        if masks is None:
+            return np.full(len(self.counts), int(self.streams[position, 8]), np.int64)
+        return masks
 
     @property
     def rows(self) -> int:
@@ -71,7 +80,8 @@ class Segment:
             streams[:, 1] -= streams[0, 1]
         return {"table": self.table, "rows": [self.row_lo, self.row_hi], "seq": [self.seq_lo, self.seq_hi],
                 "wall": [self.wall_lo, self.wall_hi], "entities": self.entities.tolist(),
-                "counts": self.counts.tolist(), "streams": streams[:, [0, 2, 3, 4, 5, 6, 7, 8]].tolist(),
+                "counts": self.counts.tolist(), "streams": streams[:, _HEADER_FIELDS].tolist(),
+                "run_kinds": [[pos, masks.tolist()] for pos, masks in (self.run_kinds or {}).items()],
                 "final": self.final}
 
     @classmethod
@@ -85,17 +95,20 @@ class Segment:
             entities = np.array([_int(v) for v in header["entities"]], np.int64)
             counts = np.array([_int(v) for v in header["counts"]], np.int64)
             rows = [[_int(v) for v in s] for s in header["streams"]]
+            run_kinds = {_int(pos): np.array([_int(v) for v in masks], np.int64) for pos, masks in header["run_kinds"]}
             final = header["final"]
-            if not isinstance(final, bool) or any(len(r) != 8 for r in rows):
+            if not isinstance(final, bool) or any(len(r) != len(_HEADER_FIELDS) for r in rows):
                 raise ValueError("malformed")
         except (KeyError, TypeError, ValueError) as exc:
             raise TraceCorruptError(f"a segment header is not valid ({exc})") from None
         streams = np.zeros((len(rows), len(STREAM_FIELDS)), np.int64)
+        streams[:, 9] = -1
         if rows:
             r = np.array(rows, np.int64)
-            streams[:, [0, 2, 3, 4, 5, 6, 7, 8]] = r
+            streams[:, _HEADER_FIELDS] = r
             streams[:, 1] = body + np.concatenate([[0], np.cumsum(r[:-1, 1])])
-        seg = cls(table, row_lo, row_hi, seq_lo, seq_hi, wall_lo, wall_hi, entities, counts, streams, final)
+        seg = cls(table, row_lo, row_hi, seq_lo, seq_hi, wall_lo, wall_hi, entities, counts, streams, final,
+                  run_kinds or None)
         seg.check(catalog)
         return seg
 
@@ -118,6 +131,9 @@ class Segment:
             if len(s) and ((s[:, 0] < 0).any() or (s[:, 0] >= width).any() or len(set(s[:, 0].tolist())) != len(s)
                            or (s[:, 2] <= 0).any() or (s[:, 4] < 16).any() or (s[:, 1] < 0).any()):
                 problem = "its stream list is malformed"
+            elif any(not 0 <= pos < len(s) or len(masks) != len(self.counts) or (masks <= 0).any() or (masks >= 32).any()
+                     for pos, masks in (self.run_kinds or {}).items()):
+                problem = "its per-run kinds are malformed"
         if problem:
             raise TraceCorruptError(f"{what} of table {self.table}: {problem}")
 
@@ -130,19 +146,22 @@ def _int(value) -> int:
 
 def encode_piece(piece: Piece, final: bool) -> tuple[Segment, list[bytes]]:
     """The streams of a piece (columns with a value in some row), and its segment (offsets from 0)."""
-    data, rows = [], []
+    data, rows, run_kinds = [], [], {}
     offset = 0
+    starts = np.concatenate([[0], np.cumsum(piece.counts[:-1])]).astype(np.int64)
     for c, col in enumerate(piece.columns):
         if col is None or not col.kinds.any():  # every row absent: no stream
             continue
         stream, info = encode_column(col, piece.counts)
+        if info.kinds & (info.kinds - 1):  # rows of several kinds: say which each run holds
+            run_kinds[len(rows)] = np.bitwise_or.reduceat(np.left_shift(1, col.kinds.astype(np.int64)), starts)
         data.append(stream)
         rows.append((c, offset, len(stream), zlib.crc32(stream), info.raw_size, info.encoding, info.scale,
-                     info.width, info.kinds))
+                     info.width, info.kinds, -1))
         offset += len(stream)
     streams = np.array(rows, np.int64).reshape(-1, len(STREAM_FIELDS))
     seg = Segment(piece.table, piece.row_lo, piece.row_hi, piece.seq_lo, piece.seq_hi, piece.wall_lo, piece.wall_hi,
-                  piece.entities.copy(), piece.counts.copy(), streams, final)
+                  piece.entities.copy(), piece.counts.copy(), streams, final, run_kinds or None)
     return seg, data
 
 
@@ -150,30 +169,40 @@ def read_stream(read: Callable[[int, int], bytes], row: np.ndarray, runs: np.nda
     """Read, check, inflate and decode one stream (``row`` of a stream table)."""
     offset, size, crc, raw = (int(v) for v in row[1:5])
     data = read(offset, size)
-    if len(data) != size or zlib.crc32(data) != crc:
-        raise TraceCorruptError(f"{what}: the stream's bytes fail their CRC-32"
-                                + ("" if len(data) == size else f" (only {len(data)} of {size} bytes)"))
-    return decode_stream(data, raw, runs, what)
+    if len(data) != size:
+        raise TraceCorruptError(f"{what}: the stream ends early (only {len(data)} of {size} bytes)")
+    return decode_stream(data, raw, crc, runs, what)
 
 
-def decode_stream(data: bytes, raw: int, runs: np.ndarray, what: str, as_float: bool = False) -> Column:
-    """A stream's rows (``as_float``: ``ints`` holds float64 values, NaN where a row has no number)."""
+def decode_stream(data: bytes, raw: int, crc: int, runs: np.ndarray, what: str, as_float: bool = False) -> Column:
+    """A stream's rows, its CRC-32 checked (``as_float``: ``ints`` holds float64 values, NaN where a
+    row has no number)."""
     runs = np.ascontiguousarray(runs, np.int64)
     n = int(runs.sum())
     if _ccodec is not None:
         kinds = np.empty(n, np.uint8)
         values = np.empty(n, np.int64)
-        try:
-            _, tail = _ccodec.decode(data, raw, runs, kinds, values, as_float)
-        except ValueError as exc:
-            raise TraceCorruptError(f"{what}: {exc}") from None
+        starts = np.cumsum(runs) - runs
+        dests = [(k, 0, int(length), values[at:at + length], kinds[at:at + length])
+                 for k, (at, length) in enumerate(zip(starts.tolist(), runs.tolist()))]
+        tail = call_decoder(data, raw, crc, runs, dests, as_float, what)
         strs = None if tail is None else _streams.read_strings_section(tail, kinds, what)
         return packed_column(kinds, values, strs)
+    if zlib.crc32(data) != crc:
+        raise TraceCorruptError(f"{what}: the stream's bytes fail their CRC-32")
     col = _streams.decode_body(_streams.inflate(data, raw, what), runs, what)
     if as_float:
         values, _ = col.as_float()
         return packed_column(col.kinds, values.view(np.int64), col.strs)
     return col
+
+
+def call_decoder(data: bytes, raw: int, crc: int, runs: np.ndarray, dests: list, as_float: bool, what: str):
+    """``_ccodec.decode`` with its complaints as TraceCorruptError."""
+    try:
+        return _ccodec.decode(data, raw, crc, runs, dests, as_float)
+    except ValueError as exc:
+        raise TraceCorruptError(f"{what}: {exc}") from None
 
 
 def decode_piece(seg: Segment, read: Callable[[int, int], bytes], catalog: C.Catalog) -> Piece:

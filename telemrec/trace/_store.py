@@ -144,9 +144,11 @@ class Trace:
                 sources: Iterable[str] | None = None, entities: Iterable[str] | None = None,
                 fields: Iterable[str] | None = None) -> Iterator[RawRecord]:
         """Records in recorded order, streamed block by block (constant memory)."""
-        for _, rec in self.records_with_seq(start_wall_ns=start_wall_ns, end_wall_ns=end_wall_ns,
-                                            sources=sources, entities=entities, fields=fields):
-            yield rec
+        from telemrec.trace._iterate import iter_records
+
+        for recs in iter_records(self._reader.entities(), start_wall_ns=start_wall_ns, end_wall_ns=end_wall_ns,
+                                 sources=sources, entity_names=entities, fields=fields):
+            yield from recs
 
     def records_with_seq(self, *, start_wall_ns=None, end_wall_ns=None, sources=None, entities=None,
                          fields=None) -> Iterator[tuple[int, RawRecord]]:

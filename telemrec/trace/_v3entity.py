@@ -84,11 +84,17 @@ class V3Column:
         self.column = column
         segs, _, counts = reader.runs_of(eid)
         self.rows = int(counts.sum())
-        mask = 0
-        for seg in np.unique(segs).tolist():
-            mask |= reader.stream_kinds(seg, column)
+        rows = reader.stream_table[segs, column]
+        streams = reader.index.streams
+        masks = np.where(rows >= 0, streams[np.maximum(rows, 0), C.ST_KINDS], 1)  # no stream: absent
+        mixed = (masks & (masks - 1)) != 0
+        if mixed.any():  # the runs of a stream whose rows' kinds differ have their own
+            at = streams[rows[mixed], C.ST_RUNKINDS] + reader.run_positions(eid)[mixed]
+            masks[mixed] = reader.index.run_kinds[at]
+        self.run_masks = masks
+        mask = int(np.bitwise_or.reduce(masks)) if len(segs) else 0
         self.kinds_mask = mask
-        """Every kind a row of the segments holding the entity has (of any entity of them)."""
+        """Every kind a row of the entity has in this column."""
         self.uniform_kind: int | None = mask.bit_length() - 1 if mask and mask & (mask - 1) == 0 else None
 
     def kinds(self, lo: int, hi: int) -> np.ndarray:

@@ -111,7 +111,7 @@ class V3Reader:
             index = _read_index(data.get("index"), read, path)
             reader = cls(catalog, index, read, manifest, path, h5)
             reader.streams_size = int(blob.shape[0])
-            reader.index_spans = [tuple(int(v) for v in data["index"][name][:2]) for name in ("segments", "runs", "streams")]
+            reader.index_spans = [tuple(int(v) for v in data["index"][name][:2]) for name in _INDEX_ARRAYS]
         except BaseException:
             if fd is not None:
                 os.close(fd)
@@ -124,7 +124,8 @@ class V3Reader:
         """A live (or crashed) recorder's journal, read where its streams are; segments held in
         memory (a converted version 1 journal) are read from memory."""
         segs = state.all_segments()
-        seg_rows, run_rows, stream_rows = [], [], []
+        seg_rows, run_rows, stream_rows, run_kinds = [], [], [], []
+        kinds_at = 0
         memory: list[bytes] = []
         base = state.scan.size
         at = base
@@ -133,6 +134,10 @@ class V3Reader:
                              len(seg.streams), seg.seq_lo, seg.seq_hi, seg.wall_lo, seg.wall_hi])
             run_rows.extend(zip(seg.entities.tolist(), seg.counts.tolist()))
             rows = seg.streams.copy()
+            for pos, masks in (seg.run_kinds or {}).items():
+                rows[pos, C.ST_RUNKINDS] = kinds_at
+                run_kinds.append(masks)
+                kinds_at += len(masks)
             if seg.data is not None:
                 for i, data in enumerate(seg.data):
                     rows[i, C.ST_OFFSET] = at
@@ -141,7 +146,8 @@ class V3Reader:
             stream_rows.extend(rows.tolist())
         index = C.Index(np.array(seg_rows, np.int64).reshape(-1, C.SEG_COLUMNS),
                         np.array(run_rows, np.int64).reshape(-1, C.RUN_COLUMNS),
-                        np.array(stream_rows, np.int64).reshape(-1, C.STREAM_COLUMNS))
+                        np.array(stream_rows, np.int64).reshape(-1, C.STREAM_COLUMNS),
+                        np.concatenate(run_kinds) if run_kinds else np.zeros(0, np.int64))
         held = b"".join(memory)
         fd = os.open(state.path, os.O_RDONLY)
 
@@ -195,6 +201,13 @@ class V3Reader:
                     or (streams[:, C.ST_SIZE] <= 0).any() or (streams[:, C.ST_RAW] < 16).any() \
                     or (streams[:, C.ST_OFFSET] < 0).any():
                 problem = "a stream's column or size is not valid"
+        if problem is None and len(streams):
+            at = streams[:, C.ST_RUNKINDS]
+            seg_of_stream = np.repeat(np.arange(len(seg)), seg[:, C.SEG_STREAMS])
+            n = seg[seg_of_stream, C.SEG_RUNS]
+            kinds = self.index.run_kinds
+            if ((at < -1) | ((at >= 0) & (at + n > len(kinds)))).any() or (len(kinds) and ((kinds <= 0) | (kinds >= 32)).any()):
+                problem = "the per-run kinds index is not valid"
         if problem:
             raise TraceCorruptError(f"{self.what}: {problem}", path=self.what)
 
@@ -212,23 +225,31 @@ class V3Reader:
         ents = runs[order, C.RUN_ENTITY] if n else np.zeros(0, np.int64)
         bounds = np.searchsorted(ents, np.arange(len(self.catalog.entities) + 1))
         self._run_seg = seg_of_run[order]
+        self._run_pos = (np.arange(n) - seg[seg_of_run, C.SEG_RUN0])[order] if n else np.zeros(0, np.int64)
         self._run_first = first_in_seg[order]
         self._run_rows = counts[order]
         self._entity_bounds = bounds
-        self._stream_of: dict[tuple[int, int], int] = {}
         streams = self.index.streams
-        for s in range(len(seg)):
-            a = int(seg[s, C.SEG_STREAM0])
-            for k in range(int(seg[s, C.SEG_STREAMS])):
-                self._stream_of[(s, int(streams[a + k, C.ST_COLUMN]))] = a + k
+        width = max((len(t.columns) for t in self.catalog.tables), default=0)
+        self.stream_table = np.full((len(seg), width), -1, np.int64)
+        """The stream row of (segment, column), -1 where the segment has no stream for it."""
+        if len(streams):
+            seg_of_stream = np.repeat(np.arange(len(seg)), seg[:, C.SEG_STREAMS])
+            self.stream_table[seg_of_stream, streams[:, C.ST_COLUMN]] = np.arange(len(streams))
 
     def runs_of(self, eid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(segment, first row in the segment, rows) of each run of an entity, in row order."""
         a, b = self._entity_bounds[eid], self._entity_bounds[eid + 1]
         return self._run_seg[a:b], self._run_first[a:b], self._run_rows[a:b]
 
+    def run_positions(self, eid: int) -> np.ndarray:
+        """The position of each run of an entity among its segment's runs."""
+        return self._run_pos[self._entity_bounds[eid]:self._entity_bounds[eid + 1]]
+
     # -- streams -----------------------------------------------------------------------------------
     def stream_row(self, segment: int, column: int) -> int | None:
-        return self._stream_of.get((segment, column))
+        row = int(self.stream_table[segment, column])
+        return None if row < 0 else row
 
     def segment_runs(self, segment: int) -> np.ndarray:
         seg = self.index.segments[segment]
@@ -254,6 +275,17 @@ class V3Reader:
     def stream_kinds(self, segment: int, column: int) -> int:
         row = self.stream_row(segment, column)
         return 1 << ABSENT if row is None else int(self.index.streams[row, C.ST_KINDS])
+
+    def run_kinds(self, segment: int, column: int) -> np.ndarray:
+        """Each run's kinds (bit 1 << kind) in one column of a segment."""
+        row = self.stream_row(segment, column)
+        runs = int(self.index.segments[segment, C.SEG_RUNS])
+        if row is None:
+            return np.full(runs, 1 << ABSENT, np.int64)
+        at = int(self.index.streams[row, C.ST_RUNKINDS])
+        if at < 0:
+            return np.full(runs, int(self.index.streams[row, C.ST_KINDS]), np.int64)
+        return self.index.run_kinds[at:at + runs]
 
     # -- the trace ---------------------------------------------------------------------------------
     def entities_time(self, source: int):
@@ -377,7 +409,7 @@ def _read_index(index, read, path: str) -> C.Index:
     from telemrec.trace._filewrite import load_index_array
 
     arrays = {}
-    for name, columns in (("segments", C.SEG_COLUMNS), ("runs", C.RUN_COLUMNS), ("streams", C.STREAM_COLUMNS)):
+    for name, columns in _INDEX_ARRAYS.items():
         try:
             offset, size, crc, rows = (int(v) for v in index[name])
         except (KeyError, TypeError, ValueError):
@@ -386,7 +418,10 @@ def _read_index(index, read, path: str) -> C.Index:
         if len(data) != size or zlib.crc32(data) != crc:
             raise TraceCorruptError(f"{path}: the {name} index fails its CRC-32", path=path)
         arrays[name] = load_index_array(data, rows, columns, name)
-    return C.Index(arrays["segments"], arrays["runs"], arrays["streams"])
+    return C.Index(arrays["segments"], arrays["runs"], arrays["streams"], arrays["run_kinds"].reshape(-1))
+
+
+_INDEX_ARRAYS = {"segments": C.SEG_COLUMNS, "runs": C.RUN_COLUMNS, "streams": C.STREAM_COLUMNS, "run_kinds": 1}
 
 
 __all__ = ["FORMAT_VERSION", "INT", "META_COLUMNS", "STR", "V3Reader"]

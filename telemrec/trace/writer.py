@@ -26,9 +26,10 @@ from telemrec.trace import journal as _journal
 from telemrec.trace._segments import encode_piece
 from telemrec.trace._tables import Piece, TableWriter, merge_pieces
 
-SEAL_VALUES = 1 << 21
+SEAL_VALUES = int(os.environ.get("TELEMREC_SEAL_VALUES", 1 << 21))
 """Values per sealed segment: large enough that per-segment costs vanish, small enough that the
-rows kept in memory (about 9 bytes a value) and the tail encoded at the stop stay small."""
+rows kept in memory (about 9 bytes a value) and the tail encoded at the stop stay small.
+(``TELEMREC_SEAL_VALUES`` changes it: tests use it to seal often.)"""
 SEAL_ROWS = 1 << 20
 MERGE_FANIN = 8
 
