@@ -163,7 +163,7 @@ class TraceWriter:
         self._journal.close()
         from telemrec.trace._fold import fold_journal
 
-        fold_journal(self.journal_path, self.path)
+        fold_journal(self.journal_path, self.path, verify=False)
 
     def abandon(self) -> None:
         """Stop writing without folding (the journal stays for recovery)."""
