@@ -27,8 +27,8 @@ TIMELINE_ENTITY = "$time"  # the one entity of a source's time table
 
 # index columns (int64 arrays; docs/format.md 3.3)
 SEG_TABLE, SEG_ROW_LO, SEG_ROW_HI, SEG_RUN0, SEG_RUNS, SEG_STREAM0, SEG_STREAMS, SEG_SEQ_LO, SEG_SEQ_HI, \
-    SEG_WALL_LO, SEG_WALL_HI = range(11)
-SEG_COLUMNS = 11
+    SEG_WALL_LO, SEG_WALL_HI, SEG_VALUES = range(12)
+SEG_COLUMNS = 12  # SEG_VALUES: the field values (rows x fields, absent ones not counted) a segment holds
 RUN_ENTITY, RUN_ROWS = range(2)
 RUN_COLUMNS = 2
 ST_COLUMN, ST_OFFSET, ST_SIZE, ST_CRC, ST_RAW, ST_ENCODING, ST_SCALE, ST_WIDTH, ST_KINDS, ST_RUNKINDS = range(10)

@@ -104,7 +104,7 @@ def _write(h5: h5py.File, state, manifest: dict, fd: int) -> None:
                 stream_rows.append(row)
                 copies.append(source)
             seg_rows.append([table, seg.row_lo, seg.row_hi, len(run_rows) - len(seg.entities), len(seg.entities),
-                             stream0, len(seg.streams), seg.seq_lo, seg.seq_hi, seg.wall_lo, seg.wall_hi])
+                             stream0, len(seg.streams), seg.seq_lo, seg.seq_hi, seg.wall_lo, seg.wall_hi, seg.values])
     arrays = {"segments": np.array(seg_rows, np.int64).reshape(-1, C.SEG_COLUMNS),
               "runs": np.array(run_rows, np.int64).reshape(-1, C.RUN_COLUMNS),
               "streams": np.array(stream_rows, np.int64).reshape(-1, C.STREAM_COLUMNS),
@@ -121,17 +121,31 @@ def _write(h5: h5py.File, state, manifest: dict, fd: int) -> None:
     manifest = dict(manifest, format=FORMAT_NAME, format_version=FORMAT_VERSION)
     manifest_text = json.dumps(manifest, sort_keys=True, allow_nan=False, ensure_ascii=False)
     catalog_text = json.dumps(catalog, separators=(",", ":"), ensure_ascii=True)
-    string = h5py.string_dtype("utf-8")
-    h5.create_dataset("manifest", data=manifest_text, dtype=string)
-    h5.create_dataset("catalog", data=catalog_text, dtype=string)
+    _text_dataset(h5, "manifest", manifest_text)
+    _text_dataset(h5, "catalog", catalog_text)
     attrs = h5.attrs
-    attrs["format"] = FORMAT_NAME
+    # fixed-length strings: variable-length ones would need a 4 KiB global heap
+    attrs["format"] = np.bytes_(FORMAT_NAME)
     attrs["format_version"] = FORMAT_VERSION
-    attrs["telemrec_version"] = __version__
-    attrs["spec"] = SPEC
-    attrs["contents"] = CONTENTS
+    attrs["telemrec_version"] = np.bytes_(__version__)
+    attrs["spec"] = np.bytes_(SPEC)
+    attrs["contents"] = np.bytes_(CONTENTS)
     attrs["manifest_crc32"] = np.uint32(zlib.crc32(manifest_text.encode("utf-8", "surrogatepass")))
     attrs["catalog_crc32"] = np.uint32(zlib.crc32(catalog_text.encode("utf-8")))
+
+
+def _text_dataset(h5: h5py.File, name: str, text: str) -> None:
+    """A scalar fixed-length UTF-8 string: h5dump and HDFView show it as text, and (unlike a
+    variable-length string) it needs no 4 KiB global heap."""
+    data = text.encode("utf-8", "surrogatepass")
+    space = h5py.h5s.create(h5py.h5s.SCALAR)
+    tid = h5py.h5t.C_S1.copy()
+    tid.set_size(max(1, len(data)))
+    tid.set_cset(h5py.h5t.CSET_UTF8)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dset = h5py.h5d.create(h5.id, name.encode(), tid, space, dcpl=dcpl)
+    dset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.frombuffer(data.ljust(1, b"\0"), dtype=f"S{max(1, len(data))}"), mtype=tid)
 
 
 def _copy(blob: h5py.Dataset, copies: list, fd: int) -> None:

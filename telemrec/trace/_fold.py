@@ -150,15 +150,16 @@ def finish_manifest(state: JournalState) -> dict:
 
 def _counts(state: JournalState) -> dict:
     cat = state.catalog
-    records = ticks = 0
+    records = ticks = values = 0
     for table, segs in state.segments.items():
         kind = cat.tables[table].kind
         rows = segs[-1].row_hi if segs else 0
         if kind == C.RECORDS:
             records += rows
+            values += sum(s.values for s in segs)
         elif kind == C.TICKS:
             ticks += rows
-    out = {"records": records}
+    out = {"records": records, "values": values}
     if ticks:
         out["ticks"] = ticks
     return out

@@ -59,6 +59,7 @@ class Segment:
     counts: np.ndarray
     streams: np.ndarray
     final: bool = True
+    values: int = 0  # field values held (absent ones not counted)
     run_kinds: dict | None = None  # stream position -> each run's kinds, for streams whose rows' kinds differ
     data: list | None = None  # the streams' bytes when they are not in a file yet (a tail sealed by recovery)
 
@@ -82,7 +83,7 @@ class Segment:
                 "wall": [self.wall_lo, self.wall_hi], "entities": self.entities.tolist(),
                 "counts": self.counts.tolist(), "streams": streams[:, _HEADER_FIELDS].tolist(),
                 "run_kinds": [[pos, masks.tolist()] for pos, masks in (self.run_kinds or {}).items()],
-                "final": self.final}
+                "values": self.values, "final": self.final}
 
     @classmethod
     def from_header(cls, header: dict, body: int, catalog: C.Catalog) -> "Segment":
@@ -97,7 +98,8 @@ class Segment:
             rows = [[_int(v) for v in s] for s in header["streams"]]
             run_kinds = {_int(pos): np.array([_int(v) for v in masks], np.int64) for pos, masks in header["run_kinds"]}
             final = header["final"]
-            if not isinstance(final, bool) or any(len(r) != len(_HEADER_FIELDS) for r in rows):
+            values = _int(header["values"])
+            if not isinstance(final, bool) or any(len(r) != len(_HEADER_FIELDS) for r in rows) or values < 0:
                 raise ValueError("malformed")
         except (KeyError, TypeError, ValueError) as exc:
             raise TraceCorruptError(f"a segment header is not valid ({exc})") from None
@@ -108,7 +110,7 @@ class Segment:
             streams[:, _HEADER_FIELDS] = r
             streams[:, 1] = body + np.concatenate([[0], np.cumsum(r[:-1, 1])])
         seg = cls(table, row_lo, row_hi, seq_lo, seq_hi, wall_lo, wall_hi, entities, counts, streams, final,
-                  run_kinds or None)
+                  values, run_kinds or None)
         seg.check(catalog)
         return seg
 
@@ -161,7 +163,7 @@ def encode_piece(piece: Piece, final: bool) -> tuple[Segment, list[bytes]]:
         offset += len(stream)
     streams = np.array(rows, np.int64).reshape(-1, len(STREAM_FIELDS))
     seg = Segment(piece.table, piece.row_lo, piece.row_hi, piece.seq_lo, piece.seq_hi, piece.wall_lo, piece.wall_hi,
-                  piece.entities.copy(), piece.counts.copy(), streams, final, run_kinds or None)
+                  piece.entities.copy(), piece.counts.copy(), streams, final, piece.values, run_kinds or None)
     return seg, data
 
 

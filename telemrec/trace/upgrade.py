@@ -123,8 +123,9 @@ def _table_segments(cat: C.Catalog, table: int, group: list, time, seal_values: 
         tidx = columns[1].ints
         _, wall = time.gather(tidx)
         seq = columns[0].ints
+        values = sum(int(np.count_nonzero(col.kinds)) for col in columns[n_meta:] if col is not None)
         piece = Piece(table, row, row + total, np.array(eids, np.int64), np.array(counts, np.int64), columns,
-                      int(seq.min()), int(seq.max()) + 1, int(wall.min()), int(wall.max()))
+                      int(seq.min()), int(seq.max()) + 1, int(wall.min()), int(wall.max()), values)
         segments.append(_sealed(piece))
         row += total
     return segments

@@ -131,7 +131,7 @@ class V3Reader:
         at = base
         for seg in segs:
             seg_rows.append([seg.table, seg.row_lo, seg.row_hi, len(run_rows), len(seg.entities), len(stream_rows),
-                             len(seg.streams), seg.seq_lo, seg.seq_hi, seg.wall_lo, seg.wall_hi])
+                             len(seg.streams), seg.seq_lo, seg.seq_hi, seg.wall_lo, seg.wall_hi, seg.values])
             run_rows.extend(zip(seg.entities.tolist(), seg.counts.tolist()))
             rows = seg.streams.copy()
             for pos, masks in (seg.run_kinds or {}).items():
