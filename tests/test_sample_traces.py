@@ -54,29 +54,41 @@ def test_sample_opens_validates_and_replays(path, tmp_path):
     assert all(records_identical(a, b) for a, b in zip(records, replayed))
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("name", [p.name for p in (ROOT / "v1").glob("*.h5")])
-def test_v2_samples_are_the_v1_recordings_upgraded(name, tmp_path):
-    """Same records, ticks, annotations and manifest (but the version) in both formats; the
-    frames load() builds (the fast decoder) are equal bit for bit."""
+def test_later_samples_are_the_v1_recordings_upgraded(name, version, tmp_path):
+    """Same records, ticks, annotations and manifest (but the version) in every format; the
+    frames load() builds (the fast decoders) are equal bit for bit."""
     from telemrec.analysis import load
     from telemrec.record import records_identical
     from telemrec.testing import assert_frames_identical
 
-    with open_trace(ROOT / "v1" / name) as old, open_trace(ROOT / "v2" / name) as new:
-        assert (old.format_version, new.format_version) == (1, 2)
+    with open_trace(ROOT / "v1" / name) as old, open_trace(ROOT / f"v{version}" / name) as new:
+        assert (old.format_version, new.format_version) == (1, version)
         assert all(records_identical(a, b) for a, b in zip(old.records(), new.records(), strict=True))
         for label in old.tick_labels():
             assert {k: v.tolist() for k, v in old.ticks(label).items()} == \
                 {k: v.tolist() for k, v in new.ticks(label).items()}
         assert old.annotations() == new.annotations()
-        assert dict(old.manifest, format_version=2) == new.manifest
+        assert dict(old.manifest, format_version=version) == new.manifest
         a, b = load(old), load(new)
     assert_frames_identical(a, b)
-    assert (ROOT / "v2" / name).stat().st_size < (ROOT / "v1" / name).stat().st_size
+    assert (ROOT / f"v{version}" / name).stat().st_size < (ROOT / f"v{version - 1}" / name).stat().st_size
+
+
+def test_the_process_tree_recording_keeps_every_short_lived_process():
+    """The real format 3 recording: processes came and went; each is an entity of one table."""
+    with open_trace(ROOT / "v3" / "psutil_process_tree.h5") as trace:
+        pids = [e for s, e in trace.entities() if e.startswith("pid:")]
+        assert len(pids) > 20
+        tables = {trace._reader.catalog.entities[trace.entity("psutil", e).eid].table for e in pids}
+        assert len(tables) == 1
+        rows = {e: trace.entity("psutil", e).rows for e in pids}
+        assert min(rows.values()) < max(rows.values())  # short-lived and long-lived ones
 
 
 def test_truncated_and_foreign_files_are_corrupt():
-    for name in ("truncated.h5", "not_hdf5.h5"):
+    for name in ("truncated.h5", "truncated_v3.h5", "not_hdf5.h5"):
         with pytest.raises(TraceCorruptError):
             open_trace(ROOT / "corrupt" / name)
 
@@ -86,8 +98,10 @@ def test_future_version_names_both_versions():
         open_trace(ROOT / "corrupt" / "future_version.h5")
 
 
-def test_crashed_journal_recovers_the_flushed_records(tmp_path):
-    shutil.copy(ROOT / "corrupt" / "crashed.h5.journal", tmp_path / "crashed.h5.journal")
-    with open_trace(tmp_path / "crashed.h5") as trace:
-        assert trace.recovered and not trace.closed_cleanly
+@pytest.mark.parametrize("name", ["crashed", "crashed_v3"])
+def test_crashed_journal_recovers_the_flushed_records(tmp_path, name):
+    """A journal of version 1 (telemrec with format 2) and of version 2, each with a torn last frame."""
+    shutil.copy(ROOT / "corrupt" / f"{name}.h5.journal", tmp_path / f"{name}.h5.journal")
+    with open_trace(tmp_path / f"{name}.h5") as trace:
+        assert trace.recovered and not trace.closed_cleanly and trace.format_version == 3
         assert [r.fields["n"] for r in trace.records()] == list(range(100))

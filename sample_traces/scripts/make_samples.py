@@ -5,8 +5,9 @@
 Each function documents what it records and on what. Recordings go to the folder of the current
 format version (sample_traces/v<N>/), negative cases to sample_traces/corrupt/ (made once, from
 v1); update SHA256SUMS with `sha256sum v*/*.h5 corrupt/* > SHA256SUMS`. The v1 files were
-recorded by telemrec 0.1.0; the v2 files are those recordings upgraded (``upgrade``), so the two
-folders hold the same records in both versions.
+recorded by telemrec 0.1.0; the v2 and v3 files are those recordings upgraded (``upgrade``, run with
+the telemrec of each version), so every folder holds the same records. v3 adds a real recording of
+a process tree that comes and goes (``process_tree``); ``corrupt3`` the negative cases of format 3.
 """
 
 from __future__ import annotations
@@ -163,6 +164,55 @@ def corrupt_samples() -> None:
         f.write(blob[:-5])  # tear the final frame, as a kill in the middle of a write does
 
 
+TREE = """
+import subprocess, sys, time
+end = time.time() + 12
+while time.time() < end:  # short-lived children, a few at a time, each hashing for a while
+    kids = [subprocess.Popen([sys.executable, "-c", "import hashlib,os,time;t=time.time()+%.1f\\n"
+                              "while time.time()<t: hashlib.sha256(os.urandom(65536)).digest()" % (0.3 + 0.2 * k)])
+            for k in range(3)]
+    for kid in kids:
+        kid.wait()
+"""
+
+
+def process_tree_sample() -> None:
+    """A real format 3 recording: psutil's system and process levels at 0.2 s while a command starts
+    three short-lived Python children at a time for 12 s (many process entities coming and going)."""
+    _record_cli(os.path.join(_current(), "psutil_process_tree.h5"), "-r", "psutil", "-i", "0.2", "--flush-every",
+                "1", "-O", "levels=system,process", "-O", "uss=false", "--tag", "sample=psutil_process_tree",
+                "--", sys.executable, "-c", TREE)
+
+
+def corrupt3_samples() -> None:
+    """Negative cases of format 3, from v3/psutil_process_tree.h5: truncated_v3.h5 (its first half),
+    crashed_v3.h5.journal (a version 2 journal whose last frame is torn: opening crashed_v3.h5 must
+    recover the flushed records: 100 of them, in 2 provisional segments)."""
+    from telemrec.record import RawRecord
+    from telemrec.trace import TraceWriter
+    from telemrec.trace.importer import import_manifest
+
+    data = open(os.path.join(_current(), "psutil_process_tree.h5"), "rb").read()
+    with open(os.path.join(CORRUPT, "truncated_v3.h5"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    crashed = os.path.join(CORRUPT, "crashed_v3.h5")
+    for p in (crashed, crashed + ".journal"):
+        if os.path.exists(p):
+            os.unlink(p)
+    w = TraceWriter(crashed, import_manifest("sample_traces/scripts/make_samples.py"))
+    for part in range(2):
+        w.write([RawRecord(i, 1_790_000_000_000_000_000 + i * 10**9, "system", {"n": i, "load": i / 4}, "synthetic")
+                 for i in range(50 * part, 50 * part + 50)])
+        w.flush()
+    w.write([RawRecord(i, 1_790_000_000_000_000_000 + i * 10**9, "system", {"n": i}, "synthetic") for i in range(100, 150)])
+    w.abandon()
+    jpath = crashed + ".journal"
+    with open(jpath, "rb") as f:
+        blob = f.read()
+    with open(jpath, "wb") as f:
+        f.write(blob[:-5])  # tear the final frame, as a kill in the middle of a write does
+
+
 def upgraded_samples() -> None:
     """The v1 recordings rewritten in the current format by `telemrec.trace.upgrade.upgrade` (records,
     ticks, annotations and manifest copied exactly; only format_version changes)."""
@@ -179,7 +229,8 @@ def upgraded_samples() -> None:
 if __name__ == "__main__":
     todo = sys.argv[1:] or ["psutil", "nvml", "dcgmi", "node_exporter"]
     funcs = {"psutil": psutil_sample, "nvml": nvml_sample, "dcgmi": dcgmi_sample,
-             "node_exporter": node_exporter_sample, "corrupt": corrupt_samples, "upgrade": upgraded_samples}
+             "node_exporter": node_exporter_sample, "corrupt": corrupt_samples, "upgrade": upgraded_samples,
+             "process_tree": process_tree_sample, "corrupt3": corrupt3_samples}
     for name in todo:
         funcs[name]()
         print("made", name)

@@ -109,6 +109,9 @@ class V3Reader:
         read, fd = _blob_reader(h5, blob)
         try:
             index = _read_index(data.get("index"), read, path)
+            streams = index.streams
+            if len(streams) and int((streams[:, C.ST_OFFSET] + streams[:, C.ST_SIZE]).max()) > blob.shape[0]:
+                raise TraceCorruptError(f"{path}: a stream lies beyond the end of /streams", path=path)
             reader = cls(catalog, index, read, manifest, path, h5)
             reader.streams_size = int(blob.shape[0])
             reader.index_spans = [tuple(int(v) for v in data["index"][name][:2]) for name in _INDEX_ARRAYS]
