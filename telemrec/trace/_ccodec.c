@@ -857,7 +857,104 @@ done:
     return out;
 }
 
+/* fill_columns(fields, names, kinds, values) -> (rows done, {field: [(row, str), ...]})
+ * Typed columns from records' field dicts: ``fields`` a list of n dicts whose keys must be ``names``
+ * (a tuple of k str), in that order; kinds (uint8 [k, n]) and values (int64 [k, n], packed: an
+ * int, or a float's bits) are filled row by row. Stops at the first dict with other keys (or a
+ * value of another type: a TypeError) and says how many rows it did; the caller takes the rest
+ * its own way. */
+static PyObject *fill_columns(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *fields, *names, *ko, *vo;
+    if (!PyArg_ParseTuple(args, "O!O!OO", &PyList_Type, &fields, &PyTuple_Type, &names, &ko, &vo))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(fields), k = PyTuple_GET_SIZE(names), done = 0;
+    Py_buffer kb = {0}, vb = {0};
+    PyObject *strs = NULL, *result = NULL;
+    if (get_buffer(ko, &kb, "kinds", 1, 1) < 0 || get_buffer(vo, &vb, "values", 1, 8) < 0)
+        goto done;
+    if (kb.len != k * n || vb.len != 8 * k * n) {
+        PyErr_SetString(PyExc_ValueError, "fill_columns: the outputs are not [k, n]");
+        goto done;
+    }
+    strs = PyDict_New();
+    if (!strs)
+        goto done;
+    uint8_t *kinds = kb.buf;
+    int64_t *values = vb.buf;
+    for (; done < n; done++) {
+        PyObject *d = PyList_GET_ITEM(fields, done);
+        if (!PyDict_CheckExact(d) || PyDict_GET_SIZE(d) != k)
+            break;
+        Py_ssize_t pos = 0, f = 0;
+        PyObject *key, *value;
+        int same = 1;
+        while (same && PyDict_Next(d, &pos, &key, &value)) {  /* the keys first: a row is taken whole or not */
+            PyObject *want = PyTuple_GET_ITEM(names, f++);
+            if (key != want) {
+                same = PyUnicode_Check(key) && PyUnicode_Compare(key, want) == 0;
+                if (PyErr_Occurred())
+                    PyErr_Clear();
+            }
+        }
+        pos = 0, f = 0;
+        while (same && PyDict_Next(d, &pos, &key, &value)) {
+            Py_ssize_t at = f * n + done;
+            PyTypeObject *t = Py_TYPE(value);
+            if (t == &PyFloat_Type) {
+                double x = PyFloat_AS_DOUBLE(value);
+                kinds[at] = FLOAT;
+                memcpy(&values[at], &x, 8);
+            } else if (t == &PyLong_Type) {
+                int overflow = 0;
+                long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+                if (overflow) {
+                    PyErr_Format(PyExc_OverflowError, "field %R holds an int that does not fit in int64", key);
+                    goto done;
+                }
+                kinds[at] = INT;
+                values[at] = x;
+            } else if (t == &PyUnicode_Type) {
+                kinds[at] = STR;
+                values[at] = 0;
+                PyObject *fk = PyLong_FromSsize_t(f), *item = Py_BuildValue("(nO)", done, value);
+                PyObject *list = fk ? PyDict_GetItemWithError(strs, fk) : NULL;
+                int bad = !fk || !item || PyErr_Occurred();
+                if (!bad && !list) {
+                    list = PyList_New(0);
+                    bad = !list || PyDict_SetItem(strs, fk, list) < 0;
+                    Py_XDECREF(list);
+                }
+                bad = bad || PyList_Append(list, item) < 0;
+                Py_XDECREF(fk);
+                Py_XDECREF(item);
+                if (bad)
+                    goto done;
+            } else if (value == Py_None) {
+                kinds[at] = NONE;
+                values[at] = 0;
+            } else {
+                PyErr_Format(PyExc_TypeError, "field %R has a value of type %s; allowed: float, int, str, None", key,
+                             t->tp_name);
+                goto done;
+            }
+            f++;
+        }
+        if (!same)
+            break;
+    }
+    result = Py_BuildValue("(nO)", done, strs);
+done:
+    Py_XDECREF(strs);
+    if (kb.obj)
+        PyBuffer_Release(&kb);
+    if (vb.obj)
+        PyBuffer_Release(&vb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"fill_columns", fill_columns, METH_VARARGS, "Typed columns from records' field dicts (see the module source)."},
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode", encode, METH_VARARGS, "Encode one column of a segment into a compressed stream (see the module source)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},

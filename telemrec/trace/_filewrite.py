@@ -119,33 +119,19 @@ def _write(h5: h5py.File, state, manifest: dict, fd: int) -> None:
     _copy(blob, copies, fd)
     catalog = dict(state.catalog.to_json(), layout=1, index=index, streams_size=pos)
     manifest = dict(manifest, format=FORMAT_NAME, format_version=FORMAT_VERSION)
-    manifest_text = json.dumps(manifest, sort_keys=True, allow_nan=False, ensure_ascii=False)
+    manifest_text = json.dumps(manifest, sort_keys=True, allow_nan=False)  # ASCII: any string (a lone surrogate) survives HDF5
     catalog_text = json.dumps(catalog, separators=(",", ":"), ensure_ascii=True)
-    _text_dataset(h5, "manifest", manifest_text)
-    _text_dataset(h5, "catalog", catalog_text)
+    string = h5py.string_dtype("utf-8")
+    h5.create_dataset("manifest", data=manifest_text, dtype=string)
+    h5.create_dataset("catalog", data=catalog_text, dtype=string)
     attrs = h5.attrs
-    # fixed-length strings: variable-length ones would need a 4 KiB global heap
-    attrs["format"] = np.bytes_(FORMAT_NAME)
+    attrs["format"] = FORMAT_NAME
     attrs["format_version"] = FORMAT_VERSION
-    attrs["telemrec_version"] = np.bytes_(__version__)
-    attrs["spec"] = np.bytes_(SPEC)
-    attrs["contents"] = np.bytes_(CONTENTS)
+    attrs["telemrec_version"] = __version__
+    attrs["spec"] = SPEC
+    attrs["contents"] = CONTENTS
     attrs["manifest_crc32"] = np.uint32(zlib.crc32(manifest_text.encode("utf-8", "surrogatepass")))
     attrs["catalog_crc32"] = np.uint32(zlib.crc32(catalog_text.encode("utf-8")))
-
-
-def _text_dataset(h5: h5py.File, name: str, text: str) -> None:
-    """A scalar fixed-length UTF-8 string: h5dump and HDFView show it as text, and (unlike a
-    variable-length string) it needs no 4 KiB global heap."""
-    data = text.encode("utf-8", "surrogatepass")
-    space = h5py.h5s.create(h5py.h5s.SCALAR)
-    tid = h5py.h5t.C_S1.copy()
-    tid.set_size(max(1, len(data)))
-    tid.set_cset(h5py.h5t.CSET_UTF8)
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
-    dset = h5py.h5d.create(h5.id, name.encode(), tid, space, dcpl=dcpl)
-    dset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.frombuffer(data.ljust(1, b"\0"), dtype=f"S{max(1, len(data))}"), mtype=tid)
 
 
 def _copy(blob: h5py.Dataset, copies: list, fd: int) -> None:

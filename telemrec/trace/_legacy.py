@@ -13,13 +13,13 @@ from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
 from telemrec.trace._fold import JournalState, finish_manifest
 from telemrec.trace._segments import encode_piece
-from telemrec.trace._tables import TableWriter, merge_pieces
+from telemrec.trace._records import TableWriter
+from telemrec.trace._tables import merge_pieces
 
 
 def read_v1_journal(path: str) -> JournalState:
     state = JournalState(path)
     tables = TableWriter(state.catalog)
-    seq = 0
     pieces: dict[int, list] = {}
     try:
         for frame in _journal.scan_v1(path, state.scan):
@@ -27,9 +27,7 @@ def read_v1_journal(path: str) -> JournalState:
             if kind == "start":
                 state.manifest = frame["manifest"]
             elif kind == "rec":
-                for row in frame["r"]:
-                    tables.add_record(_journal.decode_record_v1(row), seq)
-                    seq += 1
+                tables.add_records([_journal.decode_record_v1(row) for row in frame["r"]])
             elif kind == "ticks":
                 for row in frame["rows"]:
                     tables.add_row(C.TICKS, frame["label"], dict(zip(C.TICK_COLUMNS, row)))
@@ -39,7 +37,7 @@ def read_v1_journal(path: str) -> JournalState:
                 tables.add_row(C.ANNOTATIONS, C.ANNOTATIONS_ENTITY, frame["row"])
             elif kind == "end":
                 state.end = frame
-            if seq and seq % 50000 == 0:
+            if tables.pending >= 50000:
                 for piece in tables.flush():
                     pieces.setdefault(piece.table, []).append(piece)
     except (KeyError, TypeError, ValueError, IndexError) as exc:

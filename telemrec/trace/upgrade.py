@@ -21,7 +21,8 @@ from telemrec.trace import _catalog as C
 from telemrec.trace._fold import JournalState
 from telemrec.trace._segments import encode_piece
 from telemrec.trace._store import open_trace
-from telemrec.trace._tables import Piece, TableWriter, choose_table, concat_columns, packed_column
+from telemrec.trace._records import TableWriter
+from telemrec.trace._tables import Piece, choose_table, concat_columns, packed_column, place_blocks
 from telemrec.trace.writer import SEAL_VALUES
 
 __all__ = ["upgrade"]
@@ -135,12 +136,9 @@ def _spread(pieces: list, starts: np.ndarray, counts: list, total: int):
     """One table column from the entities that have the field (absent for the others)."""
     if len(pieces) == len(counts):
         return concat_columns([col for _, col in pieces])
-    from telemrec.trace._tables import _scatter
-
     out = None
     for k, col in pieces:
-        where = np.arange(int(starts[k]), int(starts[k]) + counts[k])
-        out = _scatter(out, col, where, total)
+        out = place_blocks(out, col, [(int(starts[k]), int(counts[k]))], total)
     return out
 
 

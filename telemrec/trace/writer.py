@@ -17,6 +17,7 @@ recovery and live readers decode a bounded tail.
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 from typing import Iterable, Mapping
 
 from telemrec.errors import TraceWriteError
@@ -24,7 +25,8 @@ from telemrec.record import RawRecord
 from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
 from telemrec.trace._segments import encode_piece
-from telemrec.trace._tables import Piece, TableWriter, merge_pieces
+from telemrec.trace._records import TableWriter
+from telemrec.trace._tables import Piece, merge_pieces
 
 SEAL_VALUES = int(os.environ.get("TELEMREC_SEAL_VALUES", 1 << 21))
 """Values per sealed segment: large enough that per-segment costs vanish, small enough that the
@@ -32,6 +34,7 @@ rows kept in memory (about 9 bytes a value) and the tail encoded at the stop sta
 (``TELEMREC_SEAL_VALUES`` changes it: tests use it to seal often.)"""
 SEAL_ROWS = 1 << 20
 MERGE_FANIN = 8
+_FIELDS = attrgetter("fields")
 
 
 class _TableState:
@@ -60,9 +63,8 @@ class TraceWriter:
         self._journal = _journal.JournalWriter(self.journal_path, {"t": "start", "manifest": finite(dict(manifest))})
         self._tables = TableWriter()
         self._state: dict[int, _TableState] = {}
-        self._frame_records = frame_records
+        self._frame_records = max(1, frame_records)
         self._seal_values, self._seal_rows = seal_values, seal_rows
-        self._unflushed = 0
         self.records = 0
         self.values = 0
         self._closed = False
@@ -76,18 +78,18 @@ class TraceWriter:
         return self._journal.bytes_written
 
     def write(self, records: Iterable[RawRecord]) -> None:
-        add = self._tables.add_record
-        room = self._frame_records - self._unflushed
-        for rec in records:
-            add(rec, self.records)
-            self.records += 1
-            self.values += len(rec.fields)
-            room -= 1
-            if room <= 0:  # journal what the tables hold every ``frame_records`` records
-                self._unflushed = self._frame_records
+        batch = records if isinstance(records, list) else list(records)
+        at = 0
+        while at < len(batch):
+            # journal what the tables hold every ``frame_records`` records
+            part = batch[at:at + self._frame_records - self._tables.pending] if at or len(batch) + \
+                self._tables.pending > self._frame_records else batch
+            self._tables.add_records(part)
+            self.records += len(part)
+            self.values += sum(map(len, map(_FIELDS, part)))
+            at += len(part)
+            if self._tables.pending >= self._frame_records:
                 self._write_pieces()
-                room = self._frame_records
-        self._unflushed = self._frame_records - room
 
     def write_ticks(self, label: str, rows: list[Mapping[str, int]]) -> None:
         for row in rows:
@@ -110,7 +112,6 @@ class TraceWriter:
     # -- segments ---------------------------------------------------------------------------------
     def _write_pieces(self, *, seal_all: bool = False) -> None:
         pieces = self._tables.flush()
-        self._unflushed = 0
         definitions = self.catalog.take_definitions()
         if definitions:
             self._journal.append_json({"t": "def", "items": definitions})
