@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install telemrec with its test extras into .venv (plus the Debian package the integration
-# test needs) and run the whole test suite. `.ci/run` runs exactly this.
+# test needs), build .venv-py312 for the cjm integration, and run the whole test suite.
+# `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/debian_packages.sh
@@ -9,6 +10,8 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -c "from telemrec.analysis._fastread import DECODER; print('load() decodes with:', DECODER)"
+# cjm needs Python >= 3.12: its integration tests run cjm in .venv-py312 (built once, then reused)
+bash scripts/py312_env.sh >/dev/null
 export MPLBACKEND=Agg
 # the suite checks the compiled decoder against the NumPy kernels: it must have been built
 export TELEMREC_REQUIRE_COMPILED=1
