@@ -30,61 +30,31 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TextIO
+from typing import Iterator, TextIO
 
-from telemrec.readers._dmon_parser import DEFAULT_FIELD_IDS, PROFILING_FIRST_ID, field_table
+from telemrec.readers._dmon_parser import (
+    DEFAULT_FIELD_IDS,
+    ENTITY_WIDTH,
+    PROFILING_FIRST_ID,
+    HeaderSchedule,
+    entity_returns,
+    format_header,
+    format_row,
+    parse_entity_ids,
+)
 
 __all__ = ["DeviceModel", "FakeEntity", "format_header", "format_row", "main"]
 
 FAKE_VERSION = "4.6.0"
-ENTITY_WIDTH = 16
-MAX_PRINT_HEADER_COUNT = 14
 MAX_INSTANCES_PER_GPU = 8  # DCGM numbers GPU-I/GPU-CI entities gpu * 8 + index
 CONNECT_ERROR = ("Error: unable to establish a connection to the specified host: {host}\n"
                  "Error: Unable to connect to host engine. Host engine connection invalid/disconnected.\n")
 CONNECTION_NOT_VALID_EXIT = 235  # main() returns DCGM_ST_CONNECTION_NOT_VALID (-21) as the exit status
-_UNKNOWN_WIDTH = 10
 _NOT_RETURNED = None
-
-
-# -- printing, as DeviceMonitor does it -------------------------------------------------
-def _cell(text: str, width: int) -> str:
-    if len(text) > width:  # FixedSizeString
-        text = text[: width - 3] + "..."
-    return f"{text:<{width + 2}}"
-
-
-def _meta(field_id: int) -> tuple[str, str, int]:
-    info = field_table().get(field_id)
-    if info is None:
-        return f"F{field_id}", "", _UNKNOWN_WIDTH + 6
-    return info.short_name, info.dcgm_unit, info.column_width
-
-
-def format_header(field_ids: Iterable[int], entity_width: int = ENTITY_WIDTH) -> tuple[str, str]:
-    head = [f"{'#Entity':<{entity_width}}"]
-    units = [f"{'ID':<{entity_width}}"]
-    for fid in field_ids:
-        short, unit, width = _meta(fid)
-        head.append(_cell(short, width))
-        units.append(_cell(unit, width))
-    return "".join(head), "".join(units)
-
-
-def format_row(label: str, cells: dict[int, str | None], field_ids: Iterable[int],
-               entity_width: int = ENTITY_WIDTH) -> str:
-    """``cells[fid]`` is the printed value, or None/missing for a field the entity did not return."""
-    out = [f"{label:<{entity_width}}"]
-    for fid in field_ids:
-        _, _, width = _meta(fid)
-        text = cells.get(fid)
-        out.append(_cell("" if text is _NOT_RETURNED else text, width))
-    return "".join(out)
 
 
 # -- the scripted devices ---------------------------------------------------------------
@@ -125,16 +95,6 @@ class DeviceModel:
                     ci_index += 1
         return out
 
-    def _returns(self, entity: FakeEntity, field_id: int) -> bool:
-        info = field_table().get(field_id)
-        if entity.group == "GPU":
-            return True
-        if info is None:
-            return False
-        if entity.group == "GPU-I":
-            return info.entity_level in ("DCGM_FE_GPU_I", "DCGM_FE_GPU_CI")
-        return info.entity_level == "DCGM_FE_GPU_CI"
-
     def cells(self, entity: FakeEntity, tick: int, field_ids: tuple[int, ...], delay_s: float) -> dict[int, str | None]:
         rng = random.Random(f"{self.seed}:{entity.label}:{tick}")
         load = 0.15 + 0.8 * rng.random()
@@ -149,7 +109,7 @@ class DeviceModel:
         fb_used = int(fb_total * (0.1 + 0.8 * load))
         values: dict[int, str | None] = {}
         for fid in field_ids:
-            if not self._returns(entity, fid):
+            if not entity_returns(entity.group, fid):
                 values[fid] = _NOT_RETURNED
                 continue
             if fid >= PROFILING_FIRST_ID and tick == 0:
@@ -232,12 +192,6 @@ def _parse_glitches(spec: str) -> set[tuple[int, int]]:
     return {tuple(int(x) for x in part.split("@")) for part in filter(None, spec.split(","))}  # type: ignore[misc]
 
 
-def _selected_gpus(spec: str | None) -> set[int] | None:
-    if not spec or spec.strip() == "*":
-        return None
-    return {int(m) for m in re.findall(r"(?:^|,)\s*(?:gpu:)?(\d+)", spec)}
-
-
 def _write(out: TextIO, text: str) -> None:
     out.write(text)
     out.flush()
@@ -280,7 +234,7 @@ def _run_dmon(args, out: TextIO) -> int:
         header = None
     else:
         model = DeviceModel(args.fake_gpus, _parse_mig(args.fake_mig), args.fake_seed, _parse_glitches(args.fake_glitch))
-        entities = model.entities(_selected_gpus(args.entities))
+        entities = model.entities(parse_entity_ids(args.entities))
         header = format_header(field_ids, args.fake_entity_width)
         _write(out, "\n".join(header) + "\n")
 
@@ -292,7 +246,7 @@ def _run_dmon(args, out: TextIO) -> int:
                 tick += 1
 
         blocks = model_blocks()
-    print_header_count = 0
+    schedule = HeaderSchedule()
     ticks = 0
     for block, has_rows in blocks:
         if _Stop.requested:
@@ -308,11 +262,8 @@ def _run_dmon(args, out: TextIO) -> int:
         if args.count and ticks >= args.count:
             return 0
         time.sleep(delay_s * args.fake_time_scale)
-        if header is not None:
-            if print_header_count == MAX_PRINT_HEADER_COUNT:
-                _write(out, "\n".join(header) + "\n")
-                print_header_count = 0
-            print_header_count += 1
+        if schedule.after_tick() and header is not None:
+            _write(out, "\n".join(header) + "\n")
     if _Stop.requested:
         _write(out, "\n\ndmon was stopped due to receiving a signal\n")
     return 0
