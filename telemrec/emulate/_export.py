@@ -9,7 +9,7 @@ from typing import Iterator, TextIO
 
 from telemrec.errors import TraceWriteError
 
-__all__ = ["atomic_text", "wall_window"]
+__all__ = ["atomic_text", "source_names", "wall_window"]
 
 
 def wall_window(trace, start, end) -> tuple[int | None, int | None]:
@@ -21,6 +21,24 @@ def wall_window(trace, start, end) -> tuple[int | None, int | None]:
     origin = origin if origin is not None else first
     return (_select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last),
             _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last))
+
+
+def source_names(trace, patterns) -> list[str] | None:
+    """``--reader`` patterns (globs over record sources and reader labels) as the trace's source names."""
+    from fnmatch import fnmatchcase
+
+    from telemrec.errors import UsageError
+
+    if not patterns:
+        return None
+    labels = {r.get("label"): r.get("name") for r in trace.manifest.get("readers") or []}
+    names = {s: s for s in trace.sources()}
+    names.update({label: name for label, name in labels.items() if label and name in names})
+    out = sorted({source for key, source in names.items() if any(fnmatchcase(key, p) for p in patterns)})
+    if not out:
+        raise UsageError(f"no reader matches {', '.join(patterns)} in {trace.path} (it has: {', '.join(sorted(names))})",
+                         "Pick readers from `telemrec summary PATH`; globs such as 'nv*' work.")
+    return out
 
 
 @contextlib.contextmanager

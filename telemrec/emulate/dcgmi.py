@@ -199,15 +199,21 @@ def run_dmon(player: TracePlayer, out: TextIO, *, field_ids: tuple[int, ...] = D
 
 
 def recorded_field_ids(trace, player: TracePlayer) -> tuple[int, ...]:
-    """The dmon columns a trace implies: a dcgmi recording's own ``-e`` list, else KempnerPulse's 23 fields."""
+    """The dmon columns a trace implies: a dcgmi recording's own ``-e`` list (else its fields by id),
+    narrowed to the selected fields; for other traces KempnerPulse's 23 fields."""
     selected = set(player.replay.fields) if player.replay.fields is not None else None
     for reader in trace.manifest.get("readers") or []:
         if reader.get("name") != "dcgmi":
             continue
-        keys = list(((reader.get("identity") or {}).get("fields") or {}).keys()) or sorted(
-            (reader.get("caps") or {}).get("fields") or [])
-        ids = [dcgm_field_id(k) for k in keys if selected is None or k in selected]
-        ids = [i for i in ids if i is not None]
+        identity = reader.get("identity") or {}
+        argv = [str(a) for a in identity.get("argv") or []]
+        if "-e" in argv[:-1]:
+            ids = [int(x) for x in argv[argv.index("-e") + 1].split(",") if x.strip().isdigit()]
+        else:
+            keys = list(identity.get("fields") or {}) or list((reader.get("caps") or {}).get("fields") or [])
+            ids = sorted(i for i in map(dcgm_field_id, keys) if i is not None)
+        if selected is not None:
+            ids = [i for i in ids if any(dcgm_field_id(k) == i for k in selected)]
         if ids:
             return tuple(dict.fromkeys(ids))
     return DEFAULT_FIELD_IDS
@@ -216,11 +222,12 @@ def recorded_field_ids(trace, player: TracePlayer) -> tuple[int, ...]:
 def export_dmon(path: str, out: str, *, sources=None, entities=None, fields=None, start=None, end=None) -> str:
     """``telemrec export TRACE --format dmon``: every tick of the trace as ``dcgmi dmon`` printed it
     (the capture KempnerPulse's replay backend reads), with the recording's field list."""
-    from telemrec.emulate._export import atomic_text, wall_window
+    from telemrec.emulate._export import atomic_text, source_names, wall_window
     from telemrec.trace import open_trace
 
     with open_trace(path) as trace:
         start_ns, end_ns = wall_window(trace, start, end)
+        sources = source_names(trace, sources)
         player = TracePlayer(trace, speed="max", start=start_ns, end=end_ns, entities=entities, fields=fields,
                              sources=sources)
         if not _gpu_keys(player.replay.selected_entities()):
