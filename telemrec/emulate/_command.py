@@ -3,9 +3,9 @@
 The command inherits the terminal (stdin, stdout, stderr) and telemrec's process group,
 so Ctrl-C reaches it directly (telemrec ignores SIGINT meanwhile rather than send a
 second one); SIGTERM and SIGHUP sent to telemrec are passed on. telemrec waits for the
-command, so stopping the pair stops the consumer the way it expects to be stopped. The status follows the
-shell's conventions: 127 for a command that does not exist, 126 for one that cannot be
-run, 128+N for a command killed by signal N.
+command, so stopping the pair stops the consumer the way it expects to be stopped. The status is
+the command's, 128+N for a command killed by signal N (as a shell reports it); a command that
+cannot be found or started is a ``UsageError``.
 """
 
 from __future__ import annotations

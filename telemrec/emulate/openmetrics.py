@@ -23,12 +23,14 @@ backfills it into a Prometheus TSDB (docs/replay/openmetrics.md):
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, TextIO
 
 from telemrec.emulate._exposition import Family, Labels, label_name, metric_name, om_header, om_sample, split_series
 from telemrec.emulate._gpus import gpu_entity
 from telemrec.emulate.prometheus import ScrapeMeta, family_resolver, scraped_series
+from telemrec.errors import TelemrecWarning
 
 __all__ = ["ExportStats", "export_openmetrics"]
 
@@ -174,5 +176,10 @@ def export_openmetrics(path: str, out: str, *, sources=None, entities=None, fiel
         start_ns, end_ns = wall_window(trace, start, end)
         sources = source_names(trace, sources)
         with atomic_text(out) as fh:
-            return write_openmetrics(trace, fh, sources=sources, entities=entities, fields=fields, start=start_ns,
-                                     end=end_ns)
+            stats = write_openmetrics(trace, fh, sources=sources, entities=entities, fields=fields, start=start_ns,
+                                      end=end_ns)
+    if stats.dropped:
+        warnings.warn(f"{stats.dropped} of {stats.samples + stats.dropped} samples left out of {out}: Prometheus keeps "
+                      "one sample per series and millisecond, in time order (the trace has samples in the same "
+                      "millisecond, or its wall clock stepped back)", TelemrecWarning, stacklevel=2)
+    return stats
