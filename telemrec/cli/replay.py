@@ -82,7 +82,8 @@ def _run_as(tool, trace, command, *, output, rebase_now, **replay) -> int:
 
     if tool is None:
         raise UsageError(f"a command ({command[0]}) was given without --as",
-                         f"Name the tool it reads: --as {' or --as '.join(_AS)}; without --as, replay prints JSON lines.")
+                         f"Name the tool it reads: --as {' or --as '.join(_AS)}; "
+                         "without --as, replay prints JSON lines.")
     if tool not in _AS:
         raise UsageError(f"--as {tool!r} is not a tool telemrec stands in for", f"Choose one of {', '.join(_AS)}.")
     if not command:

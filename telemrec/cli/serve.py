@@ -14,7 +14,8 @@ def serve_command(
     listen: str = typer.Option("127.0.0.1:9400", "--listen", "-l",
                                help="HOST:PORT to listen on (port 0: any free one, printed on start)."),
     speed: str = typer.Option("1", "--speed", "-x",
-                              help="1 = real time (default), 10 = ten times faster; max = one recorded tick per scrape."),
+                              help="1 = real time (default), 10 = ten times faster; "
+                                   "max = one recorded tick per scrape."),
     start: Optional[str] = typer.Option(None, "--start",
                                         help="Trace time to start at: ISO 8601, +5m after the first record, "
                                              "or -5m before the last."),
@@ -25,10 +26,11 @@ def serve_command(
     entity: Optional[List[str]] = typer.Option(None, "--entity", "-e", help="Only this entity; globs (repeatable)."),
     field: Optional[List[str]] = typer.Option(None, "--field", "-f", help="Only this field; globs (repeatable)."),
 ) -> None:
-    """Serve TRACE on /metrics as its exporters did: prometheus-reader traces as scraped, nvml and dcgmi
-    traces as dcgm-exporter, psutil traces under node_exporter's names (docs/replay/prometheus.md).
+    """Serve TRACE on /metrics as the recorded node's exporters would have (docs/replay/prometheus.md).
 
-    Each scrape shows the trace at start + elapsed x speed; the server stops when the replay is over.
+    Traces of the prometheus reader come back as they were scraped; nvml and dcgmi records as
+    dcgm-exporter renders them; psutil records under node_exporter's names. Each scrape shows the
+    trace at start + elapsed x speed; the server stops when the replay is over.
     """
     from telemrec.emulate.prometheus import serve
 

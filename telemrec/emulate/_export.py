@@ -36,7 +36,8 @@ def source_names(trace, patterns) -> list[str] | None:
     names.update({label: name for label, name in labels.items() if label and name in names})
     out = sorted({source for key, source in names.items() if any(fnmatchcase(key, p) for p in patterns)})
     if not out:
-        raise UsageError(f"no reader matches {', '.join(patterns)} in {trace.path} (it has: {', '.join(sorted(names))})",
+        raise UsageError(f"no reader matches {', '.join(patterns)} in {trace.path} "
+                         f"(it has: {', '.join(sorted(names))})",
                          "Pick readers from `telemrec summary PATH`; globs such as 'nv*' work.")
     return out
 

@@ -70,7 +70,8 @@ _series("system", "cpu_stats.ctx_switches", "node_context_switches_total")
 _series("system", "cpu_stats.interrupts", "node_intr_total")
 _series("system", "boot_time", "node_boot_time_seconds")
 for _field, _metric, _factor in (
-        ("read_count", "node_disk_reads_completed_total", 1.0), ("write_count", "node_disk_writes_completed_total", 1.0),
+        ("read_count", "node_disk_reads_completed_total", 1.0),
+        ("write_count", "node_disk_writes_completed_total", 1.0),
         ("read_bytes", "node_disk_read_bytes_total", 1.0), ("write_bytes", "node_disk_written_bytes_total", 1.0),
         ("read_time", "node_disk_read_time_seconds_total", 1e-3),
         ("write_time", "node_disk_write_time_seconds_total", 1e-3),

@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, TextIO
 
+from telemrec.emulate._dcgmi_cli import StopFlag, add_dmon_arguments, quiet_stdout, version_text
 from telemrec.emulate._gpus import GPU_SOURCES, dcgm_field_id, dcgm_values, gpu_entity, gpu_identity
 from telemrec.emulate._timeline import TracePlayer
 from telemrec.errors import TelemrecError, UsageError
@@ -284,25 +285,11 @@ def recorded_version(manifest) -> str:
 
 # -- the program --------------------------------------------------------------------------------
 
-class _Stop:
-    requested = False
-
-
-def _on_sigint(signum, frame) -> None:  # noqa: ARG001
-    _Stop.requested = True
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dcgmi", description="dcgmi replaying a telemrec trace")
     p.add_argument("-v", "--version", action="store_true")
     sub = p.add_subparsers(dest="command")
-    dmon = sub.add_parser("dmon")
-    dmon.add_argument("-e", "--field-id", dest="field_ids", default=None)
-    dmon.add_argument("-d", "--delay", type=int, default=1000)
-    dmon.add_argument("-c", "--count", type=int, default=0)
-    dmon.add_argument("-i", "--entity-id", dest="entities", default=None)
-    dmon.add_argument("-g", "--group-id", default=None)
-    dmon.add_argument("--host", default="localhost")
+    add_dmon_arguments(sub)
     disc = sub.add_parser("discovery")
     disc.add_argument("-l", "--list", action="store_true")
     disc.add_argument("-a", "--all", action="store_true")
@@ -336,9 +323,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         with open_trace(settings.trace) as trace:
             if args.version:
-                version = recorded_version(trace.manifest)
-                out.write(f"Version : {version}\nBuild ID : telemrec-replay\nBuild Type : Release\n\n"
-                          f"Hostengine build info:\nVersion : {version}\n")
+                out.write(version_text(recorded_version(trace.manifest), "telemrec-replay"))
                 return 0
             if args.command == "discovery" and args.list:
                 out.write(discovery(settings.player(trace)))
@@ -347,19 +332,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
                 out.write("Usage: dcgmi dmon -e <field ids> [-d <ms>] [-c <count>] [-i <entities>] | "
                           "dcgmi discovery -l | dcgmi -v\n(telemrec replay serves these subcommands only)\n")
                 return 1
-            signal.signal(signal.SIGINT, _on_sigint)
+            stop = StopFlag()
+            signal.signal(signal.SIGINT, stop)  # dcgmi's own handler: SIGTERM keeps its default
             return run_dmon(settings.player(trace), out, field_ids=_field_ids(args.field_ids),
                             delay_ms=args.delay, count=max(args.count, 0), gpus=parse_entity_ids(args.entities),
-                            stopped=lambda: _Stop.requested)
+                            stopped=lambda: stop.requested)
     except TelemrecError as exc:
         out.write(f"Error: {exc.message}\n")
-        sys.stderr.write(f"telemrec dcgmi: {exc.message}\n" + (f"  hint: {exc.remediation}\n" if exc.remediation else ""))
+        hint = f"  hint: {exc.remediation}\n" if exc.remediation else ""
+        sys.stderr.write(f"telemrec dcgmi: {exc.message}\n{hint}")
         return 1
     except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")  # keep the interpreter's final flush quiet
-        except OSError:
-            pass
+        quiet_stdout()
         return 0
 
 

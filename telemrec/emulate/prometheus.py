@@ -208,7 +208,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` (host 127.0.0.1); port 0 picks a free one."""
     m = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)|(?P<bare>\d+)", text.strip())
     if m is None:
-        raise UsageError(f"--listen {text!r} is not HOST:PORT", "Write e.g. --listen 127.0.0.1:9400 (port 0: any free one).")
+        raise UsageError(f"--listen {text!r} is not HOST:PORT",
+                         "Write e.g. --listen 127.0.0.1:9400 (port 0: any free one).")
     port = int(m.group("port") or m.group("bare"))
     if port > 65535:
         raise UsageError(f"port {port} is out of range", "Ports run from 0 to 65535.")

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, TextIO
 
+from telemrec.emulate._dcgmi_cli import StopFlag, add_dmon_arguments, quiet_stdout, version_text
 from telemrec.readers._dmon_parser import (
     DEFAULT_FIELD_IDS,
     ENTITY_WIDTH,
@@ -145,12 +146,7 @@ class DeviceModel:
 
 
 # -- the command ------------------------------------------------------------------------
-class _Stop:
-    requested = False
-
-
-def _on_signal(signum, frame) -> None:  # noqa: ARG001
-    _Stop.requested = True
+_STOP = StopFlag()
 
 
 def _env_default(name: str, default: str | None = None) -> str | None:
@@ -170,13 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fake-stderr-bytes", type=int, default=int(_env_default("STDERR_BYTES", "0")))
     p.add_argument("--fake-seed", type=int, default=int(_env_default("SEED", "0")))
     p.add_argument("--fake-time-scale", type=float, default=float(_env_default("TIME_SCALE", "1")))
-    sub = p.add_subparsers(dest="command")
-    dmon = sub.add_parser("dmon")
-    dmon.add_argument("-e", "--field-id", dest="field_ids", default=None)
-    dmon.add_argument("-d", "--delay", type=int, default=1000)
-    dmon.add_argument("-c", "--count", type=int, default=0)
-    dmon.add_argument("-i", "--entity-id", dest="entities", default=None)
-    dmon.add_argument("--host", default="localhost")
+    add_dmon_arguments(p.add_subparsers(dest="command"))
     return p
 
 
@@ -249,7 +239,7 @@ def _run_dmon(args, out: TextIO) -> int:
     schedule = HeaderSchedule()
     ticks = 0
     for block, has_rows in blocks:
-        if _Stop.requested:
+        if _STOP.requested:
             break
         if not has_rows:
             _write(out, "".join(line + "\n" for line in block))
@@ -264,7 +254,7 @@ def _run_dmon(args, out: TextIO) -> int:
         time.sleep(delay_s * args.fake_time_scale)
         if schedule.after_tick() and header is not None:
             _write(out, "\n".join(header) + "\n")
-    if _Stop.requested:
+    if _STOP.requested:
         _write(out, "\n\ndmon was stopped due to receiving a signal\n")
     return 0
 
@@ -276,8 +266,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(("fake dcgmi diagnostic noise " * 40 + "\n") * (args.fake_stderr_bytes // 1161 + 1))
         sys.stderr.flush()
     if args.version:
-        _write(out, f"Version : {FAKE_VERSION}\nBuild ID : 0\nBuild Type : Release\n\nHostengine build info:\n"
-                    f"Version : {FAKE_VERSION}\n")
+        _write(out, version_text(FAKE_VERSION))
         return 0
     if args.command != "dmon":
         _write(out, "Usage: dcgmi dmon -e <field ids> [-d <ms>] [-c <count>] [-i <entities>]\n")
@@ -286,15 +275,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if args.fake_hostengine_down or host not in ("localhost", "127.0.0.1", "::1"):
         _write(out, CONNECT_ERROR.format(host=host))
         return CONNECTION_NOT_VALID_EXIT
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _STOP)
+    signal.signal(signal.SIGTERM, _STOP)
     try:
         return _run_dmon(args, out)
     except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")  # keep the interpreter's final flush quiet
-        except OSError:
-            pass
+        quiet_stdout()
         return 0
 
 

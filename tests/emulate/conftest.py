@@ -69,7 +69,8 @@ def mig_capture_and_trace(tmp_path_factory):
         subprocess.run([sys.executable, "-m", "telemrec.testing.fake_dcgmi", *MIG_CAPTURE_ARGS], stdout=fh,
                        check=True, timeout=60)
     trace = root / "mig.h5"
-    telemrec("record", "--reader", "dcgmi", "--source", str(capture), "--interval", "0.01", "-o", str(trace))
+    code, output = invoke("record", "--reader", "dcgmi", "--source", capture, "--interval", "0.01", "-q", "-o", trace)
+    assert code == 0, output
     return capture.read_text(), str(trace)
 
 

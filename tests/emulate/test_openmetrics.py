@@ -65,14 +65,17 @@ def test_a_query_at_the_traces_time_returns_the_traces_value(backfilled, sample,
          'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total{gpu="0"}'),                    # a counter gains _total
         ("nvml_synthetic", "gpu1", "power.usage", 'nvml_power_usage{gpu="1"}'),   # names sanitised
         ("nvml_synthetic", "gpu0/pid:4242", "used_gpu_memory", 'nvml_used_gpu_memory{gpu="0",pid="4242"}'),
-        ("node_exporter", "cpu=1", 'node_cpu_seconds_total{mode="user"}', 'node_cpu_seconds_total{cpu="1",mode="user"}'),
+        ("node_exporter", "cpu=1", 'node_cpu_seconds_total{mode="user"}',
+         'node_cpu_seconds_total{cpu="1",mode="user"}'),
         ("node_exporter", "system", "go_gc_duration_seconds_count", "go_gc_duration_seconds_count"),
         ("psutil_workload", "cpu1", "cpu_times.user", 'psutil_cpu_times_user_total{cpu="1"}'),
-        ("psutil_workload", "disk:vda", "disk_io_counters.write_bytes", 'psutil_disk_io_counters_write_bytes_total{disk="vda"}'),
+        ("psutil_workload", "disk:vda", "disk_io_counters.write_bytes",
+         'psutil_disk_io_counters_write_bytes_total{disk="vda"}'),
         ("psutil_workload", "system", "virtual_memory.available", 'psutil_virtual_memory_available{entity="system"}'),
     ]
     for trace, entity, key, promql in checks:
-        records = [r for r in trace_records(sample(f"{version}/{trace}"), entities=[entity]) if r.fields.get(key) is not None]
+        records = [r for r in trace_records(sample(f"{version}/{trace}"), entities=[entity])
+                   if r.fields.get(key) is not None]
         for rec in (records[0], records[len(records) // 2], records[-1]):
             assert _at(prom, promql, rec.wall_ns) == float(rec.fields[key]), (trace, promql, rec.wall_ns)
 
@@ -103,7 +106,8 @@ def test_samples_prometheus_cannot_keep_are_left_out_and_counted(tmp_path):
     base = 1_700_000_000 * 10**9
     stamps = [base, base + 300_000, base - 10**9, base + 2 * 10**9]  # same ms; a clock step back; later
     lines = [json.dumps({"mono_ns": i, "wall_ns": w, "entity": "gpu0", "source": "probe", "source_version": "1",
-                         "fields": {"x.y": float(i), "name": "str", "none": None}, "error": None}) for i, w in enumerate(stamps)]
+                         "fields": {"x.y": float(i), "name": "str", "none": None}, "error": None})
+             for i, w in enumerate(stamps)]
     (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
     trace = tmp_path / "t.h5"
     assert invoke("import", tmp_path / "r.jsonl", "-o", trace)[0] == 0

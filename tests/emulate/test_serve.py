@@ -17,7 +17,7 @@ import pytest
 from telemrec.readers.prometheus import parse_exposition, parse_labels
 from telemrec.trace import open_trace
 
-from .conftest import invoke, telemrec
+from .conftest import invoke
 from .prom import Prometheus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prometheus"
@@ -82,6 +82,12 @@ def scraped(tmp_path_factory, sample):
             s.stop()
 
 
+def _one(prom, promql) -> float:
+    result = prom.query(promql)
+    assert len(result) == 1, (promql, result)
+    return float(result[0]["value"][1])
+
+
 def _values(result) -> dict:
     return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("job", "instance"))): float(r["value"][1])
             for r in result}
@@ -97,8 +103,8 @@ def test_prometheus_scrapes_a_dcgmi_trace_as_dcgm_exporter(scraped):
     labels = nvlink[0]["metric"]
     assert labels["device"] == "nvidia2" and labels["Hostname"] == "vm" and labels["UUID"].startswith("GPU-")
     assert "modelName" in labels
-    util = prom.query('DCGM_FI_PROF_SM_ACTIVE{job="dcgmi",gpu="1"}')
-    assert float(util[0]["value"][1]) == state[("dcgmi", "gpu1")]["DCGM_FI_PROF_SM_UTIL_RATIO"]
+    assert (_one(prom, 'DCGM_FI_PROF_SM_ACTIVE{job="dcgmi",gpu="1"}')
+            == state[("dcgmi", "gpu1")]["DCGM_FI_PROF_SM_UTIL_RATIO"])
 
 
 def test_prometheus_scrapes_an_nvml_trace_as_dcgm_exporter(scraped):
@@ -118,10 +124,10 @@ def test_prometheus_scrapes_an_nvml_trace_as_dcgm_exporter(scraped):
 def test_prometheus_scrapes_a_prometheus_trace_as_it_was_scraped(scraped):
     prom, _, traces = scraped
     state = expected_state(traces["node"])
-    idle = prom.query('node_cpu_seconds_total{job="node",cpu="1",mode="idle"}')
-    assert float(idle[0]["value"][1]) == state[("prometheus", "cpu=1")]['node_cpu_seconds_total{mode="idle"}']
-    total = prom.query('node_memory_MemTotal_bytes{job="node"}')
-    assert float(total[0]["value"][1]) == state[("prometheus", "system")]["node_memory_MemTotal_bytes"]
+    assert (_one(prom, 'node_cpu_seconds_total{job="node",cpu="1",mode="idle"}')
+            == state[("prometheus", "cpu=1")]['node_cpu_seconds_total{mode="idle"}'])
+    assert (_one(prom, 'node_memory_MemTotal_bytes{job="node"}')
+            == state[("prometheus", "system")]["node_memory_MemTotal_bytes"])
     # metadata came back too: HELP and TYPE as node_exporter declared them
     with urllib.request.urlopen(f"{prom.url}/api/v1/metadata?metric=node_cpu_seconds_total", timeout=10) as resp:
         meta = resp.read().decode()
@@ -131,12 +137,12 @@ def test_prometheus_scrapes_a_prometheus_trace_as_it_was_scraped(scraped):
 def test_prometheus_scrapes_a_psutil_trace_under_node_exporter_names(scraped):
     prom, _, traces = scraped
     state = expected_state(traces["psutil"])
-    user = prom.query('node_cpu_seconds_total{job="psutil",cpu="1",mode="user"}')
-    assert float(user[0]["value"][1]) == state[("psutil", "cpu1")]["cpu_times.user"]
-    avail = prom.query('node_memory_MemAvailable_bytes{job="psutil"}')
-    assert float(avail[0]["value"][1]) == state[("psutil", "system")]["virtual_memory.available"]
-    busy = prom.query('node_disk_io_time_seconds_total{job="psutil",device="vda"}')
-    assert float(busy[0]["value"][1]) == pytest.approx(state[("psutil", "disk:vda")]["disk_io_counters.busy_time"] / 1000)
+    assert (_one(prom, 'node_cpu_seconds_total{job="psutil",cpu="1",mode="user"}')
+            == state[("psutil", "cpu1")]["cpu_times.user"])
+    assert (_one(prom, 'node_memory_MemAvailable_bytes{job="psutil"}')
+            == state[("psutil", "system")]["virtual_memory.available"])
+    assert _one(prom, 'node_disk_io_time_seconds_total{job="psutil",device="vda"}') == pytest.approx(
+        state[("psutil", "disk:vda")]["disk_io_counters.busy_time"] / 1000)
 
 
 def test_kempnerpulse_prometheus_backend_reads_the_endpoint(scraped):
@@ -171,8 +177,9 @@ def test_a_recorded_scrape_is_served_back_as_it_was(tmp_path, fixture):
     """Record an exposition with the prometheus reader, serve the trace: the same samples (names,
     labels, values), the same TYPE and HELP for every family."""
     trace = tmp_path / "t.h5"
-    telemrec("record", "--reader", "prometheus", "--source", str(FIXTURES / fixture), "-O", "once=true",
-             "--interval", "0.1", "-o", str(trace))
+    code, output = invoke("record", "--reader", "prometheus", "--source", FIXTURES / fixture, "-O", "once=true",
+                          "--interval", "0.1", "-q", "-o", trace)
+    assert code == 0, output
     server = Served(str(trace), "--speed", "max")
     try:
         served = server.get()
