@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from reference_trace import build_reference_trace
 
     cache = args.cache or tempfile.mkdtemp(prefix="bench-emulate-")
+    os.makedirs(cache, exist_ok=True)
     trace = os.path.join(cache, f"reference-{args.hours:g}h.h5")
     if not os.path.exists(trace):
         build_reference_trace(trace, hours=args.hours)

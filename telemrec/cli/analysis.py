@@ -103,8 +103,11 @@ def export_command(
     start: Optional[str] = _START,
     end: Optional[str] = _END,
 ) -> None:
-    """Export traces to CSV, Parquet, a JUmPER 0.4.1 session (directory or .zip) that %import_session reads,
-    a `dcgmi dmon` capture (KempnerPulse's replay backend reads it) or OpenMetrics (promtool backfills it)."""
+    """Export traces to CSV, Parquet, a JUmPER 0.4.1 session, a `dcgmi dmon` capture or OpenMetrics.
+
+    A JUmPER session (directory or .zip) is what %import_session reads; the dmon capture is what
+    KempnerPulse's replay backend reads (docs/replay/dcgmi.md); OpenMetrics is what promtool backfills
+    (docs/replay/openmetrics.md)."""
     from telemrec.analysis.export import export
 
     with reported_errors():

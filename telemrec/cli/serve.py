@@ -28,9 +28,11 @@ def serve_command(
 ) -> None:
     """Serve TRACE on /metrics as the recorded node's exporters would have (docs/replay/prometheus.md).
 
-    Traces of the prometheus reader come back as they were scraped; nvml and dcgmi records as
-    dcgm-exporter renders them; psutil records under node_exporter's names. Each scrape shows the
-    trace at start + elapsed x speed; the server stops when the replay is over.
+    Prometheus-reader records come back as scraped, nvml and dcgmi records as dcgm-exporter's.
+
+    psutil records appear under node_exporter's names where the two correspond.
+
+    A scrape shows the trace at start + elapsed x speed; the server stops when the replay is over.
     """
     from telemrec.emulate.prometheus import serve
 

@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 from telemrec.readers._dmon_parser import field_table
 from telemrec.record import FieldValue, RawRecord
 
-__all__ = ["GPU_SOURCES", "NVML_TO_DCGM", "GpuEntity", "GpuInfo", "dcgm_field_id", "dcgm_values", "gpu_entity",
-           "gpu_identity"]
+__all__ = ["GPU_SOURCES", "NVML_TO_DCGM", "GpuEntity", "GpuInfo", "dcgm_field_id", "dcgm_values", "driver_version",
+           "gpu_entity", "gpu_identity"]
 
 GPU_SOURCES = ("dcgmi", "nvml")
 PLACEHOLDER_NAME = "NVIDIA GPU (name not recorded)"

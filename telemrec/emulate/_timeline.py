@@ -19,7 +19,7 @@ import time
 from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from telemrec.errors import ReplayError
+from telemrec.errors import ReplayError, UsageError
 from telemrec.readers.replay import Pacer, Replay
 from telemrec.record import RawRecord
 
@@ -93,8 +93,8 @@ class TracePlayer:
     def entity_fields(self, key: Key) -> frozenset[str]:
         """Every field the trace holds for an entity (whether or not its latest record has it)."""
         try:
-            return frozenset(self.trace.entity(*key).fields)
-        except (KeyError, LookupError):
+            return frozenset(self.trace.fields(*key))
+        except UsageError:  # not an entity of this trace
             return frozenset()
 
     def _take(self) -> None:
