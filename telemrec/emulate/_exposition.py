@@ -1,7 +1,7 @@
 """Metric families and the two text formats telemrec writes: Prometheus 0.0.4 and OpenMetrics 1.0.
 
 ``Family`` holds a name, TYPE, HELP and samples ``(name, labels, value, timestamp_ns)``;
-``text_004`` and ``openmetrics`` render families. Values are formatted as the Go
+``text_004`` renders families for a scrape, ``om_*`` the lines of an OpenMetrics file. Values are formatted as the Go
 exporters print them (``go_float``: strconv's shortest ``%g``) unless the family
 carries its exporter's own formatting. Also here: the name rules (``metric_name``,
 ``label_name``) and reading telemrec's field keys and prometheus entity names back into
@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from telemrec.readers.prometheus import parse_exposition, parse_labels
 
 __all__ = ["Family", "Labels", "entity_label_pairs", "go_float", "label_name", "metric_name", "om_header",
-           "om_sample", "openmetrics", "split_series", "text_004"]
+           "om_series", "om_timestamp", "om_value", "split_series", "text_004"]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -144,9 +144,9 @@ def text_004(families: Iterable[Family]) -> str:
     return "".join(out)
 
 
-def _om_timestamp(ns: int) -> str:
-    seconds, frac = divmod(ns, 10**9)
-    return f"{seconds}.{frac:09d}".rstrip("0").rstrip(".")
+def om_timestamp(ns: int) -> str:
+    """Nanoseconds since the epoch as OpenMetrics seconds, exactly (``1795326992.808236223``)."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
 
 
 def om_header(fam: Family) -> str:
@@ -158,14 +158,17 @@ def om_header(fam: Family) -> str:
     return text
 
 
-def om_sample(name: str, labels: Labels, value, timestamp_ns: int | None) -> str:
-    stamp = "" if timestamp_ns is None else f" {_om_timestamp(timestamp_ns)}"
-    return f"{name}{_labels(labels)} {_value(value)}{stamp}\n"
+def om_series(name: str, labels: Labels) -> str:
+    """The part of a sample line before its value (``name{labels} ``), written once per series."""
+    return f"{name}{_labels(labels)} "
 
 
-def openmetrics(families: Iterable[Family]) -> Iterable[str]:
-    """OpenMetrics 1.0 text, family by family, ``# EOF`` last."""
-    for fam in families:
-        if fam.samples:
-            yield om_header(fam) + "".join(om_sample(*sample) for sample in fam.samples)
-    yield "# EOF\n"
+def om_value(value) -> str:
+    """A sample value in OpenMetrics: integers exact, floats shortest (any exact spelling will do here)."""
+    kind = type(value)
+    if kind is float:
+        text = repr(value)
+        return text if text[-1].isdigit() else {"inf": "+Inf", "-inf": "-Inf"}.get(text, "NaN")
+    if kind is int:
+        return str(value)
+    return _value(value)

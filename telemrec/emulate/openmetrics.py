@@ -27,7 +27,17 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterator, TextIO
 
-from telemrec.emulate._exposition import Family, Labels, label_name, metric_name, om_header, om_sample, split_series
+from telemrec.emulate._exposition import (
+    Family,
+    Labels,
+    label_name,
+    metric_name,
+    om_header,
+    om_series,
+    om_timestamp,
+    om_value,
+    split_series,
+)
 from telemrec.emulate._gpus import gpu_entity
 from telemrec.emulate.prometheus import ScrapeMeta, family_resolver, scraped_series
 from telemrec.errors import TelemrecWarning
@@ -130,11 +140,14 @@ def _help(caps: dict, key: str) -> str | None:
     return text
 
 
-def _samples(trace, series: _Series, start, end, stats: ExportStats) -> Iterator[tuple[object, int]]:
+def _lines(trace, series: _Series, start, end, stats: ExportStats) -> Iterator[str]:
+    """The series' sample lines in time order (see the module docstring for what is left out)."""
+    prefix = om_series(series.name, series.labels)
+    key = series.key
     last_ms = None
     for rec in trace.records(start_wall_ns=start, end_wall_ns=end, sources=[series.source], entities=[series.entity],
-                             fields=[series.key]):
-        value = rec.fields.get(series.key)
+                             fields=[key]):
+        value = rec.fields.get(key)
         if value is None or isinstance(value, str):
             continue
         ms = rec.wall_ns // 1_000_000
@@ -142,7 +155,7 @@ def _samples(trace, series: _Series, start, end, stats: ExportStats) -> Iterator
             stats.dropped += 1
             continue
         last_ms = ms
-        yield value, rec.wall_ns
+        yield f"{prefix}{om_value(value)} {om_timestamp(rec.wall_ns)}\n"
 
 
 def write_openmetrics(trace, out: TextIO, *, sources=None, entities=None, fields=None, start=None,
@@ -154,11 +167,11 @@ def write_openmetrics(trace, out: TextIO, *, sources=None, entities=None, fields
         header = om_header(fam)
         for series in members:
             count = 0
-            for value, wall_ns in _samples(trace, series, start, end, stats):
+            for line in _lines(trace, series, start, end, stats):
                 if header:
                     out.write(header)
                     header = ""
-                out.write(om_sample(series.name, series.labels, value, wall_ns))
+                out.write(line)
                 count += 1
             stats.series += count > 0
             stats.samples += count

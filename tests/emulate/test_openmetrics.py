@@ -90,7 +90,7 @@ def test_the_file_is_openmetrics_with_the_traces_own_timestamps(backfilled, samp
     assert families["nvml_power_usage"].type == "gauge"
     assert "milliwatts" in families["nvml_power_usage"].documentation
     rec = trace_records(sample("v2/nvml_synthetic"), entities=["gpu1"])[3]
-    stamp = f"{rec.wall_ns // 10**9}.{rec.wall_ns % 10**9:09d}".rstrip("0")
+    stamp = f"{rec.wall_ns // 10**9}.{rec.wall_ns % 10**9:09d}"
     assert f'nvml_energy_total{{gpu="1"}} {rec.fields["energy.total"]} {stamp}\n' in text
     assert stats.series == sum(len({tuple(sorted(s.labels.items())) for s in f.samples}) for f in families.values())
 
@@ -115,7 +115,8 @@ def test_samples_prometheus_cannot_keep_are_left_out_and_counted(tmp_path):
         stats = export_openmetrics(str(trace), str(tmp_path / "t.om"))
     assert (stats.samples, stats.dropped, stats.series) == (2, 2, 1)
     text = (tmp_path / "t.om").read_text()
-    assert 'probe_x_y{gpu="0"} 0 1700000000\nprobe_x_y{gpu="0"} 3 1700000002\n' in text
+    assert ('probe_x_y{gpu="0"} 0.0 1700000000.000000000\nprobe_x_y{gpu="0"} 3.0 1700000002.000000000\n'
+            in text)
     assert "name" not in text and "none" not in text
 
 
