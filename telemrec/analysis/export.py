@@ -1,11 +1,13 @@
-"""``export(path, format, out)``: traces to CSV, Parquet or a JUmPER session (``telemrec export``).
+"""``export(path, format, out)``: traces to CSV, Parquet, a JUmPER session, a ``dcgmi dmon`` capture
+or OpenMetrics (``telemrec export``).
 
 CSV and Parquet hold the frame ``load()`` returns. Wide form: a ``time`` column
 (ISO 8601, UTC) and one column per ``source/entity/field`` (``host/...`` first
 when several traces are exported). Long form: ``load(form="long")``'s columns.
 Units, descriptions and counters go to ``OUT.meta.json`` next to a CSV, and into
 the Parquet file's metadata (pandas keeps ``DataFrame.attrs`` there). Parquet
-needs pyarrow (``pip install 'telemrec[parquet]'``).
+needs pyarrow (``pip install 'telemrec[parquet]'``). ``dmon`` and ``openmetrics`` are written by
+``telemrec.emulate`` (docs/replay/dcgmi.md, docs/replay/openmetrics.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from telemrec.errors import ReaderUnavailableError, TraceWriteError, UsageError
 
 __all__ = ["FORMATS", "export", "flat_columns"]
 
-FORMATS = ("csv", "parquet", "jumper")
+FORMATS = ("csv", "parquet", "jumper", "dmon", "openmetrics")
+_EMULATED = {"dmon": ("telemrec.emulate.dcgmi", "export_dmon"),
+             "openmetrics": ("telemrec.emulate.openmetrics", "export_openmetrics")}
 
 
 def flat_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -61,6 +65,25 @@ def _to_stdout(table: pd.DataFrame, format: str, meta: dict) -> None:
     sys.stdout.buffer.flush()
 
 
+def _export_emulated(path, format: str, out: str, form: str, load_args: dict) -> str:
+    """One trace as the text a tool would have written (``dmon``) or OpenMetrics, selection applied."""
+    import importlib
+
+    if out == "-" or isinstance(path, (list, tuple)) or form != "wide":
+        raise UsageError(f"the {format} format takes one trace and writes a file (-o FILE); --form does not apply",
+                         "Export one trace at a time, e.g. telemrec export run.h5 --format "
+                         f"{format} -o run.{'txt' if format == 'dmon' else 'om'}.")
+    ignored = [k for k in ("rates", "resample") if load_args.get(k)]
+    if ignored or load_args.get("align") not in (None, "tick"):
+        raise UsageError(f"--{(ignored or ['align'])[0]} does not apply to the {format} format",
+                         "It writes the recorded values at their own times; drop the option.")
+    module, function = _EMULATED[format]
+    getattr(importlib.import_module(module), function)(
+        path, out, sources=load_args.get("readers"), entities=load_args.get("entities"),
+        fields=load_args.get("fields"), start=load_args.get("start"), end=load_args.get("end"))
+    return out
+
+
 def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **load_args) -> str:
     """Write trace(s) ``path`` to ``out`` as ``format`` (csv, parquet, jumper); return ``out``.
     ``out="-"`` writes CSV or Parquet to standard output.
@@ -80,6 +103,8 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
         from telemrec.analysis.jumper import export_jumper
 
         return export_jumper(path, out)
+    if format in _EMULATED:
+        return _export_emulated(path, format, out, form, load_args)
     load_args = {k: v for k, v in load_args.items() if v is not None}
     frame = load(path, form=form, **load_args)
     table = flat_columns(frame) if form == "wide" else frame

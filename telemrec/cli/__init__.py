@@ -35,7 +35,7 @@ def _root(
 def _register() -> None:
     import importlib
 
-    for name in ("readers", "record", "inspect", "replay", "analysis", "integrations"):
+    for name in ("readers", "record", "inspect", "replay", "serve", "analysis", "integrations"):
         try:
             module = importlib.import_module(f"telemrec.cli.{name}")
         except ModuleNotFoundError as exc:

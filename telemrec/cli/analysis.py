@@ -91,7 +91,7 @@ def plot_command(
 
 def export_command(
     paths: List[str] = typer.Argument(..., help="Trace file(s), a directory or a glob."),
-    fmt: str = typer.Option(..., "--format", help="csv, parquet or jumper."),
+    fmt: str = typer.Option(..., "--format", help="csv, parquet, jumper, dmon (a `dcgmi dmon` capture) or openmetrics."),
     out: str = typer.Option(..., "--output", "-o", help="Output file (csv/parquet; - for standard output), or directory or .zip (jumper)."),
     form: str = typer.Option("wide", "--form", help="wide (a column per source/entity/field) or long (a row per value)."),
     rates: bool = typer.Option(False, "--rates", help="Counters as per-second rates."),
@@ -103,7 +103,11 @@ def export_command(
     start: Optional[str] = _START,
     end: Optional[str] = _END,
 ) -> None:
-    """Export traces to CSV, Parquet, or a JUmPER 0.4.1 session (directory or .zip) that %import_session reads."""
+    """Export traces to CSV, Parquet, a JUmPER 0.4.1 session, a `dcgmi dmon` capture or OpenMetrics.
+
+    A JUmPER session (directory or .zip) is what %import_session reads; the dmon capture is what
+    KempnerPulse's replay backend reads (docs/replay/dcgmi.md); OpenMetrics is what promtool backfills
+    (docs/replay/openmetrics.md)."""
     from telemrec.analysis.export import export
 
     with reported_errors():

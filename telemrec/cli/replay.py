@@ -1,4 +1,5 @@
-"""`telemrec replay`: a trace back out as JSON lines, paced like the recording."""
+"""`telemrec replay`: a trace back out as JSON lines, paced like the recording, or served to
+COMMAND through a stand-in for the tool it reads (`--as`, backends in telemrec/emulate/)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import typer
 from telemrec.cli._common import check_output, reported_errors
 
 EXIT_INTERRUPTED = 130
+# --as NAME: the module whose run_as(trace, command, speed=, start=, end=, loop=, entities=, fields=, sources=)
+# runs COMMAND against the stand-in and returns its exit status
+_AS = {"dcgmi": "telemrec.emulate.dcgmi"}
 
 
 def replay_command(
@@ -33,15 +37,24 @@ def replay_command(
     rebase_now: bool = typer.Option(False, "--rebase-now",
                                     help="Shift mono and wall timestamps so the first record is stamped now."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write JSON lines here instead of stdout."),
+    as_tool: Optional[str] = typer.Option(None, "--as",
+                                          help="Run COMMAND (after --) against a stand-in that answers from the "
+                                               f"trace: {', '.join(_AS)} (docs/replay/)."),
+    command: Optional[List[str]] = typer.Argument(None, help="With --as: the command to run, after --."),
 ) -> None:
     """Replay a trace as JSON lines (docs/jsonl.md), exactly as recorded, in real time by default.
 
     `telemrec replay run.h5 --speed max | telemrec import - -o copy.h5` copies a trace record for record.
+    `telemrec replay run.h5 --as dcgmi -- kempnerpulse --backend dcgm` runs a consumer against the trace.
     """
     from telemrec.readers.replay import Replay
     from telemrec.trace import open_trace
 
     with reported_errors():
+        if as_tool is not None or command:
+            raise typer.Exit(_run_as(as_tool, trace, command or [], speed=speed, start=start, end=end, loop=loop,
+                                     entities=entity, fields=field, sources=source_name, output=output,
+                                     rebase_now=rebase_now))
         if output is not None:
             check_output(output)
         trace_obj = open_trace(trace)
@@ -60,6 +73,26 @@ def replay_command(
                 out.close()
         finally:
             trace_obj.close()
+
+
+def _run_as(tool, trace, command, *, output, rebase_now, **replay) -> int:
+    import importlib
+
+    from telemrec.errors import UsageError
+
+    if tool is None:
+        raise UsageError(f"a command ({command[0]}) was given without --as",
+                         f"Name the tool it reads: --as {' or --as '.join(_AS)}; "
+                         "without --as, replay prints JSON lines.")
+    if tool not in _AS:
+        raise UsageError(f"--as {tool!r} is not a tool telemrec stands in for", f"Choose one of {', '.join(_AS)}.")
+    if not command:
+        raise UsageError(f"--as {tool} needs the command to run", f"Put it after --: telemrec replay TRACE --as {tool} "
+                         "-- COMMAND [ARGS...]")
+    if output is not None or rebase_now:
+        raise UsageError("--output and --rebase-now apply to JSON lines, not to --as",
+                         "Drop them; COMMAND reads the trace through the stand-in.")
+    return importlib.import_module(_AS[tool]).run_as(trace, list(command), **replay)
 
 
 class _Output:

@@ -349,6 +349,7 @@ class PrometheusReader(BaseReader):
         self._demoted: dict[str, set[str]] = {}
         self._fields = set(_SCRAPE_FIELDS)
         self._counters: set[str] = set()
+        self._types: dict[str, str] = {}  # family -> declared TYPE, so the scrape can be served again as it was
         self._units = {k: u for k, (u, _) in _SCRAPE_FIELDS.items() if u}
         self._descriptions = {k: d for k, (_, d) in _SCRAPE_FIELDS.items()}
         self._caps: ReaderCaps | None = None
@@ -485,6 +486,8 @@ class PrometheusReader(BaseReader):
             del self._identity[entity]
         key = format_series(name, rest)
         family, typ = _family(name, exposition.types)
+        if family in exposition.types:
+            self._types.setdefault(family, typ)
         if key not in self._fields:
             self._caps = None
             self._fields.add(key)
@@ -562,4 +565,5 @@ class PrometheusReader(BaseReader):
             "varying_identity_labels": varying,
         }
         return {"targets": {_redact(self._source): target},
-                "entities": {e: dict(sorted(ls.items())) for e, ls in sorted(self._identity.items())}}
+                "entities": {e: dict(sorted(ls.items())) for e, ls in sorted(self._identity.items())},
+                "types": dict(sorted(self._types.items()))}
