@@ -20,7 +20,8 @@ builtin that matches their meaning, so ``except FileNotFoundError`` keeps workin
     │   ├── TraceInProgressError                  a recorder still holds the trace
     │   └── TraceWriteError(OSError)              disk full, permission denied, ...
     ├── RecordError(ValueError)                   a record violates the RawRecord contract
-    └── ReplayError                               replay options that do not fit the trace
+    ├── ReplayError                               replay options that do not fit the trace
+    └── ReplayUnavailableError(RuntimeError)      a replay backend cannot run here (library not built)
 
 Warnings: ``TelemrecWarning`` and its child ``TelemrecPluginWarning`` (a broken
 third-party reader entry point).
@@ -36,6 +37,7 @@ __all__ = [
     "ReaderUnavailableError",
     "RecordError",
     "ReplayError",
+    "ReplayUnavailableError",
     "SourceError",
     "SourceParseError",
     "TelemrecError",
@@ -142,6 +144,10 @@ class RecordError(TelemrecError, ValueError):
 
 class ReplayError(TelemrecError, ValueError):
     """Replay options do not fit the trace."""
+
+
+class ReplayUnavailableError(TelemrecError, RuntimeError):
+    """A replay backend cannot run on this installation (e.g. the replay NVML library was not built)."""
 
 
 class TelemrecWarning(UserWarning):

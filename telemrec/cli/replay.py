@@ -1,4 +1,5 @@
-"""`telemrec replay`: a trace back out as JSON lines, paced like the recording."""
+"""`telemrec replay`: a trace back out as JSON lines, paced like the recording; or, with
+`--as BACKEND -- COMMAND`, into an unmodified consumer (each backend in telemrec/emulate/)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from telemrec.cli._common import check_output, reported_errors
 
 EXIT_INTERRUPTED = 130
 
+# --as NAME -> the module whose replay_into(trace, command=..., <the options below>) runs COMMAND
+BACKENDS = {"nvml": "telemrec.emulate.nvml"}
+
 
 def replay_command(
+    ctx: typer.Context,
     trace: str = typer.Argument(..., help="Trace to replay (written by `telemrec record` or `import`)."),
     speed: str = typer.Option("1", "--speed", "-x",
                               help="1 = real time (default), 10 = ten times faster, 0.5 = half speed, "
@@ -33,15 +38,28 @@ def replay_command(
     rebase_now: bool = typer.Option(False, "--rebase-now",
                                     help="Shift mono and wall timestamps so the first record is stamped now."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write JSON lines here instead of stdout."),
+    as_: Optional[str] = typer.Option(None, "--as", metavar="|".join(BACKENDS),
+                                      help="Serve the trace to `-- COMMAND` as this interface instead: nvml = a "
+                                           "replay libnvidia-ml.so.1 (docs/replay/nvml.md)."),
 ) -> None:
     """Replay a trace as JSON lines (docs/jsonl.md), exactly as recorded, in real time by default.
 
     `telemrec replay run.h5 --speed max | telemrec import - -o copy.h5` copies a trace record for record.
+    `telemrec replay run.h5 --as nvml -- gpustat` runs gpustat on the trace's GPUs; exits with its status.
     """
+    if as_ is not None:
+        _replay_into(as_, trace, list(ctx.args), speed=speed, start=start, end=end, loop=loop, entities=entity,
+                     sources=source_name, fields=field, rebase_now=rebase_now, output=output)
+        return
     from telemrec.readers.replay import Replay
     from telemrec.trace import open_trace
 
     with reported_errors():
+        if ctx.args:
+            from telemrec.errors import UsageError
+
+            raise UsageError(f"unexpected arguments {' '.join(ctx.args)!r}",
+                             "A command after -- runs only with --as (e.g. --as nvml -- gpustat).")
         if output is not None:
             check_output(output)
         trace_obj = open_trace(trace)
@@ -60,6 +78,19 @@ def replay_command(
                 out.close()
         finally:
             trace_obj.close()
+
+
+def _replay_into(backend: str, trace: str, command: List[str], **options) -> None:
+    import importlib
+
+    from telemrec.errors import UsageError
+
+    with reported_errors():
+        if backend not in BACKENDS:
+            raise UsageError(f"--as {backend!r} is not a replay backend",
+                             f"Choose one of: {', '.join(sorted(BACKENDS))}.")
+        status = importlib.import_module(BACKENDS[backend]).replay_into(trace, command=command, **options)
+    raise typer.Exit(status)
 
 
 class _Output:
@@ -129,4 +160,4 @@ def _report_state(trace) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay_command)
+    app.command("replay", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(replay_command)

@@ -1,0 +1,1 @@
+"""Replay a trace into unmodified consumers (a replay NVML library, ...); docs/replay/."""
