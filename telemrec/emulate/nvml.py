@@ -29,9 +29,9 @@ _BUILD_HINT = ("The replay library is compiled when telemrec is installed and ne
                "--no-binary telemrec telemrec`, or `pip install -e .` in a checkout).")
 
 
-def library_path() -> str:
-    """The built replay ``libnvidia-ml.so.1`` of this installation."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), LIBRARY_NAME)
+def library_path(directory: str | None = None) -> str:
+    """The built replay ``libnvidia-ml.so.1`` of this installation (in ``directory``, default this package's)."""
+    path = os.path.join(directory or os.path.dirname(os.path.abspath(__file__)), LIBRARY_NAME)
     if not sys.platform.startswith("linux"):
         raise ReplayUnavailableError(f"--as nvml needs Linux (this is {sys.platform})",
                                      "Replay NVML on a Linux machine or container.")

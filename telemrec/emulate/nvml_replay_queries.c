@@ -87,7 +87,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v
     if (status != NVML_SUCCESS) return status;
     if (!mem) return NVML_ERROR_INVALID_ARGUMENT;
     if (mem->version != NVML_MEMORY_V2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
-    if (reserved == TL_NONE || used == TL_NONE) return NVML_ERROR_NOT_SUPPORTED; /* recorded through v1 */
+    /* recorded through v1, i.e. by a driver before R515 that lacked this call: answer as it did */
+    if (reserved == TL_NONE || used == TL_NONE) return NVML_ERROR_FUNCTION_NOT_FOUND;
     mem->total = (unsigned long long)total;
     mem->reserved = (unsigned long long)reserved;
     mem->free = (unsigned long long)free_;

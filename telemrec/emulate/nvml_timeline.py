@@ -112,11 +112,11 @@ class _Series:
             self.procs += entry
             self.proc_index[-1] += 1
 
-    def column(self, slot: int, window_only: bool = False) -> list[int]:
-        """The recorded values of one field, None (NONE) left out."""
-        start = 1 if window_only and self.pre else 0
-        width = len(FIELDS)
-        return [v for i in range(start, len(self.times)) if (v := self.values[i * width + slot]) != NONE]
+    def matrix(self):
+        """The values as an int64 array, one row per sample, one column per field."""
+        import numpy as np
+
+        return np.frombuffer(self.values, dtype=np.int64).reshape(len(self.times), len(FIELDS))
 
 
 @dataclass
@@ -155,24 +155,22 @@ class Timeline:
     def write(self, path: str, *, anchor_mono_ns: int, speed: float, loops: int | None) -> None:
         """Write the timeline file: ``speed`` trace seconds per second from ``anchor_mono_ns``
         (CLOCK_MONOTONIC), ``loops`` passes over the window (None: forever)."""
-        body = bytearray()
-        table = []
+        chunks: list = []  # what follows the device table, in order (buffers, not copies)
         offset = HEADER_SIZE + _DEVICE.size * len(self.devices)
 
-        def place(data: bytes) -> int:
+        def place(data) -> int:
             nonlocal offset
-            at = offset
-            body.extend(data)
-            body.extend(b"\0" * (-len(data) % 8))
-            offset += len(data) + (-len(data) % 8)
+            at, size = offset, memoryview(data).nbytes
+            chunks.extend((data, b"\0" * (-size % 8)))
+            offset += size + (-size % 8)
             return at
 
+        table = []
         for device in self.devices:
             s = device.series
-            offsets = [place(s.times.tobytes()), place(s.values.tobytes()), place(s.status.tobytes()),
-                       place(s.proc_index.tobytes()), place(bytes(s.procs)),
-                       place(array("q", _increments(s)).tobytes())]
-            present = sum(1 << slot for slot in range(len(FIELDS)) if s.column(slot))
+            offsets = [place(s.times), place(s.values), place(s.status), place(s.proc_index), place(s.procs),
+                       place(_increments(s))]
+            present = sum(1 << slot for slot, seen in enumerate((s.matrix() != NONE).any(axis=0)) if seen)
             domain, bus, dev = _parse_bus_id(device.bus_id)
             first_child = device.children[0] if device.children else 0
             table.append(_DEVICE.pack(
@@ -187,7 +185,8 @@ class Timeline:
         with open(path, "wb") as f:
             f.write(header.ljust(HEADER_SIZE, b"\0"))
             f.write(b"".join(table))
-            f.write(body)
+            for chunk in chunks:
+                f.write(chunk)
 
 
 def _c(text: str | None, size: int) -> bytes:
@@ -201,13 +200,16 @@ def _parse_bus_id(bus_id: str) -> tuple[int, int, int]:
     return tuple(int(part, 16) for part in match.groups()) if match else (0, 0, 0)  # type: ignore[return-value]
 
 
-def _increments(s: _Series) -> list[int]:
+def _increments(s: _Series):
     """Per field, what a counter gains per loop pass: its rise over the window plus one average step."""
-    out = [0] * len(FIELDS)
+    import numpy as np
+
+    out = np.zeros(len(FIELDS), dtype=np.int64)
+    window = s.matrix()[1 if s.pre else 0:]
     for slot in _COUNTERS:
-        values = s.column(slot, window_only=True)
+        values = window[:, slot][window[:, slot] != NONE]
         if len(values) >= 2 and values[-1] >= values[0]:
-            rise = values[-1] - values[0]
+            rise = int(values[-1] - values[0])
             out[slot] = rise + round(rise / (len(values) - 1))
     return out
 
@@ -218,6 +220,8 @@ def build_timeline(trace: "Trace", *, source: str | None = None, entities: Itera
     """The timeline of ``trace``'s GPUs: those of ``source`` (default: nvml, else dcgmi) whose
     entity (``gpu0``, ...) matches one of ``entities`` (glob patterns; default all), over the
     window [start, end) (ISO 8601, +DURATION from the first record, -DURATION before the last)."""
+    import numpy as np
+
     from telemrec.errors import UsageError
     from telemrec.readers.replay import parse_time
 
@@ -250,7 +254,7 @@ def build_timeline(trace: "Trace", *, source: str | None = None, entities: Itera
         raise ReplayError(f"no GPU record of {trace.path} lies in the window",
                           "Widen --start/--end; +5m counts from the first record, -5m back from the last.")
     for device in devices:
-        device.series.times = array("q", (t - origin for t in device.series.times))
+        device.series.times = array("q", (np.frombuffer(device.series.times, dtype=np.int64) - origin).tobytes())
     last = max((d.series.times[-1] for d in devices if len(d.series.times)), default=0)
     return Timeline(source, devices, len(gpus), *versions, end_ns=max(last, 0),
                     period_ns=max(last, 0) + _interval_ns(devices, trace.manifest))
@@ -355,41 +359,50 @@ def _int(value: Any, default: int) -> int:
 
 def _number(value: Any, scale: float = 1) -> int:
     """A recorded value in NVML's integer units; None, text and non-finite numbers are NONE."""
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        number = value if scale == 1 else round(value * scale)
-    elif isinstance(value, float) and value == value and abs(value) != float("inf"):
+    kind = type(value)
+    if kind is int or kind is bool:
+        number = int(value) if scale == 1 else round(value * scale)
+    elif kind is float and value == value and value not in (_INF, -_INF):
         number = round(value * scale)
     else:
         return NONE
     return number if -(2**63) < number < 2**63 else NONE
 
 
+_INF = float("inf")
+
+
 def _nvml_row(fields: dict) -> list[int]:
-    return [_number(fields.get(name)) for name in FIELDS]
+    row = [NONE] * len(FIELDS)
+    for slot, name in enumerate(FIELDS):
+        value = fields.get(name)
+        if value is not None:
+            row[slot] = value if type(value) is int and -(2**63) < value < 2**63 else _number(value)
+    return row
 
 
 @lru_cache(maxsize=1)
-def _dcgm_keys() -> dict[int, str]:
-    """DCGM field id -> the key the dcgmi reader records it under (its DCGM 4.6 name, or dcgm_field_<id>)."""
+def _dcgm_plan() -> tuple[tuple[int, tuple[tuple[str, float], ...]], ...]:
+    """Per served field: its slot and the record keys (DCGM 4.6 name, or dcgm_field_<id>) with their factors."""
     from telemrec.readers._dmon_parser import field_key
 
-    return {fid: field_key(fid) for candidates in _DCGM_FIELDS.values() for fid, _ in candidates}
+    return tuple((_SLOT[name], tuple((field_key(fid), scale) for fid, scale in candidates))
+                 for name, candidates in _DCGM_FIELDS.items())
+
+
+_TOTAL, _FREE, _USED, _RESERVED = (_SLOT[n] for n in ("memory.total", "memory.free", "memory.used", "memory.reserved"))
 
 
 def _dcgm_row(fields: dict) -> list[int]:
-    keys = _dcgm_keys()
     row = [NONE] * len(FIELDS)
-    for name, candidates in _DCGM_FIELDS.items():
-        for fid, scale in candidates:
-            value = _number(fields.get(keys[fid]), scale)
-            if value != NONE:
-                row[_SLOT[name]] = value
+    for slot, candidates in _dcgm_plan():
+        for key, scale in candidates:
+            value = fields.get(key)
+            if value is not None and (number := _number(value, scale)) != NONE:
+                row[slot] = number
                 break
-    total, free, used, reserved = (_SLOT[n] for n in ("memory.total", "memory.free", "memory.used", "memory.reserved"))
-    if row[total] == NONE and row[free] != NONE and row[used] != NONE:  # DCGM: total = free + used + reserved
-        row[total] = row[free] + row[used] + (row[reserved] if row[reserved] != NONE else 0)
+    if row[_TOTAL] == NONE and row[_FREE] != NONE and row[_USED] != NONE:  # DCGM: total = free + used + reserved
+        row[_TOTAL] = row[_FREE] + row[_USED] + (row[_RESERVED] if row[_RESERVED] != NONE else 0)
     return row
 
 

@@ -67,8 +67,10 @@ def expect(fields: dict, error: str | None) -> dict:
            for counter in ("volatile", "aggregate")]
     return {
         "util": value("utilization.gpu", "utilization.memory", shape=lambda g, m: {"gpu": g, "memory": m}),
-        "mem2": value("memory.total", "memory.reserved", "memory.free", "memory.used",
-                      shape=lambda t, r, f, u: {"version": 0x02000028, "total": t, "reserved": r, "free": f, "used": u}),
+        # recorded through v1 (a driver before R515): v2 is FUNCTION_NOT_FOUND, as that driver answered
+        "mem2": {"error": 13} if fields.get("memory.reserved") is None and fields.get("memory.total") is not None
+        else value("memory.total", "memory.reserved", "memory.free", "memory.used",
+                   shape=lambda t, r, f, u: {"version": 0x02000028, "total": t, "reserved": r, "free": f, "used": u}),
         "mem1": value("memory.total", "memory.free", "memory.used", shape=lambda t, f, u: {
             "total": t, "free": f, "used": t - f if fields.get("memory.reserved") is not None else u}),
         "temp": value("temperature.gpu"), "tempv": value("temperature.gpu"),
@@ -351,3 +353,43 @@ out["versions"] = [call("nvmlSystemGetDriverVersion"), call("nvmlSystemGetCudaDr
         for key, expected in want.items():
             if key != "fields":
                 assert got[str(index)][key] == expected, (index, key)
+
+
+def test_the_docs_list_every_exported_function():
+    """docs/replay/nvml.md names exactly the functions the library exports, and each one resolves."""
+    import ctypes
+
+    from pathlib import Path
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    source = "".join(Path(root, "telemrec", "emulate", name).read_text()
+                     for name in ("nvml_replay.c", "nvml_replay_queries.c"))
+    exported = set(re.findall(r"EXPORT [\w ]+?\*?\s*(nvml\w+)\s*\(", source))
+    exported |= {name + suffix for name in re.findall(r"PROCESS_CALLS\((nvml\w+)", source) for suffix in ("", "_v2", "_v3")}
+    exported |= set(re.findall(r"NOT_RECORDED\((nvml\w+)", source))
+    documented = set(re.findall(r"`(nvml[A-Z]\w+)`", Path(root, "docs", "replay", "nvml.md").read_text()))
+    assert exported == documented
+    library = ctypes.CDLL(os.path.join(root, "telemrec", "emulate", "libnvidia-ml.so.1"))
+    assert all(hasattr(library, name) for name in exported) and len(exported) == 95
+    assert not hasattr(library, "replay_now")  # only NVML entry points are exported
+
+
+def test_without_a_timeline_nvml_init_fails_as_without_a_driver(tmp_path):
+    """Outside `telemrec replay` (no timeline, or a file that is not one) nvmlInit answers
+    DRIVER_NOT_LOADED and says why on stderr."""
+    import subprocess
+    import sys
+
+    from telemrec.emulate.nvml import library_path
+
+    os.symlink(library_path(), tmp_path / "libnvidia-ml.so.1")
+    (tmp_path / "bogus.bin").write_bytes(b"x" * 4096)
+    code = "import pynvml as N\ntry:\n    N.nvmlInit()\nexcept N.NVMLError as e:\n    print(e.value)"
+    env = {k: v for k, v in os.environ.items() if k != "TELEMREC_NVML_TIMELINE"}
+    env["LD_LIBRARY_PATH"] = str(tmp_path)
+    for timeline, reason in ((None, "not set"), (str(tmp_path / "bogus.bin"), "not a telemrec NVML timeline"),
+                             (str(tmp_path / "missing.bin"), "No such file")):
+        if timeline:
+            env["TELEMREC_NVML_TIMELINE"] = timeline
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.stdout.strip() == "9" and reason in proc.stderr, proc.stderr
