@@ -119,11 +119,12 @@ static nvmlReturn_t init(void)
     if (!map) {
         const char *path = getenv(TIMELINE_ENV);
         const char *problem = path && *path ? load(path) : "not set (run the command under `telemrec replay TRACE --as nvml -- COMMAND`)";
-        if (problem) {
+        static int told; /* say it once: tools retry nvmlInit */
+        if (problem && !told++) {
             fprintf(stderr, "telemrec replay libnvidia-ml: cannot serve a trace: %s %s: %s\n", TIMELINE_ENV,
                     path && *path ? path : "", problem);
-            result = NVML_ERROR_DRIVER_NOT_LOADED;
         }
+        if (problem) result = NVML_ERROR_DRIVER_NOT_LOADED;
     }
     if (result == NVML_SUCCESS) __atomic_add_fetch(&init_count, 1, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&lock);
@@ -415,17 +416,17 @@ EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t device, nvmlPciInfo_t *
 
 EXPORT nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_v1_t *pci)
 {
-    ENTER_ALIVE(device, dev);
+    nvmlPciInfo_t info;
     if (!pci) return NVML_ERROR_INVALID_ARGUMENT;
-    const struct tl_device *d = pci_owner(dev);
-    if (!d->bus_id[0]) return NVML_ERROR_NOT_SUPPORTED;
-    memset(pci, 0, sizeof *pci);
-    memcpy(pci->busId, d->bus_id_legacy, sizeof pci->busId);
-    pci->domain = d->pci_domain;
-    pci->bus = d->pci_bus;
-    pci->device = d->pci_device;
-    pci->pciDeviceId = d->pci_device_id;
-    pci->pciSubSystemId = d->pci_subsystem_id;
+    nvmlReturn_t status = nvmlDeviceGetPciInfo_v3(device, &info);
+    if (status != NVML_SUCCESS) return status;
+    memset(pci, 0, sizeof *pci); /* the v1 layout: the short bus id, no busId[32] */
+    memcpy(pci->busId, info.busIdLegacy, sizeof pci->busId);
+    pci->domain = info.domain;
+    pci->bus = info.bus;
+    pci->device = info.device;
+    pci->pciDeviceId = info.pciDeviceId;
+    pci->pciSubSystemId = info.pciSubSystemId;
     return NVML_SUCCESS;
 }
 

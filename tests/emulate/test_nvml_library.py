@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import SAMPLES, probe, recorded_at
+from .nvml_helpers import SAMPLES, probe, recorded_at
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(
     os.path.dirname(__file__), "..", "..", "telemrec", "emulate", "libnvidia-ml.so.1")) and
@@ -248,7 +248,7 @@ def test_processes_change_over_time(rich_trace, tmp_path):
 
 
 def test_not_recorded_processes_are_not_supported(tmp_path):
-    from conftest import write_nvml_trace
+    from .nvml_helpers import write_nvml_trace
     from telemrec.testing.fake_nvml import training_job
 
     trace = write_nvml_trace(str(tmp_path / "noproc.h5"), training_job(1), ticks=4, options={"processes": "0"})
@@ -380,15 +380,20 @@ def test_without_a_timeline_nvml_init_fails_as_without_a_driver(tmp_path):
     import subprocess
     import sys
 
-    from telemrec.emulate.nvml import library_path
+    from telemrec.emulate.nvml import prepare
 
-    os.symlink(library_path(), tmp_path / "libnvidia-ml.so.1")
+    prepared = prepare(os.path.join(SAMPLES, "nvml_synthetic.h5"), str(tmp_path), speed=1)
+    from pathlib import Path
+
+    whole = Path(prepared.env["TELEMREC_NVML_TIMELINE"]).read_bytes()
+    (tmp_path / "truncated.bin").write_bytes(whole[:len(whole) // 2])
     (tmp_path / "bogus.bin").write_bytes(b"x" * 4096)
     code = "import pynvml as N\ntry:\n    N.nvmlInit()\nexcept N.NVMLError as e:\n    print(e.value)"
     env = {k: v for k, v in os.environ.items() if k != "TELEMREC_NVML_TIMELINE"}
     env["LD_LIBRARY_PATH"] = str(tmp_path)
     for timeline, reason in ((None, "not set"), (str(tmp_path / "bogus.bin"), "not a telemrec NVML timeline"),
-                             (str(tmp_path / "missing.bin"), "No such file")):
+                             (str(tmp_path / "missing.bin"), "No such file"),
+                             (str(tmp_path / "truncated.bin"), "outside the file")):
         if timeline:
             env["TELEMREC_NVML_TIMELINE"] = timeline
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
