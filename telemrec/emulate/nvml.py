@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from telemrec.errors import ReplayUnavailableError, UsageError
 
@@ -84,8 +84,9 @@ def prepare(trace_path: str, directory: str, *, speed: Any = 1, start: Any = Non
     return Prepared(env, directory, timeline.source, timeline.gpu_entities, factor, loops)
 
 
-def run_command(command: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run COMMAND to its end and return its exit status (128 + N when signal N ended it).
+def run_command(command: Sequence[str], env: Mapping[str, str], started: Callable[[], Any] | None = None) -> int:
+    """Run COMMAND to its end and return its exit status (128 + N when signal N ended it);
+    ``started()`` is called once it runs.
 
     SIGINT reaches COMMAND from the terminal itself, so telemrec ignores it meanwhile;
     SIGTERM and SIGHUP sent to telemrec are passed on."""
@@ -108,6 +109,8 @@ def run_command(command: Sequence[str], env: Mapping[str, str]) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
+        if started is not None:
+            started()
         status = child.wait()
     finally:
         for signum, handler in handlers.items():
@@ -136,5 +139,5 @@ def replay_into(trace: str, *, command: Sequence[str], speed: Any = "1", start: 
         passes = "forever" if prepared.loops is None else f"{prepared.loops} pass{'es' if prepared.loops > 1 else ''}"
         message = (f"telemrec: serving {len(prepared.gpus)} GPU(s) ({', '.join(prepared.gpus)}) of {trace} "
                    f"[{prepared.source}] through NVML at {prepared.speed:g}x, {passes}, to {command[0]}")
-        (note or (lambda text: print(text, file=sys.stderr)))(message)
-        return run_command(command, prepared.env)
+        tell = note or (lambda text: print(text, file=sys.stderr, flush=True))
+        return run_command(command, prepared.env, started=lambda: tell(message))

@@ -302,3 +302,20 @@ int main(void) {
     proc = cli("replay", trace, "--as", "nvml", "--speed", "1e-6", "--start", "+3.2s", "--", str(tmp_path / "probe"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["2", "0", str(recorded_at(trace, "gpu0", 3.2).fields["power.usage"])]
+
+
+def test_sigterm_reaches_the_command(tmp_path):
+    """SIGTERM to telemrec is passed on to COMMAND; telemrec exits as COMMAND did (128 + 15)."""
+    import signal
+
+    trace = os.path.join(SAMPLES, "nvml_synthetic.h5")
+    proc = subprocess.Popen([sys.executable, "-m", "telemrec", "replay", trace, "--as", "nvml", "--", "sleep", "60"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving 2 GPU(s)" in proc.stderr.readline()  # said once COMMAND runs
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()

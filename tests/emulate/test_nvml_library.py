@@ -398,3 +398,33 @@ def test_without_a_timeline_nvml_init_fails_as_without_a_driver(tmp_path):
             env["TELEMREC_NVML_TIMELINE"] = timeline
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
         assert proc.stdout.strip() == "9" and reason in proc.stderr, proc.stderr
+
+
+def test_dcgmi_gpu_instances_become_mig_devices(tmp_path, cli):
+    """dcgmi's GPU-I rows (mig:<gpu>:<gi>) are MIG devices with their framebuffer as memory; the
+    compute instance is the first GPU-CI row under them."""
+    capture = os.path.join(os.path.dirname(__file__), "..", "fixtures", "dcgmi", "dmon_mig_2gpu.txt")
+    trace = str(tmp_path / "mig.h5")
+    cli("record", "-r", "dcgmi", "-s", capture, "-i", "0.05", "-d", "0.5", "-o", trace, check=True)
+    got = probe(trace, '''
+for i in range(N.nvmlDeviceGetCount()):
+    h = N.nvmlDeviceGetHandleByIndex(i)
+    out[i] = [call("nvmlDeviceGetMigMode", h)]
+    for slot in range(N.nvmlDeviceGetMaxMigDeviceCount(h)):
+        try:
+            m = N.nvmlDeviceGetMigDeviceHandleByIndex(h, slot)
+        except N.NVMLError as exc:
+            out[i].append(exc.value)
+            continue
+        out[i].append([call("nvmlDeviceGetGpuInstanceId", m), call("nvmlDeviceGetComputeInstanceId", m),
+                       call("nvmlDeviceGetMemoryInfo", m, version=N.nvmlMemory_v2)])
+''', tmp_path / "r", at=0.0)
+    mib = 2**20
+
+    def memory(entity):
+        f = recorded_at(trace, entity, 0.0, "dcgmi").fields
+        used, free, reserved = (f[f"DCGM_FI_DEV_FB_{k}"] * mib for k in ("USED", "FREE", "RESERVED"))
+        return {"version": 0x02000028, "total": used + free + reserved, "reserved": reserved, "free": free, "used": used}
+
+    assert got["0"] == [[1, 1], [0, 0, memory("mig:0:0")], [1, 1, memory("mig:0:1")], 6, 6, 6, 6, 6]
+    assert got["1"] == [[1, 1], [8, 8, memory("mig:1:8")], 6, 6, 6, 6, 6, 6]
