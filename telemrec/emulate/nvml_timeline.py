@@ -232,6 +232,28 @@ def build_timeline(trace: "Trace", *, source: str | None = None, entities: Itera
     end_ns = parse_time(end, first_wall_ns=first_wall, last_wall_ns=last_wall)
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise UsageError("--end is not after --start", "The window is [start, end): give an end later than the start.")
+    # The sample in effect at the window start is usually a tick before it: read from a minute (or
+    # ten intervals) earlier, and from the beginning only if some device said nothing in that time.
+    lookback = max(60 * 10**9, 10 * _manifest_interval_ns(trace.manifest))
+    read_from = None if start_ns is None or first_wall is None or start_ns - lookback <= first_wall \
+        else start_ns - lookback
+    devices, versions, origin = _scan(trace, source, numbers, start_ns, end_ns, read_from)
+    if read_from is not None and not all(d.series.pre for d in devices):
+        devices, versions, origin = _scan(trace, source, numbers, start_ns, end_ns, None)
+    if origin is None:
+        raise ReplayError(f"no GPU record of {trace.path} lies in the window",
+                          "Widen --start/--end; +5m counts from the first record, -5m back from the last.")
+    for device in devices:
+        device.series.times = array("q", (np.frombuffer(device.series.times, dtype=np.int64) - origin).tobytes())
+    last = max((d.series.times[-1] for d in devices if len(d.series.times)), default=0)
+    return Timeline(source, devices, sum(d.parent < 0 for d in devices), *versions, end_ns=max(last, 0),
+                    period_ns=max(last, 0) + _interval_ns(devices, trace.manifest))
+
+
+def _scan(trace: "Trace", source: str, numbers: list[int], start_ns: int | None, end_ns: int | None,
+          read_from: int | None) -> tuple[list[_Device], tuple[str, str, int], int | None]:
+    """The devices with their samples from ``read_from`` to the window end, the versions, and the
+    raw mono_ns of trace time 0 (None: no record in the window)."""
     devices, versions = _devices(trace, source, numbers)
     by_entity = {d.entity: d.series for d in devices}
     gpus = {int(_GPU.match(d.entity)[1]): d for d in devices if d.parent < 0}
@@ -239,7 +261,7 @@ def build_timeline(trace: "Trace", *, source: str | None = None, entities: Itera
     instances = {(gpu_number, devices[i].gpu_instance_id): devices[i].compute_instance_id
                  for gpu_number, gpu in gpus.items() for i in gpu.children}
     origin = None
-    for rec in trace.records(sources=[source], end_wall_ns=end_ns):
+    for rec in trace.records(sources=[source], start_wall_ns=read_from, end_wall_ns=end_ns):
         in_window = start_ns is None or rec.wall_ns >= start_ns
         series = by_entity.get(rec.entity)
         if series is None:
@@ -250,14 +272,7 @@ def build_timeline(trace: "Trace", *, source: str | None = None, entities: Itera
         if in_window and origin is None:
             origin = rec.mono_ns - (rec.wall_ns - start_ns if start_ns is not None else 0)
         series.add(rec.mono_ns, row_of(rec.fields), _status(rec.error), in_window)
-    if origin is None:
-        raise ReplayError(f"no GPU record of {trace.path} lies in the window",
-                          "Widen --start/--end; +5m counts from the first record, -5m back from the last.")
-    for device in devices:
-        device.series.times = array("q", (np.frombuffer(device.series.times, dtype=np.int64) - origin).tobytes())
-    last = max((d.series.times[-1] for d in devices if len(d.series.times)), default=0)
-    return Timeline(source, devices, len(gpus), *versions, end_ns=max(last, 0),
-                    period_ns=max(last, 0) + _interval_ns(devices, trace.manifest))
+    return devices, versions, origin
 
 
 def _choose_source(trace: "Trace", source: str | None) -> str:
@@ -309,7 +324,9 @@ def _devices(trace: "Trace", source: str, numbers: list[int]) -> tuple[list[_Dev
     manifest = trace.manifest
     identity, options = _reader(manifest, source)
     known = {g.get("index"): g for g in identity.get("gpus") or manifest.get("gpus") or [] if isinstance(g, dict)}
-    key = f"{(manifest.get('host') or {}).get('hostname')}|{(manifest.get('start') or {}).get('wall_ns')}"
+    # placeholders derive from the recording host and start (an imported trace: its first record)
+    start = (manifest.get("start") or {}).get("wall_ns") or trace.time_span()[0]
+    key = f"{(manifest.get('host') or {}).get('hostname')}|{start}"
     processes = source == "nvml" and str(options.get("processes", "1")).strip().lower() not in ("0", "false", "no", "off")
     entity_names = {e for s, e in trace.entities() if s == source}
     gpus, migs = [], []
@@ -395,10 +412,17 @@ _TOTAL, _FREE, _USED, _RESERVED = (_SLOT[n] for n in ("memory.total", "memory.fr
 
 def _dcgm_row(fields: dict) -> list[int]:
     row = [NONE] * len(FIELDS)
+    get = fields.get
     for slot, candidates in _dcgm_plan():
         for key, scale in candidates:
-            value = fields.get(key)
-            if value is not None and (number := _number(value, scale)) != NONE:
+            value = get(key)
+            if value is None:
+                continue
+            if type(value) is int and type(scale) is int:  # most DCGM fields: exact, no rounding
+                number = value * scale if -(2**63) < value * scale < 2**63 else NONE
+            else:
+                number = _number(value, scale)
+            if number != NONE:
                 row[slot] = number
                 break
     if row[_TOTAL] == NONE and row[_FREE] != NONE and row[_USED] != NONE:  # DCGM: total = free + used + reserved
@@ -425,6 +449,11 @@ def _process(fields: dict, gpu: int, pid: int, instances: dict[tuple[int, int], 
                       instance, compute)
 
 
+def _manifest_interval_ns(manifest: dict) -> int:
+    seconds = manifest.get("interval_seconds")
+    return int(seconds * 1e9) if isinstance(seconds, (int, float)) and seconds > 0 else 10**9
+
+
 def _interval_ns(devices: list[_Device], manifest: dict) -> int:
     """The recording's sampling interval: the median step of a GPU's samples (the gap between loop passes)."""
     for device in devices:
@@ -432,5 +461,4 @@ def _interval_ns(devices: list[_Device], manifest: dict) -> int:
         steps = [b - a for a, b in zip(times, times[1:]) if b > a]
         if steps:
             return int(median(steps))
-    seconds = manifest.get("interval_seconds")
-    return int(seconds * 1e9) if isinstance(seconds, (int, float)) and seconds > 0 else 10**9
+    return _manifest_interval_ns(manifest)

@@ -428,3 +428,31 @@ for i in range(N.nvmlDeviceGetCount()):
 
     assert got["0"] == [[1, 1], [0, 0, memory("mig:0:0")], [1, 1, memory("mig:0:1")], 6, 6, 6, 6, 6]
     assert got["1"] == [[1, 1], [8, 8, memory("mig:1:8")], 6, 6, 6, 6, 6, 6]
+
+
+def test_window_deep_into_a_trace(tmp_path):
+    """--start far into a trace reads from a minute before it; a GPU silent in that minute still
+    answers its last earlier sample. An imported trace serves placeholders for names and UUIDs."""
+    from telemrec.record import RawRecord
+    from telemrec.trace import TraceWriter
+    from telemrec.trace.importer import import_manifest
+
+    trace = str(tmp_path / "long.h5")
+    writer = TraceWriter(trace, import_manifest("test"))
+    for i in range(400):  # 200 s at 0.5 s; gpu1 reports only in the first 10 s and from 195 s on
+        t = i * 500_000_000
+        records = [RawRecord(10**12 + t, 1_795_000_000 * 10**9 + t, "gpu0", {"power.usage": 1000 + i}, "nvml", "")]
+        if i < 20 or i >= 390:
+            records.append(RawRecord(10**12 + t + 1000, 1_795_000_000 * 10**9 + t + 1000, "gpu1",
+                                     {"power.usage": 5000 + i}, "nvml", ""))
+        writer.write(records)
+    writer.close()
+    code = '''
+out["power"] = [N.nvmlDeviceGetPowerUsage(N.nvmlDeviceGetHandleByIndex(i)) for i in range(2)]
+out["names"] = [N.nvmlDeviceGetName(N.nvmlDeviceGetHandleByIndex(i)) for i in range(2)]
+out["uuids"] = [N.nvmlDeviceGetUUID(N.nvmlDeviceGetHandleByIndex(i)) for i in range(2)]
+'''
+    got = probe(trace, code, tmp_path / "a", at=0.1, start="+150.2s")
+    assert got["power"] == [1000 + 300, 5000 + 19]
+    assert got["names"] == ["NVIDIA GPU (replayed)"] * 2 and len(set(got["uuids"])) == 2
+    assert probe(trace, code, tmp_path / "b", at=0.1, start="+196.2s")["power"] == [1000 + 392, 5000 + 392]
