@@ -21,7 +21,8 @@ builtin that matches their meaning, so ``except FileNotFoundError`` keeps workin
     │   └── TraceWriteError(OSError)              disk full, permission denied, ...
     ├── RecordError(ValueError)                   a record violates the RawRecord contract
     ├── ReplayError                               replay options that do not fit the trace
-    └── IntegrationUnavailableError(ImportError)  an integration's optional extra is not installed
+    ├── IntegrationUnavailableError(ImportError)  an integration's optional extra is not installed
+    └── ReplayUnavailableError(RuntimeError)      a replay backend cannot run here (library not built)
 
 Warnings: ``TelemrecWarning`` and its child ``TelemrecPluginWarning`` (a broken
 third-party reader entry point).
@@ -38,6 +39,7 @@ __all__ = [
     "ReaderUnavailableError",
     "RecordError",
     "ReplayError",
+    "ReplayUnavailableError",
     "SourceError",
     "SourceParseError",
     "TelemrecError",
@@ -148,6 +150,10 @@ class ReplayError(TelemrecError, ValueError):
 
 class IntegrationUnavailableError(TelemrecError, ImportError):
     """An integration needs a package its optional extra installs (``pip install 'telemrec[EXTRA]'``)."""
+
+
+class ReplayUnavailableError(TelemrecError, RuntimeError):
+    """A replay backend cannot run on this installation (e.g. the replay NVML library was not built)."""
 
 
 class TelemrecWarning(UserWarning):

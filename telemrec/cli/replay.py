@@ -13,10 +13,14 @@ from telemrec.cli._common import check_output, reported_errors
 EXIT_INTERRUPTED = 130
 # --as NAME: the module whose run_as(trace, command, speed=, start=, end=, loop=, entities=, fields=, sources=)
 # runs COMMAND against the stand-in and returns its exit status
-_AS = {"dcgmi": "telemrec.emulate.dcgmi"}
+_AS = {"nvml": "telemrec.emulate.nvml", "dcgmi": "telemrec.emulate.dcgmi"}
+
+# --as NAME -> the module whose replay_into(trace, command=..., <the options below>) runs COMMAND
+BACKENDS = {"nvml": "telemrec.emulate.nvml"}
 
 
 def replay_command(
+    ctx: typer.Context,
     trace: str = typer.Argument(..., help="Trace to replay (written by `telemrec record` or `import`)."),
     speed: str = typer.Option("1", "--speed", "-x",
                               help="1 = real time (default), 10 = ten times faster, 0.5 = half speed, "
@@ -45,8 +49,13 @@ def replay_command(
     """Replay a trace as JSON lines (docs/jsonl.md), exactly as recorded, in real time by default.
 
     `telemrec replay run.h5 --speed max | telemrec import - -o copy.h5` copies a trace record for record.
-    `telemrec replay run.h5 --as dcgmi -- kempnerpulse --backend dcgm` runs a consumer against the trace.
+    `telemrec replay run.h5 --as nvml -- gpustat` or `--as dcgmi -- kempnerpulse --backend dcgm` runs a consumer
+    against the trace (exits with its status).
     """
+    if as_ is not None:
+        _replay_into(as_, trace, list(ctx.args), speed=speed, start=start, end=end, loop=loop, entities=entity,
+                     sources=source_name, fields=field, rebase_now=rebase_now, output=output)
+        return
     from telemrec.readers.replay import Replay
     from telemrec.trace import open_trace
 
@@ -162,4 +171,4 @@ def _report_state(trace) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay_command)
+    app.command("replay", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(replay_command)

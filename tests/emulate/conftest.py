@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from telemrec.testing.fake_nvml import training_job
 from telemrec.trace import open_trace
+
+from .nvml_helpers import mig_and_processes, write_nvml_trace
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_traces"
 MIG_CAPTURE_ARGS = ["--fake-gpus", "2", "--fake-mig", "0:2:1", "--fake-time-scale", "0", "dmon", "-c", "20",
@@ -90,3 +93,13 @@ def ticks_of(records):
     if current:
         ticks.append(current)
     return ticks
+
+
+@pytest.fixture(scope="session")
+def rich_trace(tmp_path_factory) -> str:
+    return write_nvml_trace(str(tmp_path_factory.mktemp("nvml") / "rich.h5"), mig_and_processes(), ticks=30)
+
+
+@pytest.fixture(scope="session")
+def training_trace(tmp_path_factory) -> str:
+    return write_nvml_trace(str(tmp_path_factory.mktemp("nvml") / "training.h5"), training_job(2), ticks=30)
