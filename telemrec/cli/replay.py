@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import check_output, reported_errors
+from telemrec.cli._common import Command, check_output, reported_errors
 
 EXIT_INTERRUPTED = 130
 
@@ -21,11 +21,14 @@ def replay_command(
                                         help="Window start: ISO 8601 (2026-03-02T01:00:00Z), +5m after the first "
                                              "record, or -5m before the last."),
     end: Optional[str] = typer.Option(None, "--end", help="Window end (exclusive), same forms as --start."),
-    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s",
-                                                    help="Only records of this source/reader (repeatable)."),
-    entity: Optional[List[str]] = typer.Option(None, "--entity", "-e",
+    readers: Optional[List[str]] = typer.Option(None, "--reader", "-r", metavar="NAME",
+                                                help="Only records of this reader: record source or reader label, "
+                                                     "glob (repeatable)."),
+    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s", hidden=True,
+                                                    help="Deprecated spelling of --reader."),
+    entity: Optional[List[str]] = typer.Option(None, "--entity", "-e", metavar="NAME",
                                                help="Only this entity; glob patterns such as 'gpu*' (repeatable)."),
-    field: Optional[List[str]] = typer.Option(None, "--field", "-f",
+    field: Optional[List[str]] = typer.Option(None, "--field", "-f", metavar="NAME",
                                               help="Only this field; records without any chosen field are "
                                                    "skipped unless they carry an error (repeatable, globs)."),
     loop: str = typer.Option("1", "--loop",
@@ -33,6 +36,9 @@ def replay_command(
     rebase_now: bool = typer.Option(False, "--rebase-now",
                                     help="Shift mono and wall timestamps so the first record is stamped now."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write JSON lines here instead of stdout."),
+    manifest: bool = typer.Option(True, "--manifest/--no-manifest",
+                                  help="Start with the trace's manifest as a header line (docs/jsonl.md), which "
+                                       "`telemrec import` keeps."),
 ) -> None:
     """Replay a trace as JSON lines (docs/jsonl.md), exactly as recorded, in real time by default.
 
@@ -42,15 +48,22 @@ def replay_command(
     from telemrec.trace import open_trace
 
     with reported_errors():
+        if source_name:
+            typer.echo("telemrec: warning: --source-name/-s is deprecated: use --reader/-r (as export and summary "
+                       "do; -s is a reader's source in record and read)", err=True)
+            readers = [*(readers or []), *source_name]
         if output is not None:
             check_output(output)
         trace_obj = open_trace(trace)
         try:
             _report_state(trace_obj)
             replay = Replay(trace_obj, speed=speed, start=start, end=end, entities=entity, fields=field,
-                            sources=source_name, loop=loop, rebase_now=rebase_now)
+                            readers=readers, loop=loop, rebase_now=rebase_now)
             out = _Output(output)
             try:
+                if manifest:
+                    whole = not (start or end or entity or field or readers or rebase_now) and replay.loop == 1
+                    out.write_header(_header_manifest(trace_obj, whole))
                 paced = replay.speed is not None
                 for group in replay.paced():
                     out.write(group, flush=paced)
@@ -98,6 +111,16 @@ class _Output:
         except OSError as exc:
             self._failed(exc)
 
+    def write_header(self, manifest: dict) -> None:
+        from telemrec.jsonl import dumps_header
+
+        try:
+            self.stream.write(dumps_header(manifest) + "\n")
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._failed(exc)
+
     def close(self) -> None:
         try:
             self._close()
@@ -111,6 +134,15 @@ class _Output:
 
         raise TelemrecError(f"writing {self.name} failed: {exc.strerror or exc}",
                             "Free disk space or write elsewhere with -o.") from exc
+
+
+def _header_manifest(trace, whole: bool) -> dict:
+    """The manifest for the header line. Its stats, start and stop describe the whole recording:
+    a selection, loop or rebase leaves them out (the importer then takes them from the records)."""
+    manifest = dict(trace.manifest)
+    if not whole:
+        manifest.update({"stats": {}, "start": None, "stop": None})
+    return manifest
 
 
 def _report_state(trace) -> None:
@@ -129,4 +161,4 @@ def _report_state(trace) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("replay")(replay_command)
+    app.command("replay", cls=Command)(replay_command)
