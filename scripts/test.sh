@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install telemrec with its test extras into .venv (plus the Debian package the integration
-# test needs) and run the whole test suite. `.ci/run` runs exactly this.
+# Install telemrec with its test extras into .venv (plus the Debian packages the integration
+# tests need), smoke-test its wheel (scripts/wheel_smoke.sh) and run the whole test suite.
+# `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/debian_packages.sh
@@ -9,6 +10,8 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -c "from telemrec.analysis._fastread import DECODER; print('load() decodes with:', DECODER)"
+# what `pip install telemrec` gives a user: the wheel, in a throwaway venv, every reader and command
+bash scripts/wheel_smoke.sh .venv/bin/python
 export MPLBACKEND=Agg
 # the suite checks the compiled decoder against the NumPy kernels: it must have been built
 export TELEMREC_REQUIRE_COMPILED=1
