@@ -217,7 +217,7 @@ class Replay:
             raise UsageError(f"end ({_format_ns(self.end_wall_ns)}) is not after "
                              f"start ({_format_ns(self.start_wall_ns)})",
                              "The window is [start, end): give an end later than the start.")
-        self.sources = self._resolve_sources(parse_names(_readers_argument(readers, sources)))
+        self.sources = self._resolve_sources(parse_names(_readers_argument(readers, sources, warn=False)))
         self.entities = self._resolve("entity", parse_names(entities),
                                       sorted({e for s, e in self._entities if self._source_ok(s)}))
         self.fields = self._resolve("field", parse_names(fields),
@@ -399,16 +399,18 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "") if names else "nothing"
 
 
-def _readers_argument(readers: Any, sources: Any) -> Any:
-    """``readers``, or the deprecated ``sources`` it replaces (one name across record, replay, load and export)."""
+def _readers_argument(readers: Any, sources: Any, *, warn: bool = True) -> Any:
+    """``readers``, or the deprecated ``sources`` it replaces (one name across record, replay, load and
+    export). ``Replay`` itself takes both without a warning: telemrec's own modules build it."""
     if sources is None:
         return readers
     import warnings
 
     if readers is not None:
         raise UsageError("readers and sources both given", "Give readers only: sources is its deprecated spelling.")
-    warnings.warn("replay's sources= is deprecated: use readers= (the same name load, summary and export use)",
-                  DeprecationWarning, stacklevel=3)
+    if warn:
+        warnings.warn("replay's sources= is deprecated: use readers= (the same name load, summary and export use)",
+                      DeprecationWarning, stacklevel=3)
     return sources
 
 
@@ -476,6 +478,8 @@ class ReplayReader(BaseReader):
                               cause=type(exc).__name__) from exc
         try:
             opts = dict(config.options)
+            if "sources" in opts:
+                opts["sources"] = _readers_argument(opts.pop("readers", None), opts["sources"])
             self._replay = Replay(self._trace, fallback_interval_ns=int(config.interval * 1e9),
                                   clock=self._clock, wall_clock=self._wall_clock, sleep=self._sleep, **opts)
             self._caps = self._build_caps()

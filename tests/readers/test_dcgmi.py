@@ -594,16 +594,3 @@ def test_a_changed_header_mid_run_raises_once_then_ends(fake_bin):
         assert proc.signals == [signal.SIGINT] and reader.read() is None
     finally:
         reader.close()
-
-
-def test_field_449_carries_the_name_dcgm_exporter_and_kempnerpulse_use():
-    info = field_table()[449]
-    assert (info.name, info.deprecated_alias) == ("DCGM_FI_DEV_NVLINK_THROUGHPUT_TOTAL",
-                                                  "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL")
-    reader = DcgmiReader()
-    reader.open(ReaderConfig(source=str(FIXTURES / "dmon_8gpu_16ticks.txt")))
-    try:
-        described = reader.caps.descriptions["DCGM_FI_DEV_NVLINK_THROUGHPUT_TOTAL"]
-    finally:
-        reader.close()
-    assert described == "[449] NVLink throughput, all links (before DCGM 4: DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL)"
