@@ -59,7 +59,9 @@ def test_info_summary_and_check_report_error_records(tmp_path, cli):
 
 
 def test_a_clean_trace_says_so(node_trace, cli):
-    assert "errors       none (no record carries an error)" in cli("info", node_trace).stdout
+    info = cli("info", node_trace).stdout
+    assert "errors       none (no record carries an error)" in info
+    assert "source=None" not in info and "reader       psutil: psutil source=- " in info
     assert "errors" not in cli("check", node_trace).stdout.replace("0 errors", "")
 
 
