@@ -8,19 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import check_output, reported_errors
+from telemrec.cli._common import Command, check_output, reported_errors
 
 EXIT_INTERRUPTED = 130
 # --as NAME: the module whose run_as(trace, command, speed=, start=, end=, loop=, entities=, fields=, sources=)
 # runs COMMAND against the stand-in and returns its exit status
 _AS = {"nvml": "telemrec.emulate.nvml", "dcgmi": "telemrec.emulate.dcgmi"}
 
-# --as NAME -> the module whose replay_into(trace, command=..., <the options below>) runs COMMAND
-BACKENDS = {"nvml": "telemrec.emulate.nvml"}
-
 
 def replay_command(
-    ctx: typer.Context,
     trace: str = typer.Argument(..., help="Trace to replay (written by `telemrec record` or `import`)."),
     speed: str = typer.Option("1", "--speed", "-x",
                               help="1 = real time (default), 10 = ten times faster, 0.5 = half speed, "
@@ -29,11 +25,14 @@ def replay_command(
                                         help="Window start: ISO 8601 (2026-03-02T01:00:00Z), +5m after the first "
                                              "record, or -5m before the last."),
     end: Optional[str] = typer.Option(None, "--end", help="Window end (exclusive), same forms as --start."),
-    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s",
-                                                    help="Only records of this source/reader (repeatable)."),
-    entity: Optional[List[str]] = typer.Option(None, "--entity", "-e",
+    readers: Optional[List[str]] = typer.Option(None, "--reader", "-r", metavar="NAME",
+                                                help="Only records of this reader: record source or reader label, "
+                                                     "glob (repeatable)."),
+    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s", hidden=True,
+                                                    help="Deprecated spelling of --reader."),
+    entity: Optional[List[str]] = typer.Option(None, "--entity", "-e", metavar="NAME",
                                                help="Only this entity; glob patterns such as 'gpu*' (repeatable)."),
-    field: Optional[List[str]] = typer.Option(None, "--field", "-f",
+    field: Optional[List[str]] = typer.Option(None, "--field", "-f", metavar="NAME",
                                               help="Only this field; records without any chosen field are "
                                                    "skipped unless they carry an error (repeatable, globs)."),
     loop: str = typer.Option("1", "--loop",
@@ -45,6 +44,9 @@ def replay_command(
                                           help="Run COMMAND (after --) against a stand-in that answers from the "
                                                f"trace: {', '.join(_AS)} (docs/replay/)."),
     command: Optional[List[str]] = typer.Argument(None, help="With --as: the command to run, after --."),
+    manifest: bool = typer.Option(True, "--manifest/--no-manifest",
+                                  help="Start with the trace's manifest as a header line (docs/jsonl.md), which "
+                                       "`telemrec import` keeps."),
 ) -> None:
     """Replay a trace as JSON lines (docs/jsonl.md), exactly as recorded, in real time by default.
 
@@ -52,17 +54,17 @@ def replay_command(
     `telemrec replay run.h5 --as nvml -- gpustat` or `--as dcgmi -- kempnerpulse --backend dcgm` runs a consumer
     against the trace (exits with its status).
     """
-    if as_ is not None:
-        _replay_into(as_, trace, list(ctx.args), speed=speed, start=start, end=end, loop=loop, entities=entity,
-                     sources=source_name, fields=field, rebase_now=rebase_now, output=output)
-        return
     from telemrec.readers.replay import Replay
     from telemrec.trace import open_trace
 
     with reported_errors():
+        if source_name:
+            typer.echo("telemrec: warning: --source-name/-s is deprecated: use --reader/-r (as export and summary "
+                       "do; -s is a reader's source in record and read)", err=True)
+            readers = [*(readers or []), *source_name]
         if as_tool is not None or command:
             raise typer.Exit(_run_as(as_tool, trace, command or [], speed=speed, start=start, end=end, loop=loop,
-                                     entities=entity, fields=field, sources=source_name, output=output,
+                                     entities=entity, fields=field, sources=readers, output=output,
                                      rebase_now=rebase_now))
         if output is not None:
             check_output(output)
@@ -70,9 +72,12 @@ def replay_command(
         try:
             _report_state(trace_obj)
             replay = Replay(trace_obj, speed=speed, start=start, end=end, entities=entity, fields=field,
-                            sources=source_name, loop=loop, rebase_now=rebase_now)
+                            readers=readers, loop=loop, rebase_now=rebase_now)
             out = _Output(output)
             try:
+                if manifest:
+                    whole = not (start or end or entity or field or readers or rebase_now) and replay.loop == 1
+                    out.write_header(_header_manifest(trace_obj, whole))
                 paced = replay.speed is not None
                 for group in replay.paced():
                     out.write(group, flush=paced)
@@ -140,6 +145,16 @@ class _Output:
         except OSError as exc:
             self._failed(exc)
 
+    def write_header(self, manifest: dict) -> None:
+        from telemrec.jsonl import dumps_header
+
+        try:
+            self.stream.write(dumps_header(manifest) + "\n")
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._failed(exc)
+
     def close(self) -> None:
         try:
             self._close()
@@ -153,6 +168,15 @@ class _Output:
 
         raise TelemrecError(f"writing {self.name} failed: {exc.strerror or exc}",
                             "Free disk space or write elsewhere with -o.") from exc
+
+
+def _header_manifest(trace, whole: bool) -> dict:
+    """The manifest for the header line. Its stats, start and stop describe the whole recording:
+    a selection, loop or rebase leaves them out (the importer then takes them from the records)."""
+    manifest = dict(trace.manifest)
+    if not whole:
+        manifest.update({"stats": {}, "start": None, "stop": None})
+    return manifest
 
 
 def _report_state(trace) -> None:
@@ -171,4 +195,5 @@ def _report_state(trace) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("replay", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(replay_command)
+    app.command("replay", cls=Command, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(
+        replay_command)

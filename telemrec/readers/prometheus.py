@@ -336,7 +336,15 @@ class PrometheusReader(BaseReader):
     name = "prometheus"
     description = "Prometheus exposition format from an exporter URL (dcgm-exporter, node_exporter) or a file"
     source_help = "http(s) URL of a /metrics endpoint (e.g. http://localhost:9400/metrics) or a file path"
-    OPTIONS = ("entity_labels", "identity_labels", "timeout", "max_bytes", "once")
+    options = {
+        "entity_labels": f"comma-separated labels that name the entity (default {','.join(DEFAULT_ENTITY_LABELS)})",
+        "identity_labels": f"comma-separated labels kept as identity while constant "
+                           f"(default {','.join(DEFAULT_IDENTITY_LABELS)})",
+        "timeout": f"seconds a scrape may take (default {DEFAULT_TIMEOUT:g})",
+        "max_bytes": f"largest response read (default {DEFAULT_MAX_BYTES})",
+        "once": "true: one scrape, then the reader ends (default false: a scrape every tick)",
+    }
+    OPTIONS = tuple(options)
 
     def __init__(self, fetch: Callable[[str, float, int], bytes] | None = None) -> None:
         super().__init__()
