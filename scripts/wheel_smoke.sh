@@ -128,6 +128,12 @@ else  # without the [parquet] extra: one clear error line
 fi
 run "$T" export rec.h5 --format hdf5 -o plain.h5
 run "$T" export rec.h5 --format jumper -o session.zip
+run "$T" export "$SAMPLES/v2/dcgmi_synthetic.h5" --format dmon -o dmon.txt
+run "$T" export "$SAMPLES/v2/dcgmi_synthetic.h5" --format openmetrics -o metrics.om
+run "$T" replay "$SAMPLES/v2/dcgmi_synthetic.h5" --speed max --as dcgmi -- dcgmi discovery -l
+grep -q "GPU" "$WORK/out" || fail "replay --as dcgmi"
+run "$T" serve "$SAMPLES/v2/nvml_synthetic.h5" --listen 127.0.0.1:0 --speed 200
+run "$T" integrations cjm-manifest --help
 run "$T" replay rec.h5 --speed max -o rec.jsonl
 run "$T" import rec.jsonl -o copy.h5
 run "$T" info copy.h5; grep -q "ticks [1-9]" "$WORK/out" || fail "replay | import lost the manifest"

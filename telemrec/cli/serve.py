@@ -21,8 +21,11 @@ def serve_command(
                                              "or -5m before the last."),
     end: Optional[str] = typer.Option(None, "--end", help="Trace time to stop at (exclusive), same forms as --start."),
     loop: str = typer.Option("1", "--loop", help="Passes over the trace: N or forever."),
-    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s",
-                                                    help="Only records of this source/reader (repeatable)."),
+    readers: Optional[List[str]] = typer.Option(None, "--reader", "-r", metavar="NAME",
+                                                help="Only records of this reader: record source or reader label, "
+                                                     "glob (repeatable)."),
+    source_name: Optional[List[str]] = typer.Option(None, "--source-name", "-s", hidden=True,
+                                                    help="Deprecated spelling of --reader."),
     entity: Optional[List[str]] = typer.Option(None, "--entity", "-e", help="Only this entity; globs (repeatable)."),
     field: Optional[List[str]] = typer.Option(None, "--field", "-f", help="Only this field; globs (repeatable)."),
 ) -> None:
@@ -37,8 +40,11 @@ def serve_command(
     from telemrec.emulate.prometheus import serve
 
     with reported_errors():
+        if source_name:
+            typer.echo("telemrec: warning: --source-name/-s is deprecated: use --reader/-r", err=True)
+            readers = [*(readers or []), *source_name]
         scrapes = serve(trace, listen, speed=speed, start=start, end=end, loop=loop, entities=entity, fields=field,
-                        sources=source_name)
+                        sources=readers)
         typer.echo(f"telemrec: served {scrapes} scrape{'' if scrapes == 1 else 's'} of {trace}", err=True)
 
 
