@@ -239,12 +239,12 @@ def test_dcgmi_trace_recorded_back_through_nvml(tmp_path):
 def test_cli_errors_are_typed_with_hints(tmp_path, cli):
     trace = os.path.join(SAMPLES, "nvml_synthetic.h5")
     cases = [
-        (["replay", trace, "--as", "nvml"], "needs a command to run"),
+        (["replay", trace, "--as", "nvml"], "needs the command to run"),
         (["replay", trace, "--as", "nvml", "--speed", "max", "--", "true"], "needs a speed factor"),
         (["replay", trace, "--as", "nvml", "--field", "pstate", "--", "true"], "--field does not apply"),
         (["replay", trace, "--as", "nvml", "-e", "gpu7", "--", "true"], "matches none of the GPUs"),
-        (["replay", trace, "--as", "nvm", "--", "true"], "is not a replay backend"),
-        (["replay", trace, "--", "true"], "runs only with --as"),
+        (["replay", trace, "--as", "nvm", "--", "true"], "is not a tool telemrec stands in for"),
+        (["replay", trace, "--", "true"], "was given without --as"),
         (["replay", os.path.join(SAMPLES, "psutil_workload.h5"), "--as", "nvml", "--", "true"], "holds no GPU records"),
         (["replay", trace, "--as", "nvml", "--", str(tmp_path / "missing")], "cannot start"),
     ]
