@@ -4,6 +4,10 @@
   and decoded, format 1/2 chunks decoded, with libdeflate (MIT, vendored in
   third_party/libdeflate, see its README.md). ``optional=True``: without a C compiler the
   install still succeeds and telemrec uses the NumPy codec, which gives the same bits, more slowly.
+- ``telemrec/emulate/libnvidia-ml.so.1``: the replay NVML library (C, no driver, no
+  HDF5) that ``telemrec replay TRACE --as nvml`` puts first in COMMAND's loader path.
+  Built as an optional extension too: without a C compiler the rest installs and
+  ``--as nvml`` fails with ReplayUnavailableError and a hint.
 - ``schemas/`` (the manifest schemas, kept at the top of the repository) ship
   inside the wheel as ``telemrec/schemas``.
 """
@@ -14,6 +18,7 @@ import shutil
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,6 +32,18 @@ class BuildPyWithSchemas(build_py):
             target = os.path.join(self.build_lib, "telemrec", "schemas")
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(os.path.join(HERE, "schemas"), target)
+
+
+class BuildExtNamingLibraries(build_ext):
+    """Plain shared libraries among the extensions get their own file names, not a Python module's."""
+
+    LIBRARIES = {"telemrec.emulate._nvml_replay": "libnvidia-ml.so.1"}
+
+    def get_ext_filename(self, fullname):
+        for dotted, filename in self.LIBRARIES.items():
+            if fullname in (dotted, dotted.rsplit(".", 1)[1]):
+                return os.path.join(*fullname.split(".")[:-1], filename)
+        return super().get_ext_filename(fullname)
 
 
 extensions = []
@@ -44,5 +61,14 @@ if os.name == "posix" and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
         # a process may have loaded globally (libdeflate marks its API for export)
         extra_link_args=["-Wl,-Bsymbolic"] if sys.platform.startswith("linux") else [],
         optional=True))
+if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
+    extensions.append(Extension(
+        "telemrec.emulate._nvml_replay",
+        ["telemrec/emulate/nvml_replay.c", "telemrec/emulate/nvml_replay_queries.c"],
+        depends=["telemrec/emulate/nvml_replay.h"],
+        # only the NVML entry points are exported; the soname is the one programs linked with -lnvidia-ml ask for
+        extra_compile_args=["-O2", "-fvisibility=hidden", "-pthread"],
+        extra_link_args=["-pthread", "-Wl,-soname,libnvidia-ml.so.1"],
+        optional=True))
 
-setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas})
+setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas, "build_ext": BuildExtNamingLibraries})

@@ -20,7 +20,9 @@ builtin that matches their meaning, so ``except FileNotFoundError`` keeps workin
     │   ├── TraceInProgressError                  a recorder still holds the trace
     │   └── TraceWriteError(OSError)              disk full, permission denied, ...
     ├── RecordError(ValueError)                   a record violates the RawRecord contract
-    └── ReplayError                               replay options that do not fit the trace
+    ├── ReplayError                               replay options that do not fit the trace
+    ├── IntegrationUnavailableError(ImportError)  an integration's optional extra is not installed
+    └── ReplayUnavailableError(RuntimeError)      a replay backend cannot run here (library not built)
 
 Warnings: ``TelemrecWarning`` and its child ``TelemrecPluginWarning`` (a broken
 third-party reader entry point).
@@ -29,6 +31,7 @@ third-party reader entry point).
 from __future__ import annotations
 
 __all__ = [
+    "IntegrationUnavailableError",
     "ManifestValidationError",
     "ReaderClosedError",
     "ReaderError",
@@ -36,6 +39,7 @@ __all__ = [
     "ReaderUnavailableError",
     "RecordError",
     "ReplayError",
+    "ReplayUnavailableError",
     "SourceError",
     "SourceParseError",
     "TelemrecError",
@@ -142,6 +146,14 @@ class RecordError(TelemrecError, ValueError):
 
 class ReplayError(TelemrecError, ValueError):
     """Replay options do not fit the trace."""
+
+
+class IntegrationUnavailableError(TelemrecError, ImportError):
+    """An integration needs a package its optional extra installs (``pip install 'telemrec[EXTRA]'``)."""
+
+
+class ReplayUnavailableError(TelemrecError, RuntimeError):
+    """A replay backend cannot run on this installation (e.g. the replay NVML library was not built)."""
 
 
 class TelemrecWarning(UserWarning):

@@ -5,6 +5,11 @@ Keys: ``mono_ns``, ``wall_ns``, ``entity``, ``source``, ``source_version``,
 bare tokens ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json module reads
 and writes them). Floats are always written with a decimal point or exponent, so
 1 and 1.0 stay distinct.
+
+A stream may start with one header line ``{"telemrec_manifest": {...}}``: the manifest of the
+trace the records come from (``telemrec replay`` writes it), so that ``telemrec import`` keeps
+the host, interval, readers and their caps. ``read_stream`` returns it; ``iter_records``
+skips it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from typing import IO, Iterable, Iterator
 from telemrec.errors import RecordError
 from telemrec.record import RawRecord, validate_record
 
-__all__ = ["dump_record", "dumps_record", "iter_records", "loads_record"]
+__all__ = ["HEADER_KEY", "dump_record", "dumps_header", "dumps_record", "iter_records", "loads_record", "read_stream"]
 
+HEADER_KEY = "telemrec_manifest"
 KEYS = ("mono_ns", "wall_ns", "entity", "source", "source_version", "fields", "error")
 _encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=True, separators=(",", ":"))
 
@@ -31,6 +37,45 @@ def dumps_record(rec: RawRecord) -> str:
         "fields": dict(rec.fields),
         "error": rec.error,
     })
+
+
+def dumps_header(manifest: dict) -> str:
+    """The header line: the manifest of the trace the records that follow come from."""
+    return json.dumps({HEADER_KEY: manifest}, ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=str)
+
+
+def _header(line: str, lineno: int) -> dict | None:
+    """The manifest if ``line`` is a header line, else None (cheap for records: no parse)."""
+    if not line.lstrip().startswith('{"' + HEADER_KEY + '"'):
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"line {lineno}: a manifest header that is not valid JSON ({exc.msg} at column {exc.colno})",
+                          "Write the header with telemrec.jsonl.dumps_header, or drop it.") from exc
+    if not isinstance(obj, dict) or set(obj) != {HEADER_KEY} or not isinstance(obj[HEADER_KEY], dict):
+        raise RecordError(f"line {lineno}: a header line holds exactly one key, {HEADER_KEY!r}, whose value is "
+                          "the manifest object", "See docs/jsonl.md.")
+    if lineno != 1:
+        raise RecordError(f"line {lineno}: a manifest header after the first line",
+                          "Only the first line of a stream may be a header (concatenated streams: drop later headers).")
+    return obj[HEADER_KEY]
+
+
+def read_stream(lines: Iterable[str]) -> tuple[dict | None, Iterator[RawRecord]]:
+    """(the header's manifest or None, the records), reading lazily."""
+    it = iter(lines)
+    first = next(it, None)
+    if first is None:
+        return None, iter(())
+    manifest = _header(first, 1)
+    rest = it if manifest is not None else _chain_first(first, it)
+    return manifest, _records(rest, 2 if manifest is not None else 1)
+
+
+def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
 
 
 def dump_record(rec: RawRecord, out: IO[str]) -> None:
@@ -72,7 +117,13 @@ def loads_record(line: str, lineno: int | None = None) -> RawRecord:
 
 
 def iter_records(lines: Iterable[str]) -> Iterator[RawRecord]:
-    """Parse JSON lines lazily; blank lines are skipped; errors name the line."""
-    for lineno, line in enumerate(lines, 1):
+    """Parse JSON lines lazily; blank lines and a header on the first line are skipped; errors name the line."""
+    return read_stream(lines)[1]
+
+
+def _records(lines: Iterable[str], first_lineno: int) -> Iterator[RawRecord]:
+    for lineno, line in enumerate(lines, first_lineno):
         if line.strip():
+            if _header(line, lineno) is not None:  # raises: a header only comes first
+                continue
             yield loads_record(line, lineno)

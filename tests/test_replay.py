@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from telemrec.errors import ReplayError, SourceError, UsageError
+from telemrec.jsonl import iter_records as jsonl_records
 from telemrec.jsonl import loads_record
 from telemrec.readers import get_reader
 from telemrec.readers.replay import Pacer, Replay, ReplayReader, iter_replay, parse_speed, parse_time
@@ -178,7 +179,7 @@ def test_caps_and_identity_come_from_the_manifest(tmp_path):
     recs = ticks(3) + [RawRecord(T0_MONO, T0_WALL, "system", {"user": 1.0, "extra": 2}, "psutil")]
     path = write_trace(tmp_path / "t.h5", recs, readers=READERS)
     reader = ReplayReader()
-    reader.open(ReaderConfig(source=path, options={"sources": "nvml"}))
+    reader.open(ReaderConfig(source=path, options={"readers": "nvml"}))
     try:
         caps = reader.caps
         identity = reader.identity()
@@ -230,7 +231,7 @@ def test_sources_entities_and_fields_select(tmp_path):
     recs.append(RawRecord(T0_MONO + 6 * STEP, T0_WALL + 6 * STEP, "gpu0", {"mem": 2}, "nvml", "", "lost"))
     recs.append(RawRecord(T0_MONO + 6 * STEP, T0_WALL + 6 * STEP, "sys", {"load": 1.5}, "psutil"))
     path = write_trace(tmp_path / "t.h5", recs)
-    assert [r.source for r in iter_replay(path, sources=["psutil"])] == ["psutil"]
+    assert [r.source for r in iter_replay(path, readers=["psutil"])] == ["psutil"]
     got = list(iter_replay(path, entities=["gpu*"]))
     assert_same(got, [r for r in recs if r.entity.startswith("gpu")])
     got = list(iter_replay(path, entities="gpu1,cpu0", fields=["util"]))
@@ -245,7 +246,7 @@ def test_sources_entities_and_fields_select(tmp_path):
 @pytest.mark.parametrize("kwargs, error", [
     ({"entities": ["gpu9"]}, ReplayError),
     ({"entities": ["gpu0"], "fields": ["nope*"]}, ReplayError),
-    ({"sources": ["dcgmi"]}, ReplayError),
+    ({"readers": ["dcgmi"]}, ReplayError),
     ({"start": "+1h"}, ReplayError),
     ({"start": "+0.5s", "end": "+0.2s"}, UsageError),
     ({"start": "yesterday"}, UsageError),
@@ -267,7 +268,7 @@ def test_reader_options_are_parsed_from_strings(trace10):
     reader = ReplayReader()
     reader.open(ReaderConfig(source=trace10, options={
         "speed": "max", "start": "+0.3s", "end": "+0.5s", "entities": "gpu1", "fields": "util, mem",
-        "sources": "nvml", "loop": "2", "rebase_now": "false"}))
+        "readers": "nvml", "loop": "2", "rebase_now": "false"}))
     try:
         got = [r for b in drain(reader) for r in b]
     finally:
@@ -461,12 +462,12 @@ def test_a_recording_cut_short_replays_up_to_its_last_flush(tmp_path):
     proc = run_cli("replay", path, "--speed", "max")
     assert proc.returncode == 0, proc.stderr
     assert "not closed cleanly" in proc.stderr and "40 records" in proc.stderr
-    got = [loads_record(line) for line in proc.stdout.splitlines()]
+    got = list(jsonl_records(proc.stdout.splitlines()))
     assert_same(got, ticks(30)[:40])
     with open_trace(path) as trace:  # recovered once: now a plain, unclean trace
         assert not trace.closed_cleanly and not trace.recovered
     proc = run_cli("replay", path, "--speed", "max", "--entity", "gpu0")
-    assert "not closed cleanly" in proc.stderr and len(proc.stdout.splitlines()) == 20
+    assert "not closed cleanly" in proc.stderr and len(proc.stdout.splitlines()) == 1 + 20
 
 
 def test_a_live_recording_replays_its_flushed_records(tmp_path):
@@ -480,7 +481,7 @@ def test_a_live_recording_replays_its_flushed_records(tmp_path):
         w.close()
     assert proc.returncode == 0, proc.stderr
     assert "still being recorded" in proc.stderr
-    assert_same([loads_record(line) for line in proc.stdout.splitlines()], ticks(5))
+    assert_same(list(jsonl_records(proc.stdout.splitlines())), ticks(5))
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -494,15 +495,15 @@ def test_cli_speed_max_emits_exactly_the_recorded_records(tmp_path):
     proc = run_cli("replay", path, "--speed", "max")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    assert_same([loads_record(line) for line in proc.stdout.splitlines()], recs)
+    assert_same(list(jsonl_records(proc.stdout.splitlines())), recs)
 
 
 def test_cli_selection_flags_and_output_file(tmp_path, trace10):
     out = tmp_path / "out.jsonl"
     proc = run_cli("replay", trace10, "--speed", "max", "-o", str(out), "--start", "+0.1s", "--end", "+0.4s",
-                   "--entity", "gpu1", "--field", "util", "--source-name", "nvml", "--loop", "2")
+                   "--entity", "gpu1", "--field", "util", "--reader", "nvml", "--loop", "2")
     assert proc.returncode == 0, proc.stderr
-    got = [loads_record(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    got = list(jsonl_records(out.read_text(encoding="utf-8").splitlines()))
     assert [r.fields for r in got] == [{"util": 1.1}, {"util": 1.2}, {"util": 1.3}] * 2
     assert [r.mono_ns - T0_MONO for r in got] == [k * STEP for k in (1, 2, 3, 4, 5, 6)]
 
@@ -514,7 +515,7 @@ def test_cli_real_time_and_rebase(tmp_path):
     proc = run_cli("replay", path, "--rebase-now")
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    got = [loads_record(line) for line in proc.stdout.splitlines()]
+    got = list(jsonl_records(proc.stdout.splitlines()))
     assert len(got) == 12 and elapsed >= 0.5
     assert t0_wall <= got[0].wall_ns <= time.time_ns()
     assert [r.wall_ns - got[0].wall_ns for r in got] == [r.wall_ns - T0_WALL - 7 for r in ticks(6)]
@@ -526,13 +527,15 @@ def test_cli_ctrl_c_ends_a_forever_loop_quietly(trace10):
     proc = subprocess.Popen([sys.executable, "-m", "telemrec", "replay", trace10, "--loop", "forever"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
     try:
-        first = proc.stdout.readline()  # real time: the first instant is written (and flushed) at once
+        header = proc.stdout.readline()  # the manifest, then the first instant (real time: flushed at once)
+        first = proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+    assert header.startswith('{"telemrec_manifest":')
     assert records_identical(loads_record(first), ticks(10)[0])
 
 

@@ -99,9 +99,13 @@ def to_wall_ns(value, *, origin_ns: int | None, what: str, last_ns=None) -> int 
     datetime or pandas Timestamp (naive means UTC), or a timedelta / pandas
     Timedelta: an offset from the start of the recording, or when negative, back
     from its last sample (``last_ns``: that instant, or a function returning it).
+    A string ``"+10min"`` or ``"-5min"`` is such an offset, as on the command line
+    (``"-0s"``: the last sample).
     """
     if value is None:
         return None
+    if isinstance(value, str):
+        value = parse_offset(value, what)
     if isinstance(value, bool):
         raise UsageError(f"{what}={value!r} is not a time", "Pass a timestamp, epoch seconds/ns, or a timedelta.")
     if isinstance(value, int):
@@ -131,6 +135,32 @@ def to_wall_ns(value, *, origin_ns: int | None, what: str, last_ns=None) -> int 
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return int(ts.value)
+
+
+def nothing_matches(paths: Iterable[str], readers, entities, fields) -> UsageError:
+    """The error for a selection that matches nothing in the traces (a typo must not give an empty result)."""
+    return UsageError(f"nothing in {', '.join(str(p) for p in paths)} matches "
+                      f"readers={readers}, entities={entities}, fields={fields}",
+                      "List what a trace holds with `telemrec info --fields PATH`; patterns are globs such as 'gpu*'.")
+
+
+def parse_offset(text: str, what: str = "time"):
+    """``"+10min"`` -> Timedelta after the start, ``"-5min"`` -> FromEnd; other text unchanged."""
+    stripped = text.strip()
+    if not stripped:
+        raise UsageError(f"{what} is an empty time", "Give an ISO time, epoch seconds, +10min or -5min.")
+    if stripped[0] not in "+-":
+        return text
+    import pandas as pd
+
+    try:
+        offset = pd.Timedelta(stripped[1:])
+    except ValueError:
+        offset = pd.NaT
+    if offset is pd.NaT or offset < pd.Timedelta(0):
+        raise UsageError(f"{what}={text!r} is not an offset",
+                         "Write offsets like +90s, +10min or +2h from the start, -5min back from the end.")
+    return FromEnd(offset) if stripped[0] == "-" else offset
 
 
 def natural_key(name: str) -> tuple:

@@ -135,6 +135,8 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
         raise UsageError(f"align={align!r} is not one of {', '.join(_timeline.ALIGNS)}",
                          "Use align='tick' (rows are recorder ticks) or align='exact' (rows are distinct timestamps).")
     items, many = _expand(path)
+    if not items:
+        raise UsageError("no trace to load: the list is empty", "Pass a trace path, a list of them, a directory or a glob.")
     selection = dict(readers=_select.as_patterns(readers, "readers"), entities=_select.as_patterns(entities, "entities"),
                      fields=_select.as_patterns(fields, "fields"))
     parts = []
@@ -142,9 +144,7 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
         with _select.opened(item) as trace:
             parts.append(_load_trace(trace, selection, start, end, rates, form, resample, align))
     if not any(p.matched for p in parts) and any(v is not None for v in selection.values()):
-        raise UsageError(f"nothing in {', '.join(str(p.trace_info['path']) for p in parts)} matches "
-                         f"readers={selection['readers']}, entities={selection['entities']}, fields={selection['fields']}",
-                         "List what a trace holds with `telemrec summary PATH`; patterns are globs such as 'gpu*'.")
+        raise _select.nothing_matches((p.trace_info["path"] for p in parts), **selection)
     if not many:
         return parts[0].frame
     return _combine(parts, form)
@@ -397,7 +397,7 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
             full[pos] = values
             values = full
         data[(e.source, e.name, e.columns[k].field)] = values
-    text = pd.DataFrame(data, index=times)
+    text = _with_text(lambda **kw: pd.DataFrame(data, index=times, **kw))
     text.columns = pd.MultiIndex.from_tuples(list(data), names=_LEVELS)
     order = pd.MultiIndex.from_tuples([(e.source, e.name, c.field) for e in ents for c in e.columns], names=_LEVELS)
     return pd.concat([frame, text], axis=1, sort=False).reindex(columns=order)
@@ -465,6 +465,16 @@ def _long(ents: list[_Entity], rates: bool) -> pd.DataFrame:
     return _long_frame(pieces, has_text)
 
 
+def _with_text(build):
+    """``build()``, or ``build(dtype=object)`` when the text holds a lone surrogate (an undecodable
+    command line that psutil kept with surrogateescape): pandas' string dtype cannot encode it, a
+    Python str can, so the value comes back exactly as recorded."""
+    try:
+        return build()
+    except UnicodeEncodeError:
+        return build(dtype=object)
+
+
 def _long_frame(pieces: list, has_text: bool) -> pd.DataFrame:
     if not pieces:
         cols = {"time": _time_index(np.zeros(0, np.int64)), "source": pd.Categorical([]),
@@ -486,7 +496,8 @@ def _long_frame(pieces: list, has_text: bool) -> pd.DataFrame:
     if has_text:
         data["text"] = np.concatenate([p[3] if p[3] is not None else np.full(len(p[0]), None, object)
                                        for p in pieces])[order]
-    frame = pd.DataFrame(data)
+    frame = _with_text(lambda **kw: pd.DataFrame(
+        {k: pd.Series(v, **kw) if k == "text" else v for k, v in data.items()}))
     frame.index = pd.RangeIndex(len(frame))
     return frame
 

@@ -3,7 +3,9 @@
 Layout as ``SessionExporter`` writes it (seed-projects.md 1.6, 1.8): ``manifest.json``,
 ``perf_<level>.csv`` for the levels the trace has (``process``, ``user``, ``system``,
 ``slurm``; columns and units of JUmPER, plus ``cell_index``) and ``cell_history.csv``.
-A .zip holds the files at its root. Annotations become cells (label -> ``raw_cell``);
+A .zip holds the files at its root. A trace without psutil data (GPU readers only) gets
+a ``system`` level of the devices' columns (no CPU or memory columns: never measured); a
+trace with neither is refused. Annotations become cells (label -> ``raw_cell``);
 a trace without annotations gets one cell spanning the recording, because JUmPER
 shows nothing outside cells. ``time`` and the cells' ``start_time``/``end_time``
 are CLOCK_MONOTONIC seconds (JUmPER's perf_counter clock); ``wallclock_*`` are
@@ -20,7 +22,7 @@ import zipfile
 
 from telemrec._version import __version__
 from telemrec.analysis.offline import OfflineMonitor
-from telemrec.errors import TraceWriteError
+from telemrec.errors import TraceWriteError, UsageError
 
 __all__ = ["export_jumper", "session_manifest"]
 
@@ -60,6 +62,11 @@ def export_jumper(path, out: str | os.PathLike) -> str:
 
     out = os.fspath(out)
     monitor = OfflineMonitor.from_trace(path)
+    if all(monitor.nodes.view(level).empty for level in monitor.levels):
+        raise UsageError(f"{monitor.session_source} holds no psutil, nvml or dcgmi records: JUmPER would import "
+                         f"its session as 'no performance data'",
+                         "Export it as csv or parquet instead (`--format csv`), or record with -r psutil, nvml or "
+                         "dcgmi.")
     first = path[0] if isinstance(path, (list, tuple)) else path
     first = _select.trace_paths(first)[0] if not hasattr(first, "manifest") else first
     with _select.opened(first) as trace:

@@ -262,6 +262,9 @@ def level_data(trace) -> LevelData:
 
     device = _devices(gpus, rows, trace)
     levels_present = ["system"] if (system_ent is not None or cpus) else []
+    gpu_only = not ps and device.count > 0   # no psutil: the devices' own figures, as JUmPER's system level
+    if gpu_only:
+        levels_present = ["system"]
     member_sets = {e.name: _level_sets(e) for e in pids}
     for level in PROCESS_LEVELS:
         if any(any(f" {level} " in s for s in sets) for sets in member_sets.values()):
@@ -275,7 +278,7 @@ def level_data(trace) -> LevelData:
             cols = _system_columns(rows, cpus, system_ent, ps, device)
         else:
             cols = _process_columns(rows, level, pids, member_sets, num_cpus, device)
-        frames[level] = _frame(time, cols, n)
+        frames[level] = _frame(time, cols, n, keep=() if gpu_only else KEPT_COLUMNS)
     total_gib = round(host.get("memory_total_bytes", 0) / GIB, 2) if host.get("memory_total_bytes") else 0.0
     if not total_gib and system_ent is not None and system_ent.get("virtual_memory.total") is not None:
         vals = system_ent.get("virtual_memory.total")
@@ -302,6 +305,7 @@ class _Devices:
 
 def _devices(gpus: list, rows: _Rows, trace) -> _Devices:
     out = _Devices()
+    totals: dict[int, float] = {}
     manifest = trace.manifest
     caps = _select.source_caps(manifest)
     for e in gpus:
@@ -319,6 +323,9 @@ def _devices(gpus: list, rows: _Rows, trace) -> _Devices:
                 if table is not out.mem and units.get(name) == "ratio":
                     scale = 100.0
                 table[g] = _spread(rows, e, e.get(name) * scale)
+            total = _device_total_gib(e)
+            if total is not None:
+                totals[g] = total
             continue
         m = _GPU_PROC.match(e.name)
         if m:
@@ -333,7 +340,23 @@ def _devices(gpus: list, rows: _Rows, trace) -> _Devices:
         first = listed[0]
         out.memory_gib = round((first.get("memory_total_bytes") or 0) / GIB, 2)
         out.name = str(first.get("name") or "")
+    if not out.memory_gib and totals:   # dcgmi traces list no devices: the framebuffer's own size
+        out.memory_gib = round(totals[min(totals)], 2)
     return out
+
+
+def _device_total_gib(ent) -> float | None:
+    """A device's memory size from its records: NVML ``memory.total``, or DCGM used + free + reserved (MiB)."""
+    if ent.get("memory.total") is not None:
+        values = ent.get("memory.total") / GIB
+    elif ent.get("DCGM_FI_DEV_FB_USED") is not None and ent.get("DCGM_FI_DEV_FB_FREE") is not None:
+        reserved = ent.get("DCGM_FI_DEV_FB_RESERVED")
+        values = (ent.get("DCGM_FI_DEV_FB_USED") + ent.get("DCGM_FI_DEV_FB_FREE")
+                  + (0.0 if reserved is None else np.nan_to_num(reserved))) / 1024
+    else:
+        return None
+    values = values[np.isfinite(values)]
+    return float(values.max()) if len(values) else None
 
 
 def _system_columns(rows: _Rows, cpus: list, system_ent, ps: list, device: _Devices) -> dict[str, np.ndarray]:
@@ -439,11 +462,12 @@ def _gpu_level_columns(device: _Devices, level_ctx) -> dict[str, np.ndarray]:
 KEPT_COLUMNS = ("cpu_util_avg", "cpu_util_min", "cpu_util_max", "memory")
 
 
-def _frame(time: np.ndarray, cols: dict[str, np.ndarray], n: int) -> pd.DataFrame:
+def _frame(time: np.ndarray, cols: dict[str, np.ndarray], n: int, keep=KEPT_COLUMNS) -> pd.DataFrame:
     """The level's frame. A metric with no number at all (no disk recorded, no GPU record) is
     left out rather than written as NaN: JUmPER's plots draw nothing for a missing column but
-    cannot lay out an all-NaN one. The four columns JUmPER's reports read always stay."""
+    cannot lay out an all-NaN one. The four columns JUmPER's reports read stay (``keep``),
+    except in a trace without psutil data, where CPU and memory were never measured."""
     data = {"time": time}
     data.update((name, values) for name, values in cols.items()
-                if name in KEPT_COLUMNS or not np.isnan(values).all())
+                if name in keep or not np.isnan(values).all())
     return pd.DataFrame(data, index=pd.RangeIndex(n))

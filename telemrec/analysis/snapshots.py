@@ -23,7 +23,8 @@ from typing import Any, Iterable
 
 from telemrec.record import RawRecord
 
-__all__ = ["ProcessStats", "Snapshot", "SystemStats", "live_snapshot", "snapshot", "snapshot_from_records"]
+__all__ = ["LiveSampler", "ProcessStats", "Snapshot", "SystemStats", "live_snapshot", "snapshot",
+           "snapshot_from_records"]
 
 MIB = float(1 << 20)
 NAN = math.nan
@@ -227,37 +228,82 @@ def live_snapshot(interval: float = 0.1, *, psutil_reader=None, nvml_reader=None
     CPU percent needs two readings ``interval`` seconds apart, as psutil.cpu_percent does.
     Readers can be passed in (opened or not) for tests; they are closed afterwards.
     """
-    from telemrec.record import ReaderConfig
+    with LiveSampler(interval, psutil_reader=psutil_reader, nvml_reader=nvml_reader) as sampler:
+        return sampler.snapshot()
 
-    records: list[RawRecord] = []
-    gpus: list[dict] = []
-    ps = psutil_reader
-    if ps is None:
-        from telemrec.readers.psutil_ import PsutilReader
 
-        ps = PsutilReader()
-    nv = nvml_reader
-    if nv is None:
-        from telemrec.readers.nvml import NvmlReader
+class LiveSampler:
+    """psutil and NVML readers kept open across snapshots, for a monitor that answers many calls.
 
-        ok, _ = NvmlReader.availability()
-        nv = NvmlReader() if ok else None
-    try:
-        ps.open(ReaderConfig(interval=interval, options={"levels": "system", "per_cpu": False}))
-        records.extend(ps.read() or [])
-        time.sleep(interval)
-        records.extend(ps.read() or [])
-        if nv is not None:
-            nv.open(ReaderConfig(interval=interval, options={"processes": True}))
-            records.extend(nv.read() or [])
-            gpus = nv.identity().get("gpus") or []
-    finally:
-        ps.close()
-        if nv is not None:
-            nv.close()
-    snap = snapshot_from_records(records, gpus=gpus, origin="live")
-    _name_processes(snap.processes)
-    return snap
+    CPU percent covers the time since the previous snapshot (psutil.cpu_percent(interval=None)'s
+    rule); the first snapshot waits ``interval`` seconds between two readings. NVML is used
+    when ``nvml`` is true and the library finds a driver; readers can be injected for tests.
+    """
+
+    def __init__(self, interval: float = 0.1, *, psutil_reader=None, nvml_reader=None, nvml: bool = True):
+        self.interval = float(interval)
+        self._ps = psutil_reader
+        self._nv = nvml_reader
+        self._want_nvml = nvml or nvml_reader is not None
+        self._prev: list[RawRecord] = []
+        self._gpus: list[dict] = []
+        self._opened = False
+
+    def open(self) -> "LiveSampler":
+        from telemrec.record import ReaderConfig
+
+        if self._ps is None:
+            from telemrec.readers.psutil_ import PsutilReader
+
+            self._ps = PsutilReader()
+        if self._nv is None and self._want_nvml:
+            from telemrec.readers.nvml import NvmlReader
+
+            ok, _ = NvmlReader.availability()
+            self._nv = NvmlReader() if ok else None
+        try:
+            self._ps.open(ReaderConfig(interval=self.interval, options={"levels": "system", "per_cpu": False}))
+            if self._nv is not None:
+                self._nv.open(ReaderConfig(interval=self.interval, options={"processes": True}))
+                self._gpus = self._nv.identity().get("gpus") or []
+        except BaseException:
+            self.close()
+            raise
+        self._opened = True
+        return self
+
+    def snapshot(self) -> Snapshot:
+        if not self._opened:
+            self.open()
+        records = list(self._prev)
+        if not records:
+            records.extend(self._ps.read() or [])
+            time.sleep(self.interval)
+        current = list(self._ps.read() or [])
+        records.extend(current)
+        self._prev = current
+        if self._nv is not None:
+            records.extend(self._nv.read() or [])
+        snap = snapshot_from_records(records, gpus=self._gpus, origin="live")
+        _name_processes(snap.processes)
+        return snap
+
+    @property
+    def has_gpus(self) -> bool:
+        return self._nv is not None
+
+    def close(self) -> None:
+        for reader in (self._ps, self._nv):
+            if reader is not None:
+                reader.close()
+        self._opened = False
+        self._prev = []
+
+    def __enter__(self) -> "LiveSampler":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _name_processes(processes: list[ProcessStats]) -> None:

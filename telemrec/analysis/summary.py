@@ -8,6 +8,10 @@
 - ``memory``: peak host memory in use (total - available) and peak RSS per process.
 - ``gaps``: per reader: ticks, late and missed ticks (the recorder's tick tables),
   and holes in the records' timestamps longer than 1.5 intervals.
+- ``errors``: per record source: records, those that carry an error, the first and last.
+
+Numbers are written one way throughout: thousands separated, two decimals below 100,000,
+none above; small magnitudes keep three significant digits (0.000712), never 0.00.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from telemrec.analysis import _select
+from telemrec.analysis.errors import error_records
 from telemrec.analysis.frames import read_series
 from telemrec.analysis.rates import counter_rate
 
@@ -42,6 +47,7 @@ class Summary:
     memory: dict
     gaps: pd.DataFrame
     processes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    errors: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_dict(self) -> dict:
         def records(frame: pd.DataFrame) -> list[dict]:
@@ -49,7 +55,7 @@ class Summary:
 
         return {"info": {k: _jsonable(v) for k, v in self.info.items()}, "fields": records(self.fields),
                 "gpus": records(self.gpus), "memory": {k: _jsonable(v) for k, v in self.memory.items()},
-                "gaps": records(self.gaps), "processes": records(self.processes)}
+                "gaps": records(self.gaps), "processes": records(self.processes), "errors": records(self.errors)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
@@ -59,9 +65,13 @@ class Summary:
         lines = [f"trace      {i['path']}",
                  f"host       {i['host']}",
                  f"span       {i['start']} .. {i['stop']}  ({_duration(i['duration_s'])})",
-                 f"recording  {'closed cleanly' if i['closed_cleanly'] else 'NOT closed cleanly'}; "
-                 f"{i['entities']} entities, {i['fields']} fields, {i['records']} records",
+                 f"recording  {i['state']}; {i['entities']} entities, {i['fields']} fields, {i['records']} records",
                  ""]
+        failing = self.errors[self.errors["error_records"] > 0] if not self.errors.empty else self.errors
+        if not failing.empty:
+            lines.append("errors (records that carry an error)")
+            lines.append(_table(failing))
+            lines.append("")
         if not self.gaps.empty:
             lines.append("gaps")
             lines.append(_table(self.gaps))
@@ -97,14 +107,26 @@ def _jsonable(v):
     return v
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+def _fmt(v, whole: bool = False) -> str:
+    """One notation for every number: 25,900,000,000 / 4,194,304 / 1,234.50 / 0.75 / 0.000712 / 0.
+    ``whole``: no decimals from 1 up (a row whose largest value has none, so its columns agree)."""
+    if v is None or (isinstance(v, (float, np.floating)) and not math.isfinite(v)):
         return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
     if isinstance(v, (float, np.floating)):
-        a = abs(v)
-        if a != 0 and (a >= 1e7 or a < 1e-3):
-            return f"{v:.3g}"
-        return f"{v:,.2f}" if a < 1e5 else f"{v:,.0f}"
+        a = abs(float(v))
+        if a == 0:
+            return "0"
+        if a >= 1e5 or (whole and a >= 1):
+            return f"{v:,.0f}"
+        if a >= 0.01:
+            return f"{v:,.2f}"
+        digits = min(-math.floor(math.log10(a)) + 2, 12)  # three significant digits
+        text = f"{v:.{digits}f}"
+        return text if float(text) != 0 else f"{v:.3g}"
     return str(v)
 
 
@@ -112,7 +134,10 @@ def _table(frame: pd.DataFrame) -> str:
     """Text columns left-aligned, numbers right-aligned."""
     rows = list(frame.itertuples(index=False))
     left = [all(isinstance(r[j], str) or r[j] is None for r in rows) for j in range(len(frame.columns))]
-    cells = [[str(c) for c in frame.columns]] + [[_fmt(v) for v in row] for row in rows]
+    cells = [[str(c) for c in frame.columns]]
+    for row in rows:
+        whole = any(isinstance(v, (float, np.floating)) and math.isfinite(v) and abs(v) >= 1e5 for v in row)
+        cells.append([_fmt(v, whole) for v in row])
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     out = []
     for row in cells:
@@ -139,8 +164,18 @@ def _stats(values: np.ndarray) -> tuple:
     return (len(finite), float(finite.min()), float(finite.mean()), float(p50), float(p95), float(finite.max()))
 
 
+def trace_state(trace) -> str:
+    """How the recording ended, in the words ``info`` and ``summary`` both use."""
+    if trace.in_progress:
+        return "recording in progress"
+    if trace.closed_cleanly:
+        return "closed cleanly"
+    return "NOT closed cleanly (recovered after its recorder stopped)"
+
+
 def summarize(path, *, readers=None, entities=None, fields=None, start=None, end=None) -> Summary:
-    """Summarise one trace (see the module docstring); selection arguments as in ``load``."""
+    """Summarise one trace (see the module docstring); selection arguments as in ``load``.
+    A selection that matches nothing is a UsageError, as in ``load``."""
     with _select.opened(path) as trace:
         manifest = trace.manifest
         caps = _select.source_caps(manifest)
@@ -188,12 +223,16 @@ def summarize(path, *, readers=None, entities=None, fields=None, start=None, end
                         cmd = e.get("name")
                         label = next((t for t in (cmd if cmd is not None else []) if isinstance(t, str)), "")
                         procs.append((name[4:], label, float(np.nanmax(rss)) / GIB))
+        selection = {"readers": readers, "entities": entities, "fields": fields}
+        if not rows and any(v is not None for v in selection.values()):
+            raise _select.nothing_matches([trace.path], **selection)
         frame = pd.DataFrame(rows, columns=["source", "entity", "field", "unit", "samples", "min", "mean", "p50",
                                             "p95", "max", "n/a"])
         frame = frame[["source", "entity", "field", "unit", "samples", "n/a", "min", "mean", "p50", "p95", "max"]]
         stop = manifest.get("stop") or {}
         info = {"path": trace.path, "host": _select.hostname(manifest, "?"), "format_version": trace.format_version,
-                "closed_cleanly": trace.closed_cleanly, "start": _iso(first), "stop": _iso(last),
+                "closed_cleanly": trace.closed_cleanly, "state": trace_state(trace),
+                "start": _iso(first), "stop": _iso(last),
                 "duration_s": None if first is None else (last - first) / 1e9,
                 "stop_reason": stop.get("reason") or manifest.get("stop_reason"),
                 "entities": len(wanted), "fields": len(frame), "records": n_records,
@@ -203,7 +242,10 @@ def summarize(path, *, readers=None, entities=None, fields=None, start=None, end
         gpu_frame = pd.DataFrame(gpus, columns=["gpu", "source", "busy_s", "util_weighted_s", "util_mean_pct",
                                                 "util_max_pct", "energy_j", "energy_kwh", "energy_from",
                                                 "peak_mem_gib"])
-        return Summary(info, frame, gpu_frame, memory, gaps, proc_frame)
+        errors = pd.DataFrame([e.to_dict() for e in error_records(trace).values()
+                               if _select.reader_matches(manifest, e.source, _select.as_patterns(readers, "readers"))],
+                              columns=["source", "records", "error_records", "first", "last"])
+        return Summary(info, frame, gpu_frame, memory, gaps, proc_frame, errors)
 
 
 def _dt_seconds(mono: np.ndarray, interval: float) -> np.ndarray:

@@ -7,6 +7,7 @@ import sys
 from typing import Iterator
 
 import typer
+import typer.core
 
 from telemrec.errors import TelemrecError, UsageError
 
@@ -64,3 +65,39 @@ def is_tty(stream=None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class _Argument(typer.core.TyperArgument):
+    def display_type_rich(self, ctx):  # the name says it: TRACE, PATHS...
+        return None
+
+
+class Command(typer.core.TyperCommand):
+    """A telemrec command: its help names values (``--output OUTPUT``, ``PATHS...``), not Python
+    types (``<str>``, ``<list[str]>``) as typer's own help does."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument):
+                param.__class__ = _Argument
+                param.metavar = param.metavar or param.name.upper()
+            elif param.metavar is None and not getattr(param, "is_flag", False) and param.name:
+                param.metavar = param.name.upper()
+
+
+class LazyEpilogCommand(Command):
+    """A command whose help ends with text computed only when help is shown (it may import modules
+    that the command line must not import to start)."""
+
+    epilog_text = staticmethod(lambda: "")
+
+    @classmethod
+    def using(cls, text):
+        return type(cls.__name__, (cls,), {"epilog_text": staticmethod(text)})
+
+    def format_epilog(self, ctx, formatter) -> None:
+        text = self.epilog_text()
+        if text:
+            formatter.write_paragraph()
+            formatter.write(text.rstrip("\n") + "\n")

@@ -6,11 +6,12 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import check_output, reported_errors
+from telemrec.cli._common import Command, check_output, reported_errors
 
-_READERS = typer.Option(None, "--reader", "-r", help="Record source or reader label (glob; repeatable).")
-_ENTITIES = typer.Option(None, "--entity", "-e", help="Entity name or glob such as 'gpu*' (repeatable).")
-_FIELDS = typer.Option(None, "--field", "-f", help="Field name or glob such as 'cpu_times.*' (repeatable).")
+_READERS = typer.Option(None, "--reader", "-r", metavar="NAME",
+                        help="Only records of this reader: record source or reader label, glob (repeatable).")
+_ENTITIES = typer.Option(None, "--entity", "-e", metavar="NAME", help="Entity name or glob such as 'gpu*' (repeatable).")
+_FIELDS = typer.Option(None, "--field", "-f", metavar="NAME", help="Field name or glob such as 'cpu_times.*' (repeatable).")
 _TIMES = "ISO time (UTC if no zone), epoch seconds, +10min (after the start) or -5min (before the last sample)"
 _START = typer.Option(None, "--start", help=f"Start: {_TIMES}.")
 _END = typer.Option(None, "--end", help=f"End (exclusive): {_TIMES}.")
@@ -21,29 +22,12 @@ def _time(value: Optional[str]):
     sample; else an ISO string."""
     if value is None:
         return None
-    from telemrec.errors import UsageError
+    from telemrec.analysis._select import parse_offset
 
-    text = value.strip()
-    if not text:
-        raise UsageError("an empty time", "Give an ISO time, epoch seconds, +10min or -5min.")
     try:
-        return float(text)
+        return float(value.strip())
     except ValueError:
-        pass
-    if text[0] in "+-":
-        import pandas as pd
-
-        from telemrec.analysis._select import FromEnd
-
-        try:
-            offset = pd.Timedelta(text[1:])
-        except ValueError:
-            offset = pd.NaT
-        if offset is pd.NaT or offset < pd.Timedelta(0):
-            raise UsageError(f"{value!r} is not an offset",
-                             "Write offsets like +90s, +10min or +2h from the start, -5min back from the end.")
-        return FromEnd(offset) if text[0] == "-" else offset
-    return text
+        return parse_offset(value, "the time")
 
 
 def summary_command(
@@ -91,7 +75,7 @@ def plot_command(
 
 def export_command(
     paths: List[str] = typer.Argument(..., help="Trace file(s), a directory or a glob."),
-    fmt: str = typer.Option(..., "--format", help="csv, parquet or jumper."),
+    fmt: str = typer.Option(..., "--format", help="csv, parquet, hdf5 (plain, self-describing), jumper, dmon (a `dcgmi dmon` capture) or openmetrics."),
     out: str = typer.Option(..., "--output", "-o", help="Output file (csv/parquet; - for standard output), or directory or .zip (jumper)."),
     form: str = typer.Option("wide", "--form", help="wide (a column per source/entity/field) or long (a row per value)."),
     rates: bool = typer.Option(False, "--rates", help="Counters as per-second rates."),
@@ -103,7 +87,12 @@ def export_command(
     start: Optional[str] = _START,
     end: Optional[str] = _END,
 ) -> None:
-    """Export traces to CSV, Parquet, or a JUmPER 0.4.1 session (directory or .zip) that %import_session reads."""
+    """Export traces to CSV, Parquet, plain HDF5 (for MATLAB, HDFView), a JUmPER 0.4.1 session, a `dcgmi dmon`
+    capture or OpenMetrics.
+
+    A JUmPER session (directory or .zip) is what %import_session reads; the dmon capture is what
+    KempnerPulse's replay backend reads (docs/replay/dcgmi.md); OpenMetrics is what promtool backfills
+    (docs/replay/openmetrics.md)."""
     from telemrec.analysis.export import export
 
     with reported_errors():
@@ -121,6 +110,6 @@ def export_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("summary")(summary_command)
-    app.command("plot")(plot_command)
-    app.command("export")(export_command)
+    app.command("summary", cls=Command)(summary_command)
+    app.command("plot", cls=Command)(plot_command)
+    app.command("export", cls=Command)(export_command)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from telemrec.cli._common import EXIT_FAILED, check_output, reported_errors
+from telemrec.cli._common import Command, EXIT_FAILED, check_output, reported_errors
 
 
 def _iso(ns):
@@ -23,7 +23,10 @@ def info_command(
     """Summarise a trace: manifest, readers, entities, fields, time span, size, bytes per value."""
     import json
     import os
+    import shlex
 
+    from telemrec.analysis.errors import describe, error_records
+    from telemrec.analysis.summary import trace_state
     from telemrec.trace import open_trace
 
     with reported_errors():
@@ -37,8 +40,7 @@ def info_command(
             lo, hi = trace.time_span()
             size = os.path.getsize(path) if os.path.exists(path) else 0
             values = stats.get("values") or 0
-            state = "recording in progress" if trace.in_progress else (
-                "closed cleanly" if trace.closed_cleanly else "NOT closed cleanly (recovered after a crash)")
+            state = trace_state(trace)
             lines = [
                 f"trace        {path}",
                 f"format       {m.get('format')} v{trace.format_version}, telemrec {m.get('telemrec_version')}, {state}",
@@ -51,14 +53,18 @@ def info_command(
                 f"{stats.get('dropped_records', 0)})",
                 f"size         {size} bytes" + (f", {size / values:.3f} bytes per value" if values else ""),
             ]
+            if m.get("imported_from"):
+                lines.append(f"imported     from {m['imported_from'].get('source')}")
             if m.get("command"):
-                lines.append(f"command      {' '.join(m['command'].get('argv', []))} -> exit {m['command'].get('exit_status')}")
+                argv = shlex.join(m["command"].get("argv", [])).replace("\n", "\\n")
+                argv = argv if len(argv) <= 160 else argv[:157] + "..."
+                lines.append(f"command      {argv} -> exit {m['command'].get('exit_status')}")
             if m.get("slurm"):
                 lines.append(f"slurm        job {m['slurm'].get('job_id')}")
             for gpu in m.get("gpus") or []:
                 lines.append(f"gpu          {gpu.get('index')}: {gpu.get('name')} {gpu.get('uuid')}")
             for reader in m.get("readers") or []:
-                lines.append(f"reader       {reader.get('label')}: {reader.get('name')} source={reader.get('source')} "
+                lines.append(f"reader       {reader.get('label')}: {reader.get('name')} source={reader.get('source') or '-'} "
                              f"version={reader.get('version') or '-'} fields={len((reader.get('caps') or {}).get('fields', []))}")
             by_source: dict[str, list[str]] = {}
             for source, entity in trace.entities():
@@ -69,6 +75,8 @@ def info_command(
                 if fields:
                     for entity in ents:
                         lines.append(f"  {entity}: {', '.join(trace.fields(source, entity))}")
+            failing = [describe(e) for e in error_records(trace).values() if e.error_records]
+            lines += [f"errors       {line}" for line in failing] or ["errors       none (no record carries an error)"]
             typer.echo("\n".join(lines))
 
 
@@ -77,12 +85,18 @@ def check_command(
     quick: bool = typer.Option(False, "--quick", help="Skip decoding every chunk."),
 ) -> None:
     """Validate a trace against the format spec and manifest schema: exit 0 when valid and closed cleanly, 1 with reasons."""
+    from telemrec.analysis.errors import describe, error_records
     from telemrec.trace.check import check_trace
 
     with reported_errors():
         report = check_trace(path, deep=not quick)
     for note in report.notes:
         typer.echo(f"note: {note}")
+    if report.ok:  # a valid trace may still hold nothing but error records: say so
+        with reported_errors():
+            for errors in error_records(path).values():
+                if errors.error_records:
+                    typer.echo(f"errors: {describe(errors)}")
     if report.ok:
         typer.echo(f"{path}: valid")
         return
@@ -107,6 +121,6 @@ def upgrade_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("info")(info_command)
-    app.command("check")(check_command)
-    app.command("upgrade")(upgrade_command)
+    app.command("info", cls=Command)(info_command)
+    app.command("check", cls=Command)(check_command)
+    app.command("upgrade", cls=Command)(upgrade_command)

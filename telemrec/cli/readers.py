@@ -7,13 +7,13 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import parse_options, reported_errors
+from telemrec.cli._common import Command, parse_options, reported_errors
 
 
 def readers_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List every registered reader, whether it can run on this machine and, if not, why."""
+    """List every registered reader, whether it can run on this machine (if not, why), its source and its -O options."""
     from telemrec.readers import list_readers
 
     infos = list_readers()
@@ -29,8 +29,25 @@ def readers_command(
             state = "available" if info.available else "unavailable"
         line = f"{info.name:<{width}}  {state:<15}  {info.description}"
         if info.reason:
-            line += f"\n{'':<{width}}  {'':<15}  why: {info.reason}"
+            line += f"\n    why: {info.reason}"
+        if info.source_help:
+            line += f"\n    --source: {info.source_help}"
+        if info.options:
+            line += "\n" + "\n".join(option_lines(info.options, indent=4))
         typer.echo(line.rstrip())
+
+
+def option_lines(options: dict[str, str], *, indent: int, width: int = 100) -> list[str]:
+    """``-O key=  what it does``, one option a line, wrapped under its text."""
+    import textwrap
+
+    keys = max((len(k) for k in options), default=0)
+    out = []
+    for key, text in options.items():
+        head = f"{'':<{indent}}-O {key + '=':<{keys + 1}}  "
+        out.append(textwrap.fill(text, width, initial_indent=head, subsequent_indent=" " * len(head),
+                                 break_long_words=False))
+    return out
 
 
 def read_command(
@@ -38,7 +55,8 @@ def read_command(
     source: Optional[str] = typer.Option(None, "--source", "-s", help="The reader's source (URL, file, procfs root, trace)."),
     interval: float = typer.Option(1.0, "--interval", "-i", help="Seconds between ticks.", min=0.0001),
     count: int = typer.Option(1, "--count", "-n", help="Number of ticks to read (0: until the source ends).", min=0),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE (repeatable)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-O", metavar="KEY=VALUE",
+                                               help="Reader option (repeatable; `telemrec readers` lists them)."),
 ) -> None:
     """Read COUNT ticks from a reader and print their records as JSON lines (docs/jsonl.md)."""
     import time
@@ -76,5 +94,5 @@ def read_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("readers")(readers_command)
-    app.command("read")(read_command)
+    app.command("readers", cls=Command)(readers_command)
+    app.command("read", cls=Command)(read_command)

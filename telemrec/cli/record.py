@@ -7,55 +7,98 @@ from typing import List, Optional
 
 import typer
 
-from telemrec.cli._common import is_tty, parse_options, reported_errors
+from telemrec.cli._common import Command, LazyEpilogCommand, parse_options, reported_errors
+from telemrec.errors import TelemrecError
 
 
 def record_command(
     ctx: typer.Context,
-    output: str = typer.Option(..., "--output", "-o", help="Trace path; %h host, %j Slurm job id, %t start time."),
-    reader: Optional[List[str]] = typer.Option(None, "--reader", "-r", help="Reader name (repeatable). Default: psutil."),
-    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Source of the reader at the same position (repeatable)."),
-    interval: float = typer.Option(1.0, "--interval", "-i", help="Seconds between ticks."),
-    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Stop after this many seconds."),
-    flush_every: float = typer.Option(5.0, "--flush-every", help="Seconds between durable flushes."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE (repeatable)."),
-    tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", help="User tag KEY=VALUE stored in the manifest."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line even on a terminal."),
+    output: str = typer.Option(..., "--output", "-o", metavar="PATH",
+                               help="Trace path; %h host, %j Slurm job id, %t start time."),
+    reader: Optional[List[str]] = typer.Option(None, "--reader", "-r", metavar="NAME",
+                                               help="Reader to run (repeatable; `telemrec readers`). Default: psutil."),
+    source: Optional[List[str]] = typer.Option(None, "--source", "-s", metavar="SOURCE",
+                                               help="Source of the reader at the same position: URL, file, procfs "
+                                                    "root (repeatable)."),
+    interval: float = typer.Option(1.0, "--interval", "-i", metavar="SECONDS", help="Seconds between ticks."),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", metavar="SECONDS",
+                                             help="Stop recording after this many seconds (a command runs on)."),
+    flush_every: float = typer.Option(5.0, "--flush-every", metavar="SECONDS", help="Seconds between durable flushes."),
+    grace: Optional[float] = typer.Option(None, "--grace", metavar="SECONDS",
+                                          help="After SIGTERM or Ctrl-C, record until the command exits, at most "
+                                               "this long (default 15, which fits Slurm's KillWait of 30 s); then "
+                                               "it is killed."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-O", metavar="[READER.]KEY=VALUE",
+                                               help="Reader option (repeatable; the options are listed below)."),
+    tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", metavar="KEY=VALUE",
+                                            help="User tag stored in the manifest (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line and no final summary; warnings stay."),
 ) -> None:
-    """Record readers into a trace; with `-- COMMAND ...` record while the command runs and exit with its status."""
-    from telemrec.recorder.session import RecordRequest, record, stderr_progress
+    """Record readers into a trace; with `-- COMMAND ...` record while the command runs and exit with its status.
 
-    with reported_errors():
-        req = RecordRequest(
-            output=output, readers=reader or ["psutil"], sources=source or [], interval=interval,
-            duration=duration, flush_every=flush_every, command=list(ctx.args),
-            options=parse_options(option), tags=parse_options(tag, '--tag', 'experiment=baseline'))
-        show = is_tty() and not quiet
-        result = record(req, progress=stderr_progress if show else None)
-        if show:
-            sys.stderr.write("\n")
-        s = result.stats
-        if show or result.errors or s["dropped_records"]:
-            typer.echo(f"wrote {result.path}: {s['records']} records, {s['values']} values, {s['ticks']} ticks "
-                       f"({s['missed_ticks']} missed, {s['late_ticks']} late, {s['dropped_records']} dropped), "
-                       f"{result.bytes} bytes", err=True)
-        for message in result.errors[:10]:
-            typer.echo(f"telemrec: warning: {message}", err=True)
+    Everything is checked before the command starts. SIGTERM is passed on to the command and
+    recording goes on until it exits (at most --grace seconds).
+    """
+    from telemrec.recorder.console import Console
+    from telemrec.recorder.session import DEFAULT_GRACE, RecordRequest, record, summary_line
+
+    console = Console(quiet=quiet)
+    try:
+        with reported_errors():
+            req = RecordRequest(
+                output=output, readers=reader or ["psutil"], sources=source or [], interval=interval,
+                duration=duration, flush_every=flush_every, command=list(ctx.args),
+                grace=DEFAULT_GRACE if grace is None else grace,
+                options=parse_options(option), tags=parse_options(tag, '--tag', 'experiment=baseline'))
+            try:
+                result = record(req, console=console)
+            except TelemrecError as exc:
+                status = getattr(exc, "exit_status", None)
+                if status is None:
+                    raise
+                console.line(f"telemrec: error: {exc.message}")
+                if exc.remediation:
+                    console.line(f"  hint: {exc.remediation}")
+                raise typer.Exit(_status(status)) from None
+            for message in result.errors[:10]:
+                console.warn(message)
+            console.summary(summary_line(result))  # the last line, the one a log keeps
+    finally:
+        console.clear()
     if result.exit_status is not None:
-        raise typer.Exit(result.exit_status if result.exit_status >= 0 else 128 - result.exit_status)
+        raise typer.Exit(_status(result.exit_status))
+
+
+def _status(exit_status: int) -> int:
+    """The command's exit status as a shell reports it (128 + N for a command killed by signal N)."""
+    return exit_status if exit_status >= 0 else 128 - exit_status
+
+
+def _reader_options_help() -> str:
+    """Every reader's -O options, for `record --help` (imports the reader modules, only when asked)."""
+    from telemrec.cli.readers import option_lines
+    from telemrec.readers import list_readers
+
+    lines = ["Reader options: -O KEY=VALUE, or -O READER.KEY=VALUE when recording several readers",
+             "(`telemrec readers` says which readers run here)."]
+    for info in list_readers():
+        if info.options:
+            lines += ["", f"  {info.name}:", *option_lines(info.options, indent=4, width=80)]
+    return "\n".join(lines)
 
 
 def import_command(
     records: str = typer.Argument(..., help="JSON-lines records file (docs/jsonl.md), or - for stdin."),
     output: str = typer.Option(..., "--output", "-o", help="Trace path to write."),
-    tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", help="User tag KEY=VALUE stored in the manifest."),
+    tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", metavar="KEY=VALUE",
+                                            help="User tag stored in the manifest (repeatable)."),
 ) -> None:
     """Import JSON-lines records (other tools' data, replay output) into a trace."""
     import io
     import os
 
     from telemrec.errors import RecordError, UsageError
-    from telemrec.jsonl import iter_records
+    from telemrec.jsonl import read_stream
     from telemrec.trace.importer import import_records
 
     with reported_errors():
@@ -71,7 +114,8 @@ def import_command(
             name = records
         with stream:
             try:
-                n = import_records(iter_records(stream), output, source_name=name,
+                manifest, records_iter = read_stream(stream)
+                n = import_records(records_iter, output, source_name=name, manifest=manifest,
                                    tags=parse_options(tag, '--tag', 'experiment=baseline'))
             except RecordError as exc:
                 raise RecordError(f"{name}: {exc.message}; nothing was written", exc.remediation) from None
@@ -82,5 +126,7 @@ def import_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("record", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(record_command)
-    app.command("import")(import_command)
+    app.command("record", cls=LazyEpilogCommand.using(_reader_options_help),
+                options_metavar="[OPTIONS] [-- COMMAND [ARGS]...]",
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": False})(record_command)
+    app.command("import", cls=Command)(import_command)

@@ -43,6 +43,12 @@ __all__ = [
     "Tick",
     "field_key",
     "field_table",
+    "HeaderSchedule",
+    "entity_returns",
+    "format_header",
+    "format_row",
+    "format_value",
+    "parse_entity_ids",
     "parse_capture",
     "parse_header",
     "parse_row",
@@ -125,6 +131,99 @@ def field_key(field_id: int) -> str:
 @lru_cache(maxsize=1)
 def _ids_by_short_name() -> Mapping[str, int]:
     return {info.short_name: fid for fid, info in field_table().items()}
+
+
+# -- printing, as DeviceMonitor does it (the fake dcgmi and the replay dcgmi) -----------
+ENTITY_WIDTH = 16
+"""dmon's entity column in DCGM 4.6 (11 in early 4.x)."""
+_UNKNOWN_WIDTH = 10
+
+
+def _cell(text: str, width: int) -> str:
+    if len(text) > width:  # FixedSizeString
+        text = text[: width - 3] + "..."
+    return f"{text:<{width + 2}}"
+
+
+def _meta(field_id: int) -> tuple[str, str, int]:
+    info = field_table().get(field_id)
+    if info is None:
+        return f"F{field_id}", "", _UNKNOWN_WIDTH + 6
+    return info.short_name, info.dcgm_unit, info.column_width
+
+
+def format_header(field_ids, entity_width: int = ENTITY_WIDTH) -> tuple[str, str]:
+    """dmon's header and units lines for ``field_ids``."""
+    head = [f"{'#Entity':<{entity_width}}"]
+    units = [f"{'ID':<{entity_width}}"]
+    for fid in field_ids:
+        short, unit, width = _meta(fid)
+        head.append(_cell(short, width))
+        units.append(_cell(unit, width))
+    return "".join(head), "".join(units)
+
+
+def format_row(label: str, cells: Mapping[int, str | None], field_ids, entity_width: int = ENTITY_WIDTH) -> str:
+    """One entity row; ``cells[fid]`` is the printed value, or None/missing for a field the entity did not return."""
+    out = [f"{label:<{entity_width}}"]
+    for fid in field_ids:
+        _, _, width = _meta(fid)
+        text = cells.get(fid)
+        out.append(_cell("" if text is None else text, width))
+    return "".join(out)
+
+
+def format_value(field_id: int, value: object) -> str:
+    """A value as dmon prints it: doubles ``{:.3f}``, integers plain, a blank value ``N/A``."""
+    if value is None:
+        return "N/A"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "N/A"
+        info = field_table().get(field_id)
+        if value.is_integer() and info is not None and info.kind == "int":
+            return str(int(value))
+        return f"{value:.3f}"
+    return str(value)
+
+
+def entity_returns(group: str, field_id: int) -> bool:
+    """Whether DCGM returns a field for an entity of ``group`` at all (else dmon prints spaces):
+    GPUs return every field, GPU instances the GPU_I and GPU_CI level ones, compute instances GPU_CI's."""
+    if group == "GPU":
+        return True
+    info = field_table().get(field_id)
+    if info is None:
+        return False
+    if group == "GPU-I":
+        return info.entity_level in ("DCGM_FE_GPU_I", "DCGM_FE_GPU_CI")
+    return info.entity_level == "DCGM_FE_GPU_CI"
+
+
+def parse_entity_ids(spec: str | None) -> set[int] | None:
+    """The GPU ids of a dmon ``-i`` list ("0,3", "gpu:0,gpu:3"); None for all ("" or "*")."""
+    if not spec or spec.strip() == "*":
+        return None
+    return {int(m) for m in re.findall(r"(?:^|,)\s*(?:gpu:)?(\d+)", spec)}
+
+
+MAX_PRINT_HEADER_COUNT = 14
+
+
+class HeaderSchedule:
+    """When dmon prints its header again: after the 15th tick, then after every 14th."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def after_tick(self) -> bool:
+        due = self._count == MAX_PRINT_HEADER_COUNT
+        if due:
+            self._count = 0
+        self._count += 1
+        return due
 
 
 # -- layout -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
+from typing import Any, ClassVar, Iterator, Mapping, Protocol, runtime_checkable
 
 from telemrec.errors import ReaderClosedError, ReaderError
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
@@ -43,6 +43,9 @@ class BaseReader(ABC):
     description: ClassVar[str] = ""
     source_help: ClassVar[str] = ""
     """What ``--source`` means for this reader (shown by ``telemrec readers``)."""
+    options: ClassVar[Mapping[str, str]] = {}
+    """The ``-O key=value`` options this reader takes: name -> what it does and its default
+    (shown by ``telemrec readers`` and ``telemrec record --help``)."""
 
     def __init__(self) -> None:
         self._config: ReaderConfig | None = None

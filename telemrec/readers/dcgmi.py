@@ -188,7 +188,15 @@ class DcgmiReader(BaseReader):
     name = "dcgmi"
     description = "NVIDIA DCGM fields per GPU and MIG instance, from `dcgmi dmon` (DCGM 4.x) or a saved capture"
     source_help = "a saved `dcgmi dmon` capture to parse instead of running dcgmi (default: run dcgmi dmon)"
-    OPTIONS = ("field_ids", "entities", "host", "count", "start_timeout", "probe_version")
+    options = {
+        "field_ids": "comma-separated DCGM field ids (default: the 23 fields KempnerPulse reads)",
+        "entities": "dcgmi -i: gpu:0,gpu:3 or GPU ids (default: every GPU)",
+        "host": "dcgmi --host: the nv-hostengine to ask (default: the local one)",
+        "count": "dcgmi -c: samples before dcgmi stops (default 0: until closed)",
+        "start_timeout": "seconds to wait for dcgmi's header (default 15)",
+        "probe_version": "true/false: run `dcgmi -v` for the DCGM version (default true)",
+    }
+    OPTIONS = tuple(options)
 
     def __init__(self, run: Runner | None = None, executable: str = "dcgmi", search_path: str | None = None) -> None:
         super().__init__()

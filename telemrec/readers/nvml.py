@@ -275,7 +275,13 @@ def _init_failure(exc: Exception) -> ReaderUnavailableError:
 
 
 # -- options ----------------------------------------------------------------------------------
-_OPTIONS = ("all_gpus", "gpus", "pcie", "processes")
+_OPTIONS = {
+    "gpus": "comma-separated GPU indices or UUIDs to read (default: CUDA_VISIBLE_DEVICES, "
+            "NVIDIA_VISIBLE_DEVICES, then Slurm's GPUs, else all)",
+    "all_gpus": "true: read every GPU of the node, whatever the job was given (default false)",
+    "pcie": "true/false: PCIe throughput and link fields (default true)",
+    "processes": "true/false: per-process GPU memory records gpu<i>/pid:<n> (default true)",
+}
 
 
 def _flag(options: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -463,6 +469,7 @@ class NvmlReader(BaseReader):
     """
 
     name = "nvml"
+    options = _OPTIONS
     description = "NVIDIA GPUs through NVML (nvidia-ml-py): utilization, memory, power, energy, clocks, PCIe, ECC, MIG, processes"
     source_help = "not used (NVML reads the local GPUs); choose GPUs with -O gpus=0,1 or -O all_gpus=1"
 

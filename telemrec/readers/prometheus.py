@@ -336,7 +336,15 @@ class PrometheusReader(BaseReader):
     name = "prometheus"
     description = "Prometheus exposition format from an exporter URL (dcgm-exporter, node_exporter) or a file"
     source_help = "http(s) URL of a /metrics endpoint (e.g. http://localhost:9400/metrics) or a file path"
-    OPTIONS = ("entity_labels", "identity_labels", "timeout", "max_bytes", "once")
+    options = {
+        "entity_labels": f"comma-separated labels that name the entity (default {','.join(DEFAULT_ENTITY_LABELS)})",
+        "identity_labels": f"comma-separated labels kept as identity while constant "
+                           f"(default {','.join(DEFAULT_IDENTITY_LABELS)})",
+        "timeout": f"seconds a scrape may take (default {DEFAULT_TIMEOUT:g})",
+        "max_bytes": f"largest response read (default {DEFAULT_MAX_BYTES})",
+        "once": "true: one scrape, then the reader ends (default false: a scrape every tick)",
+    }
+    OPTIONS = tuple(options)
 
     def __init__(self, fetch: Callable[[str, float, int], bytes] | None = None) -> None:
         super().__init__()
@@ -349,6 +357,7 @@ class PrometheusReader(BaseReader):
         self._demoted: dict[str, set[str]] = {}
         self._fields = set(_SCRAPE_FIELDS)
         self._counters: set[str] = set()
+        self._types: dict[str, str] = {}  # family -> declared TYPE, so the scrape can be served again as it was
         self._units = {k: u for k, (u, _) in _SCRAPE_FIELDS.items() if u}
         self._descriptions = {k: d for k, (_, d) in _SCRAPE_FIELDS.items()}
         self._caps: ReaderCaps | None = None
@@ -485,6 +494,8 @@ class PrometheusReader(BaseReader):
             del self._identity[entity]
         key = format_series(name, rest)
         family, typ = _family(name, exposition.types)
+        if family in exposition.types:
+            self._types.setdefault(family, typ)
         if key not in self._fields:
             self._caps = None
             self._fields.add(key)
@@ -562,4 +573,5 @@ class PrometheusReader(BaseReader):
             "varying_identity_labels": varying,
         }
         return {"targets": {_redact(self._source): target},
-                "entities": {e: dict(sorted(ls.items())) for e, ls in sorted(self._identity.items())}}
+                "entities": {e: dict(sorted(ls.items())) for e, ls in sorted(self._identity.items())},
+                "types": dict(sorted(self._types.items()))}

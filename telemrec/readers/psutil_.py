@@ -69,7 +69,21 @@ __all__ = ["PsutilReader"]
 
 LEVELS = ("system", "process", "user", "slurm")
 PROCESS_LEVELS = ("process", "user", "slurm")
-OPTIONS = ("levels", "pid", "uid", "slurm_job", "uss", "per_cpu")
+DISK_EXCLUDE = r"^(z?ram|loop|fd)\d+$"
+"""Virtual block devices left out by default, as node_exporter's diskstats collector does
+(sar's and iostat's reports list real disks too): a loop device per snap or image, ramdisks."""
+
+OPTIONS = {
+    "levels": "comma-separated levels among system,process,user,slurm (default system; "
+              "`record -- COMMAND` adds process)",
+    "pid": "the process whose tree the process level follows (`record -- COMMAND`: the command)",
+    "uid": "user (number or name) whose processes the user level reads (default: the recorder's)",
+    "slurm_job": "Slurm job id whose processes the slurm level reads (default $SLURM_JOB_ID)",
+    "uss": "true/false: read each process's USS from smaps_rollup (default true; costly for large processes)",
+    "per_cpu": "true/false: a cpu<i> entity per CPU (default true)",
+    "disk_exclude": f"regular expression of block devices left out (default {DISK_EXCLUDE}: loop, ram, zram, "
+                    "floppy, as node_exporter); empty keeps every device",
+}
 
 CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 VIRTUAL_MEMORY = ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")
@@ -93,6 +107,20 @@ PROCESS_TUPLES = (
 PROCESS_SCALARS = ("num_threads", "ppid", "create_time", "name", "status")
 USS = "memory_full_info.uss"
 COLLECTOR = ("tick.wall_seconds", "tick.cpu_seconds", "tick.processes")
+
+def _regex_option(name: str, value: Any):
+    """A compiled regular expression, or None for an empty one (nothing excluded)."""
+    import re
+
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"option {name}={value!r} is not a regular expression ({exc})",
+                         f"Pass e.g. -O {name}='^(loop|ram)\\d+$', or -O {name}= to keep every device.") from None
+
 
 def _keys(prefix: str, attrs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{prefix}.{a}" for a in attrs)
@@ -240,6 +268,7 @@ class PsutilReader(BaseReader):
     """Host and process telemetry through psutil (JUmPER's system/process/user/slurm levels)."""
 
     name = "psutil"
+    options = OPTIONS
     description = "CPU, memory, disk, network and per-process counters through psutil"
     source_help = "procfs root (default /proc), e.g. a container's /proc mounted elsewhere"
 
@@ -315,6 +344,7 @@ class PsutilReader(BaseReader):
         self._levels = _parse_levels(options.get("levels"), self._target is not None)
         self._uss = bool_option("uss", options.get("uss", True))
         self._per_cpu = bool_option("per_cpu", options.get("per_cpu", True))
+        self._disk_exclude = _regex_option("disk_exclude", options.get("disk_exclude", DISK_EXCLUDE))
         self._check_level_options(options)
         self._uid = _parse_uid(options["uid"]) if options.get("uid") is not None else os.getuid()
         job = options.get("slurm_job")
@@ -433,6 +463,8 @@ class PsutilReader(BaseReader):
                 ("net_io_counters", ps.net_io_counters, "pernic", "net", NET_IO)):
             table = self._call(problems, label, fn, **{kwarg: True, "nowrap": False}) or {}
             for name, counters in table.items():
+                if prefix == "disk" and self._disk_exclude is not None and self._disk_exclude.search(name):
+                    continue
                 devices.append(self._record(mono, wall, f"{prefix}:{name}",
                                             {f"{label}.{a}": getattr(counters, a, None) for a in attrs}, None))
         records.append(self._record(mono, wall, "system", fields, "; ".join(problems) or None))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
 
@@ -38,6 +38,7 @@ class ReaderInfo:
     reason: str
     source_help: str = ""
     builtin: bool = True
+    options: dict = field(default_factory=dict)  # -O option -> what it does
 
 
 @lru_cache(maxsize=1)
@@ -100,7 +101,7 @@ def _describe(name: str, builtin: bool) -> ReaderInfo:
     except Exception as exc:
         available, reason = False, f"availability check failed: {exc}"
     return ReaderInfo(name, target, getattr(cls, "description", ""), True, bool(available), reason,
-                      getattr(cls, "source_help", ""), builtin)
+                      getattr(cls, "source_help", ""), builtin, dict(getattr(cls, "options", None) or {}))
 
 
 def list_readers() -> list[ReaderInfo]:

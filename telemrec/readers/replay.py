@@ -39,11 +39,12 @@ OPTIONS = {
     "speed": "max (as fast as possible, the default here), 1 (real time) or a factor such as 10",
     "start": "ISO 8601 time, +DURATION from the trace's first record, or -DURATION before its last",
     "end": "same forms as start; exclusive",
-    "sources": "comma-separated source names (the readers that recorded)",
+    "readers": "comma-separated readers (record sources or reader labels, glob patterns) whose records replay",
     "entities": "comma-separated entity names or glob patterns (gpu*)",
     "fields": "comma-separated field names or glob patterns",
     "loop": "how many passes (a positive integer) or forever",
     "rebase_now": "true to shift timestamps so the first record is now",
+    "sources": "deprecated spelling of readers",
 }
 
 _MONO = attrgetter("mono_ns")
@@ -62,7 +63,7 @@ def parse_speed(value: Any) -> float | None:
         return None
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in ("max", "inf", "infinity", "fast", "asap"):
+        if text in ("max", "inf", "infinity"):
             return None
         if text in ("realtime", "real-time", "real"):
             return 1.0
@@ -70,8 +71,9 @@ def parse_speed(value: Any) -> float | None:
         try:
             value = float(text)
         except ValueError:
-            raise UsageError(f"speed {value!r} is not a number or 'max'",
-                             "Use --speed 1 (real time), --speed 10 (ten times faster) or --speed max.") from None
+            raise UsageError(f"speed {value!r} is not a number, 'realtime' or 'max'",
+                             "Use --speed 1 (real time), --speed 10 (ten times faster) or --speed max "
+                             "(as fast as possible).") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"speed must be a number or 'max', got {value!r}", "For example speed=10 or speed=max.")
     if value == float("inf"):
@@ -195,8 +197,8 @@ class Replay:
     """
 
     def __init__(self, trace: "Trace", *, speed: Any = None, start: Any = None, end: Any = None,
-                 entities: Any = None, fields: Any = None, sources: Any = None, loop: Any = 1,
-                 rebase_now: Any = False, fallback_interval_ns: int = 10**9,
+                 entities: Any = None, fields: Any = None, readers: Any = None, loop: Any = 1,
+                 rebase_now: Any = False, fallback_interval_ns: int = 10**9, sources: Any = None,
                  clock: Callable[[], int] = time.monotonic_ns, wall_clock: Callable[[], int] = time.time_ns,
                  sleep: Callable[[float], Any] = time.sleep):
         self.trace = trace
@@ -215,7 +217,7 @@ class Replay:
             raise UsageError(f"end ({_format_ns(self.end_wall_ns)}) is not after "
                              f"start ({_format_ns(self.start_wall_ns)})",
                              "The window is [start, end): give an end later than the start.")
-        self.sources = self._resolve_sources(parse_names(sources))
+        self.sources = self._resolve_sources(parse_names(_readers_argument(readers, sources, warn=False)))
         self.entities = self._resolve("entity", parse_names(entities),
                                       sorted({e for s, e in self._entities if self._source_ok(s)}))
         self.fields = self._resolve("field", parse_names(fields),
@@ -231,15 +233,25 @@ class Replay:
         return self.entities is None or entity in self.entities
 
     def _resolve_sources(self, wanted: list[str] | None) -> list[str] | None:
+        """The record sources that ``wanted`` (sources or reader labels, globs) names, as ``load`` selects them."""
+        from telemrec.analysis._select import reader_matches
+
         if wanted is None:
             return None
         known = sorted({s for s, _ in self._entities})
-        missing = [s for s in wanted if s not in known]
+        out: dict[str, None] = {}
+        missing = []
+        for pattern in wanted:
+            hits = [s for s in known if reader_matches(self.trace.manifest, s, [pattern])]
+            out.update(dict.fromkeys(hits))
+            if not hits:
+                missing.append(pattern)
         if missing:
-            raise ReplayError(f"{self.trace.path} has no records from source {missing[0]!r} "
+            raise ReplayError(f"{self.trace.path} has no records from reader {missing[0]!r} "
                               f"(it has: {_listing(known)})",
-                              "Pick sources from `telemrec info PATH`.", missing=missing)
-        return wanted
+                              "Pick readers from `telemrec info PATH`; glob patterns such as 'nv*' work.",
+                              missing=missing)
+        return list(out)
 
     def _resolve(self, what: str, patterns: list[str] | None, known: list[str]) -> list[str] | None:
         """Exact names stay; glob patterns expand against ``known``; a pattern that matches
@@ -387,9 +399,24 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "") if names else "nothing"
 
 
+def _readers_argument(readers: Any, sources: Any, *, warn: bool = True) -> Any:
+    """``readers``, or the deprecated ``sources`` it replaces (one name across record, replay, load and
+    export). ``Replay`` itself takes both without a warning: telemrec's own modules build it."""
+    if sources is None:
+        return readers
+    import warnings
+
+    if readers is not None:
+        raise UsageError("readers and sources both given", "Give readers only: sources is its deprecated spelling.")
+    if warn:
+        warnings.warn("replay's sources= is deprecated: use readers= (the same name load, summary and export use)",
+                      DeprecationWarning, stacklevel=3)
+    return sources
+
+
 def iter_replay(path: str | os.PathLike, *, speed: Any = None, start: Any = None, end: Any = None,
-                entities: Any = None, fields: Any = None, sources: Any = None, loop: Any = 1,
-                rebase_now: Any = False) -> Iterator[RawRecord]:
+                entities: Any = None, fields: Any = None, readers: Any = None, loop: Any = 1,
+                rebase_now: Any = False, sources: Any = None) -> Iterator[RawRecord]:
     """Records of the trace at ``path`` in recorded order, as fast as possible unless ``speed``
     is given (1 = real time). Selection and timestamps as for ``ReplayReader``; the trace
     is closed when the generator finishes or is closed."""
@@ -398,7 +425,7 @@ def iter_replay(path: str | os.PathLike, *, speed: Any = None, start: Any = None
     trace = open_trace(path)
     try:
         yield from Replay(trace, speed=speed, start=start, end=end, entities=entities, fields=fields,
-                          sources=sources, loop=loop, rebase_now=rebase_now)
+                          readers=_readers_argument(readers, sources), loop=loop, rebase_now=rebase_now)
     finally:
         trace.close()
 
@@ -417,6 +444,7 @@ class ReplayReader(BaseReader):
     """
 
     name = "replay"
+    options = OPTIONS
     description = "Re-emits a recorded trace exactly: paced (real time or x speed), windowed, filtered, looped."
     source_help = "Path of a trace (.h5) written by `telemrec record` or `telemrec import`."
 
@@ -450,6 +478,8 @@ class ReplayReader(BaseReader):
                               cause=type(exc).__name__) from exc
         try:
             opts = dict(config.options)
+            if "sources" in opts:
+                opts["sources"] = _readers_argument(opts.pop("readers", None), opts["sources"])
             self._replay = Replay(self._trace, fallback_interval_ns=int(config.interval * 1e9),
                                   clock=self._clock, wall_clock=self._wall_clock, sleep=self._sleep, **opts)
             self._caps = self._build_caps()

@@ -30,6 +30,18 @@ class ReaderSlot:
 
 
 @dataclass
+class ReaderCounts:
+    """One reader's share of the stats, for live reporting (which reader misses ticks or errs)."""
+
+    ticks: int = 0
+    missed_ticks: int = 0
+    error_records: int = 0
+    reader_errors: int = 0
+    last_error: str = ""
+    read_seconds: float = 0.0  # the longest read so far
+
+
+@dataclass
 class RecorderStats:
     ticks: int = 0
     late_ticks: int = 0
@@ -40,12 +52,14 @@ class RecorderStats:
     dropped_ticks: int = 0
     reader_errors: int = 0
     flushes: int = 0
+    error_records: int = 0
     errors: list[str] = field(default_factory=list)
+    readers: dict[str, ReaderCounts] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ticks": self.ticks, "late_ticks": self.late_ticks, "missed_ticks": self.missed_ticks,
                 "records": self.records, "values": self.values, "dropped_records": self.dropped_records, "dropped_ticks": self.dropped_ticks,
-                "reader_errors": self.reader_errors, "flushes": self.flushes}
+                "reader_errors": self.reader_errors, "error_records": self.error_records, "flushes": self.flushes}
 
 
 class Recorder:
@@ -76,6 +90,8 @@ class Recorder:
         self._t0 = time.monotonic_ns()
         self._live = len(self.slots)
         for slot in self.slots:
+            self.stats.readers[slot.label] = ReaderCounts()
+        for slot in self.slots:
             t = threading.Thread(target=self._sample_loop, args=(slot,), name=f"telemrec-{slot.label}", daemon=True)
             self._threads.append(t)
         self._writer_thread = threading.Thread(target=self._write_loop, name="telemrec-writer", daemon=True)
@@ -95,6 +111,11 @@ class Recorder:
     def readers_done(self) -> bool:
         return self._live == 0
 
+    @property
+    def queued(self) -> int:
+        """Batches sampled but not yet handed to the writer (what stopping still has to write)."""
+        return self._queue.qsize()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until stop(), every reader ended, or the writer failed; True if so."""
         return self._done.wait(timeout)
@@ -113,6 +134,7 @@ class Recorder:
         interval = self.interval_ns
         tick = 0
         scheduled = self._t0
+        counts = self.stats.readers[slot.label]
         try:
             while not self._stop.is_set():
                 start = time.monotonic_ns()
@@ -125,9 +147,12 @@ class Recorder:
                     batch = []
                     with self._lock:
                         self.stats.reader_errors += 1
+                        counts.reader_errors += 1
+                        counts.last_error = exc.message
                 end = time.monotonic_ns()
                 if batch is None:
                     return
+                failed = [rec for rec in batch if rec.error]
                 status = TICK_LATE if start - scheduled > self.late_ns else TICK_OK
                 self._enqueue(("rec", slot.label, batch))
                 self._enqueue_meta(("tick", slot.label, {
@@ -137,6 +162,12 @@ class Recorder:
                 with self._lock:
                     self.stats.ticks += 1
                     self.stats.late_ticks += status == TICK_LATE
+                    counts.ticks += 1
+                    counts.read_seconds = max(counts.read_seconds, (end - start) / 1e9)
+                    if failed:
+                        self.stats.error_records += len(failed)
+                        counts.error_records += len(failed)
+                        counts.last_error = f"{failed[-1].entity}: {failed[-1].error}"
                 # the next grid point still ahead; every point skipped is a missed tick, recorded as such
                 tick += 1
                 scheduled += interval
@@ -147,6 +178,7 @@ class Recorder:
                         "start_wall_ns": None, "status": TICK_MISSED, "records": 0, "cpu_ns": None}))
                     with self._lock:
                         self.stats.missed_ticks += 1
+                        counts.missed_ticks += 1
                     tick += 1
                     scheduled += interval
                 delay = scheduled - time.monotonic_ns()

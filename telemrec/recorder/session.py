@@ -5,23 +5,28 @@ from __future__ import annotations
 import math
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from telemrec._version import __version__
 from telemrec.errors import TelemrecError, TraceWriteError, UsageError
 from telemrec.readers import get_reader
 from telemrec.record import ReaderConfig
 from telemrec.recorder.host import allowed_env, host_info, library_versions, slurm_info
+from telemrec.recorder.command import Command
+from telemrec.recorder.console import Console
 from telemrec.recorder.paths import expand_output_path
 from telemrec.recorder.recorder import Recorder, ReaderSlot, reader_info
 from telemrec.trace._store import LIBVER
 from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
 from telemrec.trace.writer import TraceWriter
+
+
+DEFAULT_GRACE = 15.0
+"""Seconds a signalled command gets to exit while recording goes on: with Slurm's default KillWait
+(30 s between SIGTERM and SIGKILL) that leaves 15 s to finish writing the trace."""
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RecordRequest:
     options: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     queue_limit: int = 200_000
+    grace: float = DEFAULT_GRACE
 
 
 @dataclass
@@ -46,6 +52,7 @@ class RecordResult:
     errors: list[str]
     duration_seconds: float
     bytes: int
+    error_records: dict[str, int] = field(default_factory=dict)  # per reader label
 
 
 MIN_INTERVAL = 0.001
@@ -69,6 +76,9 @@ def _validate(req: RecordRequest) -> None:
                          "Give one --source per --reader, in the same order (use '' for the default).")
     if not req.readers:
         raise UsageError("no reader given", "Add --reader psutil (see `telemrec readers`).")
+    if not (math.isfinite(req.grace) and 0 <= req.grace <= 3600):
+        raise UsageError(f"--grace must be a number of seconds from 0 to 3600, got {req.grace}",
+                         f"The default, {DEFAULT_GRACE:g} s, fits Slurm's default KillWait of 30 s.")
 
 
 def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int, start_mono: int,
@@ -143,129 +153,221 @@ def _open_slots(req: RecordRequest, command_pid: int | None) -> list[ReaderSlot]
     return slots
 
 
-def record(req: RecordRequest, *, progress: Callable[[Recorder, float, TraceWriter], None] | None = None,
-           install_signals: bool = True) -> RecordResult:
-    """Record until the duration ends, the command ends, every reader ends, or SIGINT/SIGTERM."""
-    _validate(req)
-    start_wall, start_mono = time.time_ns(), time.monotonic_ns()
-    path = expand_output_path(req.output, wall_ns=start_wall)
+def check_output_path(path: str) -> None:
+    """Everything about the output that can be known before recording: a new file in a writable directory."""
+    from telemrec.trace import journal
+
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"output directory {directory} does not exist", "Create it first or choose another -o path.")
     if os.path.isdir(path):
         raise UsageError(f"{path} is a directory", "Give a trace file name, e.g. -o run.h5.")
-    child: subprocess.Popen | None = None
-    if req.command:
+    if os.path.lexists(path):
+        raise UsageError(f"{path} already exists; telemrec does not overwrite traces",
+                         "Remove it or choose another -o path (e.g. -o run-%h-%t.h5).")
+    jpath = journal.journal_path(path)
+    if os.path.lexists(jpath):
+        if journal.is_locked(jpath):
+            raise UsageError(f"{path} is being written by a running `telemrec record`",
+                             "Choose another -o path, or stop that recorder first.")
+        raise UsageError(f"{jpath} is left over from a recording that did not stop cleanly",
+                         f"Run `telemrec check {path}` to recover it into the trace, or choose another -o path.")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write in {directory} (permission denied)", "Choose a directory you can write, e.g. -o $HOME/run.h5.")
+
+
+def record(req: RecordRequest, *, console: Console | None = None, install_signals: bool = True) -> RecordResult:
+    """Record until the duration ends, the command ends, every reader ends, or SIGINT/SIGTERM.
+
+    Everything that can fail is checked before the command starts (arguments, output path,
+    readers, trace); once the command has run, its exit status is in the result, also when
+    writing the trace failed (``TraceWriteError.exit_status``). SIGTERM is forwarded to the
+    command and recording goes on until it exits, for at most ``req.grace`` seconds; a second
+    signal stops at once.
+    """
+    _validate(req)
+    console = console or Console(quiet=True)
+    start_wall, start_mono = time.time_ns(), time.monotonic_ns()
+    path = expand_output_path(req.output, wall_ns=start_wall)
+    check_output_path(path)
+    command = Command(req.command) if req.command else None  # held at its gate: nothing has run yet
+    try:
+        slots = _open_slots(req, command.pid if command else None)
         try:
-            child = subprocess.Popen(list(req.command))
-        except OSError as exc:
-            raise UsageError(f"cannot start {req.command[0]!r}: {exc.strerror}",
-                             "Check the command after `--` and that it is on PATH.") from exc
-    try:
-        slots = _open_slots(req, child.pid if child else None)
+            writer = TraceWriter(path, build_manifest(req, slots, start_wall, start_mono,
+                                                      command.pid if command else None))
+        except BaseException:
+            for slot in slots:
+                slot.reader.close()
+            raise
     except BaseException:
-        if child:
-            child.terminate()
-            child.wait()
-        raise
-    writer = None
-    try:
-        writer = TraceWriter(path, build_manifest(req, slots, start_wall, start_mono, child.pid if child else None))
-    except BaseException:
-        for slot in slots:
-            slot.reader.close()
-        if child:
-            child.terminate()
-            child.wait()
+        if command:
+            command.abort()
         raise
     recorder = Recorder(slots, writer, interval=req.interval, flush_every=req.flush_every, queue_limit=req.queue_limit)
     received: list[int] = []
     previous = {}
+    stopping = _Stopping(req.grace)
 
     def on_signal(signum, _frame):
+        # runs between two bytecodes of the main thread: no output here, only flags and kill(2)
         received.append(signum)
-        recorder.stop()
-        if child and child.poll() is None and signum == signal.SIGTERM:
-            child.send_signal(signum)
+        if command is None or not command.alive():
+            recorder.stop()
+        elif len(received) > 1:  # a second signal: stop now
+            recorder.stop()
+            command.signal(signal.SIGKILL)
+        else:
+            if signum == signal.SIGTERM:  # a terminal's Ctrl-C reaches the command itself
+                command.signal(signal.SIGTERM)
+            stopping.begin(f"signal {signal.Signals(signum).name}")
 
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
-    recorder.start()
-    exit_status = None
-    reason = "stopped"
-    child_ended = threading.Event()
-    if child is not None:
-        def watch_child() -> None:
-            child.wait()
-            child_ended.set()
-            recorder.stop()
-
-        threading.Thread(target=watch_child, name="telemrec-command", daemon=True).start()
     try:
-        deadline = None if req.duration is None else time.monotonic() + req.duration
+        recorder.start()
+        if command:
+            command.release()
+            threading.Thread(target=_watch, args=(command, recorder), name="telemrec-command", daemon=True).start()
+        reason = _run(req, recorder, writer, command, stopping, console, start_mono)
+        if command is not None and command.alive() and (len(received) > 1 or stopping.expired(time.monotonic())):
+            command.signal(signal.SIGKILL)
+            command.wait()
+        if received:
+            reason = f"signal {signal.Signals(received[0]).name}"
+        stop = {"wall_ns": time.time_ns(), "mono_ns": time.monotonic_ns(), "reason": reason}
+        exit_status = command.returncode if command else None
+        stats = recorder.stats.to_dict()
+        errors = list(recorder.stats.errors)
+        kill_at = stopping.until if received else None  # a signalled command gets the grace, no more
+        try:
+            _finish(path, writer, recorder, console, stop, stats, errors,
+                    {"argv": list(req.command), "pid": command.pid, "exit_status": exit_status} if command else None)
+        except TraceWriteError as exc:
+            exc.exit_status = _wait_for(command, console, kill_at)
+            raise
+        exit_status = _wait_for(command, console, kill_at)
+    finally:
+        if command is not None and command.alive():  # only after an unexpected error: never leave it behind
+            command.end(req.grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return RecordResult(path, stats, exit_status, errors, (stop["mono_ns"] - start_mono) / 1e9,
+                        os.path.getsize(path), {label: c.error_records for label, c in recorder.stats.readers.items()})
+
+
+def _run(req: RecordRequest, recorder: Recorder, writer: TraceWriter, command: Command | None,
+         stopping: _Stopping, console: Console, start_mono: int) -> str:
+    """Record until it is time to stop; then stop sampling and write what was sampled. The reason."""
+    reason = "stopped"
+    deadline = None if req.duration is None else time.monotonic() + req.duration
+    try:
         while True:
-            # block on the recorder's event: no polling while nothing happens
-            remaining = None if deadline is None else deadline - time.monotonic()
-            step = 0.5 if progress else remaining
-            if remaining is not None and remaining <= 0:
-                reason = "duration reached"
-                break
-            if recorder.wait(step if remaining is None else min(step, remaining)):
-                if child_ended.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                stopping.begin("duration reached")
+                recorder.stop()
+            if stopping.announce() and stopping.reason.startswith("signal") and command is not None \
+                    and command.alive():
+                console.line(f"telemrec: {stopping.reason}: recording until the command exits, at most "
+                             f"{req.grace:g} s (--grace); again to stop now")
+            if stopping.expired(now) and command is not None and command.alive():
+                console.warn(f"the command did not exit within --grace {req.grace:g} s: stopping it")
+                recorder.stop()
+            step = 0.5 if deadline is None else min(0.5, max(0.0, deadline - now))
+            if recorder.wait(step):
+                if stopping.reason == "duration reached":
+                    reason = stopping.reason
+                elif command is not None and command.returncode is not None:
                     reason = "command exited"
                 elif recorder.write_error:
                     reason = "writer failed"
-                elif recorder.readers_done and not received:
+                elif recorder.readers_done:
                     reason = "readers exhausted"
                 break
-            if progress:
-                progress(recorder, (time.monotonic_ns() - start_mono) / 1e9, writer)
+            console.check(recorder.stats, req.interval)
+            console.progress(recorder.stats, (time.monotonic_ns() - start_mono) / 1e9, writer.bytes_written)
     finally:
-        recorder.join()
-        for slot in slots:
+        console.check(recorder.stats, req.interval)
+        with console.phase(lambda: f"stopping: {recorder.queued} batches still to write"):
+            recorder.join()
+        for slot in recorder.slots:
             slot.reader.close()
-        if child is not None:
-            if child.poll() is None and received:
-                try:
-                    exit_status = child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    exit_status = child.wait()
-            elif child.poll() is None:
-                child.terminate()
-                exit_status = child.wait()
-            else:
-                exit_status = child.returncode
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    stop = {"wall_ns": time.time_ns(), "mono_ns": time.monotonic_ns(),
-            "reason": f"signal {signal.Signals(received[0]).name}" if received else reason}
-    command = None
-    if req.command:
-        command = {"argv": list(req.command), "pid": child.pid if child else None, "exit_status": exit_status}
-    stats = recorder.stats.to_dict()
-    errors = list(recorder.stats.errors)
+    return reason
+
+
+def _finish(path: str, writer: TraceWriter, recorder: Recorder, console: Console, stop: dict, stats: dict,
+            errors: list[str], command: dict | None) -> None:
+    """Close the trace (fold the journal), saying what is written while it takes."""
     if recorder.write_error is not None:
         writer.abandon()
         raise TraceWriteError(
             f"writing the trace failed: {recorder.write_error.message}; everything flushed before that is kept in "
             f"{writer.journal_path}",
-            "Free disk space, then run `telemrec check " + path + "` to fold the journal into the trace.",
-            path=path)
-    bytes_journal = writer.bytes_written
+            "Free disk space, then run `telemrec check " + path + "` to fold the journal into the trace.", path=path)
+    size = writer.bytes_written
     try:
-        writer.close(stop=stop, command=command, stats=stats, clean=True, error="; ".join(errors[:5]) or None)
+        with console.phase(lambda: f"writing {path}: {stats['values']:,} values from a {size / 1e6:.1f} MB journal"):
+            writer.close(stop=stop, command=command, stats=stats, clean=True, error="; ".join(errors[:5]) or None)
     except (OSError, TelemrecError) as exc:
         message = exc.message if isinstance(exc, TelemrecError) else str(exc)
         raise TraceWriteError(f"folding the journal into {path} failed: {message}; the journal {writer.journal_path} is kept",
                               "Free disk space, then run `telemrec check " + path + "` to fold it.", path=path) from exc
-    return RecordResult(path, stats, exit_status, errors, (stop["mono_ns"] - start_mono) / 1e9,
-                        os.path.getsize(path) if os.path.exists(path) else bytes_journal)
+    console.clear()
 
 
-def stderr_progress(recorder: Recorder, elapsed: float, writer: TraceWriter) -> None:
-    s = recorder.stats
-    sys.stderr.write(f"\rrecording {elapsed:8.1f}s  ticks {s.ticks}  missed {s.missed_ticks}  "
-                     f"late {s.late_ticks}  records {s.records}  {writer.bytes_written / 1e6:.1f} MB")
-    sys.stderr.flush()
+def _wait_for(command: Command | None, console: Console, kill_at: float | None) -> int | None:
+    """The command's exit status. A command still running (after --duration, say) is waited for;
+    until ``kill_at`` (monotonic seconds) if given, then killed."""
+    if command is None:
+        return None
+    if command.alive():
+        console.line(f"telemrec: trace written; waiting for the command (pid {command.pid}) to exit")
+        if kill_at is not None and command.wait(max(0.0, kill_at - time.monotonic())) is None:
+            command.signal(signal.SIGKILL)
+    return command.wait()
+
+
+class _Stopping:
+    """Why recording is stopping, and until when it waits for the command."""
+
+    def __init__(self, grace: float):
+        self.grace = grace
+        self.reason: str | None = None
+        self.until: float | None = None
+        self._announced = False
+
+    def begin(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.until = time.monotonic() + self.grace
+
+    def announce(self) -> bool:
+        """True once, after begin()."""
+        if self.reason is not None and not self._announced:
+            self._announced = True
+            return True
+        return False
+
+    def expired(self, now: float) -> bool:
+        return self.until is not None and now >= self.until
+
+
+def _watch(command: Command, recorder: Recorder) -> None:
+    command.proc.wait()
+    recorder.stop()
+
+
+def summary_line(result: RecordResult) -> str:
+    """The one line a log keeps of a recording."""
+    s = result.stats
+    line = (f"wrote {result.path}: {s['records']} records, {s['values']} values, {s['ticks']} ticks "
+            f"({s['missed_ticks']} missed, {s['late_ticks']} late, {s['dropped_records']} dropped), "
+            f"{result.bytes} bytes in {result.duration_seconds:.1f} s")
+    failing = {label: n for label, n in result.error_records.items() if n}
+    if failing:
+        line += "; error records: " + ", ".join(f"{label} {n}" for label, n in failing.items())
+    if result.exit_status is not None:
+        line += f"; command exit status {result.exit_status}"
+    return line

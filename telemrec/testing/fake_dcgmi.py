@@ -30,61 +30,32 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TextIO
+from typing import Iterator, TextIO
 
-from telemrec.readers._dmon_parser import DEFAULT_FIELD_IDS, PROFILING_FIRST_ID, field_table
+from telemrec.emulate._dcgmi_cli import StopFlag, add_dmon_arguments, quiet_stdout, version_text
+from telemrec.readers._dmon_parser import (
+    DEFAULT_FIELD_IDS,
+    ENTITY_WIDTH,
+    PROFILING_FIRST_ID,
+    HeaderSchedule,
+    entity_returns,
+    format_header,
+    format_row,
+    parse_entity_ids,
+)
 
 __all__ = ["DeviceModel", "FakeEntity", "format_header", "format_row", "main"]
 
 FAKE_VERSION = "4.6.0"
-ENTITY_WIDTH = 16
-MAX_PRINT_HEADER_COUNT = 14
 MAX_INSTANCES_PER_GPU = 8  # DCGM numbers GPU-I/GPU-CI entities gpu * 8 + index
 CONNECT_ERROR = ("Error: unable to establish a connection to the specified host: {host}\n"
                  "Error: Unable to connect to host engine. Host engine connection invalid/disconnected.\n")
 CONNECTION_NOT_VALID_EXIT = 235  # main() returns DCGM_ST_CONNECTION_NOT_VALID (-21) as the exit status
-_UNKNOWN_WIDTH = 10
 _NOT_RETURNED = None
-
-
-# -- printing, as DeviceMonitor does it -------------------------------------------------
-def _cell(text: str, width: int) -> str:
-    if len(text) > width:  # FixedSizeString
-        text = text[: width - 3] + "..."
-    return f"{text:<{width + 2}}"
-
-
-def _meta(field_id: int) -> tuple[str, str, int]:
-    info = field_table().get(field_id)
-    if info is None:
-        return f"F{field_id}", "", _UNKNOWN_WIDTH + 6
-    return info.short_name, info.dcgm_unit, info.column_width
-
-
-def format_header(field_ids: Iterable[int], entity_width: int = ENTITY_WIDTH) -> tuple[str, str]:
-    head = [f"{'#Entity':<{entity_width}}"]
-    units = [f"{'ID':<{entity_width}}"]
-    for fid in field_ids:
-        short, unit, width = _meta(fid)
-        head.append(_cell(short, width))
-        units.append(_cell(unit, width))
-    return "".join(head), "".join(units)
-
-
-def format_row(label: str, cells: dict[int, str | None], field_ids: Iterable[int],
-               entity_width: int = ENTITY_WIDTH) -> str:
-    """``cells[fid]`` is the printed value, or None/missing for a field the entity did not return."""
-    out = [f"{label:<{entity_width}}"]
-    for fid in field_ids:
-        _, _, width = _meta(fid)
-        text = cells.get(fid)
-        out.append(_cell("" if text is _NOT_RETURNED else text, width))
-    return "".join(out)
 
 
 # -- the scripted devices ---------------------------------------------------------------
@@ -125,16 +96,6 @@ class DeviceModel:
                     ci_index += 1
         return out
 
-    def _returns(self, entity: FakeEntity, field_id: int) -> bool:
-        info = field_table().get(field_id)
-        if entity.group == "GPU":
-            return True
-        if info is None:
-            return False
-        if entity.group == "GPU-I":
-            return info.entity_level in ("DCGM_FE_GPU_I", "DCGM_FE_GPU_CI")
-        return info.entity_level == "DCGM_FE_GPU_CI"
-
     def cells(self, entity: FakeEntity, tick: int, field_ids: tuple[int, ...], delay_s: float) -> dict[int, str | None]:
         rng = random.Random(f"{self.seed}:{entity.label}:{tick}")
         load = 0.15 + 0.8 * rng.random()
@@ -149,7 +110,7 @@ class DeviceModel:
         fb_used = int(fb_total * (0.1 + 0.8 * load))
         values: dict[int, str | None] = {}
         for fid in field_ids:
-            if not self._returns(entity, fid):
+            if not entity_returns(entity.group, fid):
                 values[fid] = _NOT_RETURNED
                 continue
             if fid >= PROFILING_FIRST_ID and tick == 0:
@@ -185,12 +146,7 @@ class DeviceModel:
 
 
 # -- the command ------------------------------------------------------------------------
-class _Stop:
-    requested = False
-
-
-def _on_signal(signum, frame) -> None:  # noqa: ARG001
-    _Stop.requested = True
+_STOP = StopFlag()
 
 
 def _env_default(name: str, default: str | None = None) -> str | None:
@@ -210,13 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fake-stderr-bytes", type=int, default=int(_env_default("STDERR_BYTES", "0")))
     p.add_argument("--fake-seed", type=int, default=int(_env_default("SEED", "0")))
     p.add_argument("--fake-time-scale", type=float, default=float(_env_default("TIME_SCALE", "1")))
-    sub = p.add_subparsers(dest="command")
-    dmon = sub.add_parser("dmon")
-    dmon.add_argument("-e", "--field-id", dest="field_ids", default=None)
-    dmon.add_argument("-d", "--delay", type=int, default=1000)
-    dmon.add_argument("-c", "--count", type=int, default=0)
-    dmon.add_argument("-i", "--entity-id", dest="entities", default=None)
-    dmon.add_argument("--host", default="localhost")
+    add_dmon_arguments(p.add_subparsers(dest="command"))
     return p
 
 
@@ -230,12 +180,6 @@ def _parse_mig(spec: str) -> dict[int, tuple[int, int]]:
 
 def _parse_glitches(spec: str) -> set[tuple[int, int]]:
     return {tuple(int(x) for x in part.split("@")) for part in filter(None, spec.split(","))}  # type: ignore[misc]
-
-
-def _selected_gpus(spec: str | None) -> set[int] | None:
-    if not spec or spec.strip() == "*":
-        return None
-    return {int(m) for m in re.findall(r"(?:^|,)\s*(?:gpu:)?(\d+)", spec)}
 
 
 def _write(out: TextIO, text: str) -> None:
@@ -280,7 +224,7 @@ def _run_dmon(args, out: TextIO) -> int:
         header = None
     else:
         model = DeviceModel(args.fake_gpus, _parse_mig(args.fake_mig), args.fake_seed, _parse_glitches(args.fake_glitch))
-        entities = model.entities(_selected_gpus(args.entities))
+        entities = model.entities(parse_entity_ids(args.entities))
         header = format_header(field_ids, args.fake_entity_width)
         _write(out, "\n".join(header) + "\n")
 
@@ -292,10 +236,10 @@ def _run_dmon(args, out: TextIO) -> int:
                 tick += 1
 
         blocks = model_blocks()
-    print_header_count = 0
+    schedule = HeaderSchedule()
     ticks = 0
     for block, has_rows in blocks:
-        if _Stop.requested:
+        if _STOP.requested:
             break
         if not has_rows:
             _write(out, "".join(line + "\n" for line in block))
@@ -308,12 +252,9 @@ def _run_dmon(args, out: TextIO) -> int:
         if args.count and ticks >= args.count:
             return 0
         time.sleep(delay_s * args.fake_time_scale)
-        if header is not None:
-            if print_header_count == MAX_PRINT_HEADER_COUNT:
-                _write(out, "\n".join(header) + "\n")
-                print_header_count = 0
-            print_header_count += 1
-    if _Stop.requested:
+        if schedule.after_tick() and header is not None:
+            _write(out, "\n".join(header) + "\n")
+    if _STOP.requested:
         _write(out, "\n\ndmon was stopped due to receiving a signal\n")
     return 0
 
@@ -325,8 +266,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(("fake dcgmi diagnostic noise " * 40 + "\n") * (args.fake_stderr_bytes // 1161 + 1))
         sys.stderr.flush()
     if args.version:
-        _write(out, f"Version : {FAKE_VERSION}\nBuild ID : 0\nBuild Type : Release\n\nHostengine build info:\n"
-                    f"Version : {FAKE_VERSION}\n")
+        _write(out, version_text(FAKE_VERSION))
         return 0
     if args.command != "dmon":
         _write(out, "Usage: dcgmi dmon -e <field ids> [-d <ms>] [-c <count>] [-i <entities>]\n")
@@ -335,15 +275,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     if args.fake_hostengine_down or host not in ("localhost", "127.0.0.1", "::1"):
         _write(out, CONNECT_ERROR.format(host=host))
         return CONNECTION_NOT_VALID_EXIT
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _STOP)
+    signal.signal(signal.SIGTERM, _STOP)
     try:
         return _run_dmon(args, out)
     except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")  # keep the interpreter's final flush quiet
-        except OSError:
-            pass
+        quiet_stdout()
         return 0
 
 

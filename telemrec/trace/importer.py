@@ -24,11 +24,24 @@ def import_manifest(source_name: str, tags: Mapping[str, str] | None = None) -> 
     }
 
 
+def _from_manifest(original: Mapping, source_name: str, tags: Mapping[str, str] | None) -> dict:
+    """The manifest of a trace made from another one's records (``replay | import``): its host,
+    readers (caps: units, counters), interval and stats are the original's."""
+    manifest = dict(original)
+    manifest.update({"format": FORMAT_NAME, "format_version": CURRENT_FORMAT_VERSION, "telemrec_version": __version__,
+                     "closed_cleanly": False, "tags": {**(original.get("tags") or {}), **(tags or {})},
+                     "imported_from": {"source": source_name, "imported_wall_ns": time.time_ns()}})
+    return manifest
+
+
 def import_records(records: Iterable[RawRecord], output: str, *, source_name: str,
-                   tags: Mapping[str, str] | None = None) -> int:
+                   tags: Mapping[str, str] | None = None, manifest: Mapping | None = None) -> int:
     """Write ``records`` into a new trace at ``output``. An invalid record aborts the import and
-    removes the partial output (nothing half-imported is left behind)."""
-    writer = TraceWriter(output, import_manifest(source_name, tags))
+    removes the partial output (nothing half-imported is left behind). ``manifest``: that of the
+    trace the records come from (a JSON-lines header), kept; its stats, when present, describe
+    the whole original recording and are kept with the record count corrected."""
+    writer = TraceWriter(output, _from_manifest(manifest, source_name, tags) if manifest is not None
+                         else import_manifest(source_name, tags))
     count = 0
     first = last = None
     try:
@@ -50,5 +63,8 @@ def import_records(records: Iterable[RawRecord], output: str, *, source_name: st
         raise
     stop = None if last is None else {"wall_ns": last.wall_ns, "mono_ns": last.mono_ns, "reason": "import"}
     start = None if first is None else {"wall_ns": first.wall_ns, "mono_ns": first.mono_ns}
-    writer.close(stop=stop, stats={"records": count}, clean=True, manifest_updates={"start": start})
+    kept = (manifest or {}).get("stats") or {}
+    if kept:  # the whole recording came through: its own start and stop stay
+        start, stop = manifest.get("start") or start, manifest.get("stop") or stop
+    writer.close(stop=stop, stats={**kept, "records": count}, clean=True, manifest_updates={"start": start})
     return count

@@ -1,4 +1,4 @@
-"""The compiled decoder (``telemrec.analysis._cdecode``) gives the NumPy kernels' bits.
+"""The compiled decoder (``telemrec.trace._ccodec``) gives the NumPy kernels' bits.
 
 ``decode`` is checked against ``_kernels.decode_into`` on random stored chunks of every
 encoding, width, delta order, skip and anchors; ``decode_columns`` against the NumPy path
@@ -28,7 +28,7 @@ from .test_fastread import CHUNK, copy_listing_widths, small_chunk_trace  # noqa
 _cdecode = _fastread._cdecode
 
 if os.environ.get("TELEMREC_REQUIRE_COMPILED") and _cdecode is None:
-    pytest.fail("TELEMREC_REQUIRE_COMPILED is set but telemrec.analysis._cdecode was not built "
+    pytest.fail("TELEMREC_REQUIRE_COMPILED is set but telemrec.trace._ccodec was not built "
                 "(see setup.py: it needs a C compiler)", pytrace=False)
 pytestmark = pytest.mark.skipif(_cdecode is None, reason="the compiled decoder is not built here")
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from telemrec.analysis import OfflineMonitor, export_jumper
-from telemrec.errors import TraceWriteError
+from telemrec.errors import TraceWriteError, UsageError
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "exported_session_thread_monitor_v0.4.1")
 
@@ -115,3 +115,37 @@ def test_our_monitor_drives_jumpers_visualizer(node_trace, tmp_path, jumper_serv
         warnings.simplefilter("ignore", UserWarning)
         service.plot_performance(level="system", metrics=["cpu", "mem"], save_jpeg=str(tmp_path / "direct.jpg"))
     assert (tmp_path / "direct.jpg").stat().st_size > 10_000
+
+
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "sample_traces", "v2")
+
+
+@pytest.mark.parametrize("name, gpus", [("nvml_synthetic.h5", 2), ("dcgmi_synthetic.h5", 4)])
+def test_a_gpu_only_trace_exports_gpu_levels_jumper_shows(name, gpus, tmp_path, jumper_service, capsys):
+    """No psutil data: a system level of the devices' columns (no CPU or memory columns, never measured)."""
+    out = export_jumper(os.path.join(SAMPLES, name), tmp_path / "s")
+    assert sorted(os.listdir(out)) == ["cell_history.csv", "manifest.json", "perf_system.csv"]
+    system = pd.read_csv(os.path.join(out, "perf_system.csv"))
+    assert not any(c.startswith(("cpu_util", "memory", "io_")) for c in system.columns)
+    assert {f"gpu_util_{g}" for g in range(gpus)} <= set(system.columns) and system["gpu_util_avg"].notna().all()
+    monitor = read_json(os.path.join(out, "manifest.json"))["monitor"]
+    assert monitor["num_gpus"] == gpus and monitor["gpu_memory"] > 0    # dcgmi: the framebuffer's size
+    service = jumper_service
+    service.import_session(str(out))
+    capsys.readouterr()
+    service.reporter.print(cell_range=(0, 0), level="system")
+    text = capsys.readouterr().out
+    assert "No performance data" not in text
+    util = system["gpu_util_avg"]
+    assert f"GPU Util (Across {gpus} GPUs)  {util.mean():<8.2f} {util.min():<8.2f} {util.max():<8.2f}" in text
+    assert "CPU Util" not in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        service.plot_performance(level="system", metrics=["gpu", "gpu_all"], save_jpeg=str(tmp_path / "gpu.jpg"))
+    assert (tmp_path / "gpu.jpg").stat().st_size > 10_000
+
+
+def test_a_trace_jumper_cannot_show_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="no psutil, nvml or dcgmi records"):
+        export_jumper(os.path.join(SAMPLES, "node_exporter.h5"), tmp_path / "s")
+    assert os.listdir(tmp_path) == []

@@ -4,6 +4,7 @@ a psutil wrapper that refuses or loses processes on purpose."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import psutil
 import pytest
 
 from telemrec.errors import ReaderError, ReaderUnavailableError, UsageError
-from telemrec.readers.psutil_ import PsutilReader
+from telemrec.readers.psutil_ import DISK_EXCLUDE, PsutilReader
 from telemrec.record import ReaderConfig
 from telemrec.testing.conformance import ReaderConformance
 
@@ -96,7 +97,8 @@ def test_system_level_agrees_with_proc():
     assert sorted(e for e in first if e.startswith("cpu")) == sorted(f"cpu{i}" for i in range(len(cores)))
     with open("/proc/diskstats") as f:
         disks = {line.split()[2] for line in f if line.strip()}
-    assert {e for e in first if e.startswith("disk:")} == {f"disk:{d}" for d in disks}
+    virtual = re.compile(DISK_EXCLUDE)
+    assert {e for e in first if e.startswith("disk:")} == {f"disk:{d}" for d in disks if not virtual.search(d)}
     with open("/proc/net/dev") as f:
         nics = {line.split(":")[0].strip() for line in f.readlines()[2:]}
     assert {e for e in first if e.startswith("net:")} == {f"net:{n}" for n in nics}
@@ -307,7 +309,10 @@ FAKE_PROC = {
                "Slab:              40000 kB\nSReclaimable:      20000 kB\nSwapTotal:        512000 kB\n"
                "SwapFree:         256000 kB\n",
     "vmstat": "pswpin 10\npswpout 20\n",
-    "diskstats": "   8       0 fakedisk0 100 5 2000 30 50 6 4000 40 0 70 70\n",
+    "diskstats": "   8       0 fakedisk0 100 5 2000 30 50 6 4000 40 0 70 70\n"
+                 "   8       1 fakedisk0p1 100 5 2000 30 50 6 4000 40 0 70 70\n"
+                 "   7       0 loop0 9 0 90 0 0 0 0 0 0 0 0\n   7       1 loop1 9 0 90 0 0 0 0 0 0 0 0\n"
+                 "   1       0 ram0 0 0 0 0 0 0 0 0 0 0 0\n 252       0 zram0 4 0 32 0 8 0 64 0 0 0 0\n",
     "net/dev": "Inter-|   Receive                                                |  Transmit\n"
                " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo"
                " colls carrier compressed\n  fake0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n",
@@ -350,6 +355,27 @@ def test_fake_procfs_root_is_what_gets_read(fake_proc):
     assert identity["cpu_model"] == "Fake CPU 9000"
     assert identity["memory_total"] == 2048000 * 1024
     assert identity["procfs_root"] == str(fake_proc)
+
+
+@pytest.mark.parametrize("option,expected", [
+    (None, ["fakedisk0", "fakedisk0p1"]),                                   # loop, ram, zram left out
+    ("", ["fakedisk0", "fakedisk0p1", "loop0", "loop1", "ram0", "zram0"]),  # every device, as before
+    ("^loop", ["fakedisk0", "fakedisk0p1", "ram0", "zram0"]),                 # the user's own choice
+])
+def test_virtual_block_devices_are_left_out_unless_asked_for(fake_proc, option, expected):
+    options = {"levels": "system"} if option is None else {"levels": "system", "disk_exclude": option}
+    reader = opened(source=str(fake_proc), **options)
+    try:
+        records = tick(reader)
+    finally:
+        reader.close()
+    assert sorted(e[5:] for e in records if e.startswith("disk:")) == sorted(expected)
+    assert "net:fake0" in records
+
+
+def test_a_bad_disk_exclude_is_a_usage_error(fake_proc):
+    with pytest.raises(UsageError, match="disk_exclude"):
+        opened(source=str(fake_proc), levels="system", disk_exclude="(")
 
 
 def test_a_missing_procfs_file_is_an_error_on_system_not_a_crash(fake_proc):
