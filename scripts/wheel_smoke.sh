@@ -25,7 +25,7 @@ fail() { printf 'wheel smoke: FAILED: %s\n' "$*" >&2; exit 1; }
 step "building the wheel"
 "$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$REPO" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; fail "pip wheel"; }
 WHEEL=$(ls "$WORK"/dist/telemrec-*.whl)
-"$PY" - "$WHEEL" telemrec/readers/dcgm_fields.tsv telemrec/schemas/manifest/v2/manifest.schema.json <<'PY' \
+"$PY" - "$WHEEL" telemrec/readers/dcgm_fields.tsv telemrec/schemas/manifest/v2/manifest.schema.json telemrec/schemas/manifest/v3/manifest.schema.json <<'PY' \
     || fail "package data missing from $(basename "$WHEEL")"
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
