@@ -160,7 +160,7 @@ def _counts(state: JournalState) -> dict:
         elif kind == C.TICKS:
             ticks += rows
     out = {"records": records, "values": values}
-    if ticks:
+    if ticks or state.end is None:  # a recorder that died did not say; the tick tables do
         out["ticks"] = ticks
     return out
 
