@@ -39,6 +39,10 @@ def proc_stat_value(key: str) -> int:
     raise AssertionError(f"{key} not in /proc/stat")
 
 
+# the process levels are read by either collector, with the same results
+both_collectors = pytest.mark.parametrize("processes", ["procfs", "psutil"])
+
+
 def pid_entities(records: dict) -> set[str]:
     return {entity for entity in records if entity.startswith("pid:")}
 
@@ -141,9 +145,10 @@ def test_per_cpu_and_uss_can_be_turned_off_with_cli_strings():
 
 
 # -- process level ---------------------------------------------------------------------------
-def test_own_process_agrees_with_proc():
+@both_collectors
+def test_own_process_agrees_with_proc(processes):
     me = os.getpid()
-    reader = opened(levels="process", pid=me)
+    reader = opened(levels="process", pid=me, processes=processes)
     try:
         page = os.sysconf("SC_PAGE_SIZE")
         with open("/proc/self/statm") as f:
@@ -172,7 +177,8 @@ def test_own_process_agrees_with_proc():
     assert type(fields["cpu_times.user"]) is float
 
 
-def test_descendants_join_and_leave_the_process_level():
+@both_collectors
+def test_descendants_join_and_leave_the_process_level(processes):
     me = os.getpid()
     child = subprocess.Popen(
         [sys.executable, "-c",
@@ -181,7 +187,7 @@ def test_descendants_join_and_leave_the_process_level():
         stdout=subprocess.PIPE, text=True)
     grandchild = int(child.stdout.readline())
     try:
-        reader = opened(levels="process", pid=me)
+        reader = opened(levels="process", pid=me, processes=processes)
         try:
             records = tick(reader)
             assert records[f"pid:{child.pid}"].fields["ppid"] == me
@@ -217,9 +223,10 @@ def test_descendants_join_and_leave_the_process_level():
         child.stdout.close()
 
 
-def test_target_that_exits_leaves_an_empty_process_level(sleeper):
+@both_collectors
+def test_target_that_exits_leaves_an_empty_process_level(sleeper, processes):
     target = sleeper()
-    reader = opened(levels="process", pid=target.pid)
+    reader = opened(levels="process", pid=target.pid, processes=processes)
     try:
         assert pid_entities(tick(reader)) == {f"pid:{target.pid}"}
         target.kill()
@@ -232,8 +239,9 @@ def test_target_that_exits_leaves_an_empty_process_level(sleeper):
 
 
 # -- user and slurm levels ---------------------------------------------------------------------
-def test_user_level_holds_this_process_and_no_kernel_thread():
-    reader = opened(levels="user")
+@both_collectors
+def test_user_level_holds_this_process_and_no_kernel_thread(processes):
+    reader = opened(levels="user", processes=processes)
     try:
         records = tick(reader)
     finally:
@@ -246,13 +254,14 @@ def test_user_level_holds_this_process_and_no_kernel_thread():
         assert fields["ppid"] != 2 and entity != "pid:2", f"kernel thread {entity} in the user level"
 
 
-def test_slurm_level_finds_only_the_jobs_processes(sleeper):
+@both_collectors
+def test_slurm_level_finds_only_the_jobs_processes(sleeper, processes):
     job = f"telemrec-test-{os.getpid()}"
     inside = sleeper(env={**os.environ, "SLURM_JOB_ID": job})
     sleeper(env={**os.environ, "SLURM_JOB_ID": job + "-other"})
     sleeper(env={k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"})
     time.sleep(0.2)  # let exec finish so the environment is the child's own
-    reader = opened(levels="process,slurm", pid=os.getpid(), slurm_job=job)
+    reader = opened(levels="process,slurm", pid=os.getpid(), slurm_job=job, processes=processes)
     try:
         records = tick(reader)
     finally:
@@ -410,7 +419,7 @@ def psutil_refusing(denied_io: set[int], vanishing: set[int]) -> types.ModuleTyp
 def test_access_denied_blanks_one_call_and_vanished_processes_are_dropped(sleeper):
     me, gone = os.getpid(), sleeper().pid
     reader = PsutilReader(psutil_module=psutil_refusing(denied_io={me}, vanishing={gone}))
-    reader.open(ReaderConfig(options={"levels": "process", "pid": me}))
+    reader.open(ReaderConfig(options={"levels": "process", "pid": me, "processes": "psutil"}))
     try:
         records = tick(reader)
     finally:
