@@ -80,7 +80,7 @@ class UssBudget:
     earned back. ``share=None`` reads every process every tick.
     """
 
-    HORIZON_S = 10.0  # the most the budget saves up while idle, in seconds of earning
+    HORIZON_S = 2.0  # the most the budget saves up while idle, in seconds of earning
 
     def __init__(self, share: float | None):
         self.share = share

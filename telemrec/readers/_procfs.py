@@ -24,8 +24,7 @@ STATUS_NAMES = {b"R": "running", b"S": "sleeping", b"D": "disk-sleep", b"T": "st
                 b"P": "parked"}
 
 # /proc/<pid>/stat after the ")" that closes the name: indexes of the fields used (proc(5) number - 3)
-STATE, PPID, UTIME, STIME, CUTIME, CSTIME, NUM_THREADS, STARTTIME, VSIZE, RSS, BLKIO_TICKS = (
-    0, 1, 11, 12, 13, 14, 17, 19, 20, 21, 39)
+STATE, PPID, UTIME, STIME, CUTIME, CSTIME, NUM_THREADS, STARTTIME, BLKIO_TICKS = 0, 1, 11, 12, 13, 14, 17, 19, 39
 
 _IO_KEYS = (b"syscr", b"syscw", b"read_bytes", b"write_bytes", b"rchar", b"wchar")
 _SMAPS_PRIVATE = re.compile(rb"\nPrivate.*:\s+(\d+)")

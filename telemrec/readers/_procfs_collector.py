@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from telemrec.readers._procfs import (
-    BLKIO_TICKS, CLOCK_TICKS, CSTIME, CUTIME, NUM_THREADS, PAGE_SIZE, PPID, RSS, STARTTIME, STATE, STATUS_NAMES,
-    STIME, UTIME, VSIZE, cmdline_argv, decode, io_counters, read_fd, read_file, smaps_rollup_uss, smaps_uss,
+    BLKIO_TICKS, CLOCK_TICKS, CSTIME, CUTIME, NUM_THREADS, PAGE_SIZE, PPID, STARTTIME, STATE, STATUS_NAMES,
+    STIME, UTIME, cmdline_argv, decode, io_counters, read_fd, read_file, smaps_rollup_uss, smaps_uss,
     split_stat, status_ctx_uid, status_ppid_uid)
 from telemrec.readers._processes import PROCESS_FIELDS, ProcessReading, Vanished
 
@@ -58,7 +58,7 @@ def default_fd_budget() -> int:
 class _Proc:
     """What is known of one process between ticks."""
 
-    __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "tids", "gate",
+    __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "statm", "tids", "gate",
                  "slow", "problems", "argv", "fields", "children", "ran", "tick", "gone")
 
     def __init__(self, pid: int, prefix: str, ino: int | None):
@@ -69,6 +69,7 @@ class _Proc:
         self.stat = b""                   # the last stat, split
         self.comm = b""
         self.split: list[bytes] = []
+        self.statm = b""
         self.tids: list[int] | None = None   # the threads, where known to be current
         # each thread's schedstat (run time, wait, switches in) when status, io and cmdline were last
         # read; None where not known
@@ -345,6 +346,12 @@ class ProcfsCollector:
             elif f[STARTTIME] != st.start:  # read by path, and the pid names a new process
                 raise Vanished(st.pid)
             st.stat, st.comm, st.split, st.fields = data, comm, f, None
+        try:  # RSS from statm as psutil: stat's is the kernel's per-CPU estimate, off by dozens of pages
+            statm = self._get(st, "statm", 256)
+        except _GONE:
+            raise Vanished(st.pid) from None
+        if statm != st.statm:
+            st.statm, st.fields = statm, None
         f = st.split
         threads = int(f[NUM_THREADS])
         st.ran = not self._idle(st, threads, f[STATE])
@@ -358,6 +365,7 @@ class ProcfsCollector:
     @staticmethod
     def _fields(st: _Proc, threads: int) -> dict[str, Any]:
         f = st.split
+        vms, rss = map(int, st.statm.split()[:2])
         io, voluntary, involuntary, real_uid, cmdline = st.slow
         name = decode(st.comm)
         if len(name) >= 15 and st.argv:  # psutil's name(): the kernel keeps 15 bytes; argv[0] may say more
@@ -370,8 +378,8 @@ class ProcfsCollector:
             "cpu_times.children_user": float(f[CUTIME]) / CLOCK_TICKS,
             "cpu_times.children_system": float(f[CSTIME]) / CLOCK_TICKS,
             "cpu_times.iowait": float(f[BLKIO_TICKS]) / CLOCK_TICKS if len(f) > BLKIO_TICKS else 0.0,
-            "memory_info.rss": int(f[RSS]) * PAGE_SIZE,
-            "memory_info.vms": int(f[VSIZE]),
+            "memory_info.rss": rss * PAGE_SIZE,
+            "memory_info.vms": vms * PAGE_SIZE,
             "io_counters.read_count": io[0],
             "io_counters.write_count": io[1],
             "io_counters.read_bytes": io[2],

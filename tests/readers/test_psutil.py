@@ -288,6 +288,12 @@ def test_slurm_level_without_job_id_is_a_usage_error(monkeypatch):
     {"levels": "system", "uid": 0},
     {"levels": "user", "uid": "no-such-user-telemrec"},
     {"uss": "maybe"},
+    {"uss": "false", "uss_budget": 0.01},
+    {"uss": "every-tick", "uss_budget": 0.01},
+    {"uss_budget": 0},
+    {"uss_budget": 2},
+    {"uss_budget": "lots"},
+    {"processes": "bogus"},
     {"level": "system"},
 ])
 def test_bad_options_are_usage_errors(options):
@@ -469,3 +475,53 @@ def test_each_tick_reports_its_own_cost():
         assert rec.entity == "collector"
         assert 0 < rec.fields["tick.cpu_seconds"] and 0 < rec.fields["tick.wall_seconds"]
         assert rec.fields["tick.processes"] >= 1
+
+
+# -- USS, paced -------------------------------------------------------------------------------------
+def test_uss_is_read_in_turn_within_its_budget_and_absent_otherwise(sleeper):
+    kids = [sleeper() for _ in range(3)]
+    reader = opened(levels="process", pid=os.getpid(), uss_budget="0.0000001")  # 0.1 us per second
+    try:
+        first = tick(reader)
+        second = tick(reader)
+    finally:
+        reader.close()
+    with_uss = [e for e in pid_entities(first) if "memory_full_info.uss" in first[e].fields]
+    assert with_uss == [f"pid:{os.getpid()}"], "the budget pays for one read, the job's own process first"
+    assert all("memory_full_info.uss" not in second[e].fields for e in pid_entities(second)), \
+        "overdrawn: no USS until it is earned back; the field is absent, not None"
+    assert {f"pid:{k.pid}" for k in kids} <= pid_entities(second)
+    assert reader.identity()["uss_budget"] == 1e-7
+
+
+def test_uss_every_tick_reads_every_process_every_tick(sleeper):
+    kids = [sleeper() for _ in range(3)]
+    reader = opened(levels="process", pid=os.getpid(), uss="every-tick")
+    try:
+        ticks = [tick(reader) for _ in range(2)]
+    finally:
+        reader.close()
+    for records in ticks:
+        assert {f"pid:{k.pid}" for k in kids} <= pid_entities(records)
+        assert all(records[e].fields["memory_full_info.uss"] > 0 for e in pid_entities(records))
+    assert reader.identity()["uss_budget"] is None
+
+
+def test_uss_budget_orders_the_longest_unread_first():
+    from telemrec.readers._processes import ProcessReading, UssBudget
+
+    def reading(pid, levels=("user",)):
+        return ProcessReading(pid, {"create_time": 1.0}, [], list(levels))
+
+    budget = UssBudget(0.01)  # 10 ms a second; saves at most 20 ms
+    readings = [reading(3), reading(1), reading(2, ("process", "user"))]
+    assert [r.pid for r in budget.plan(readings, 0)] == [2, 3, 1]
+    budget.charge(readings[2], 5_000_000, 0)
+    budget.charge(readings[0], 5_000_000, 0)
+    assert budget.affordable()
+    budget.charge(readings[1], 15_000_000, 0)
+    assert not budget.affordable()
+    assert budget.plan(readings, 500_000_000) == [], "5 ms earned back of a 5 ms debt: still nothing"
+    order = budget.plan(readings, 2_000_000_000)
+    assert [r.pid for r in order] == [2, 3, 1], "read at the same time: the job's first"
+    assert [r.pid for r in UssBudget(None).plan(readings, 0)] == [3, 1, 2], "every tick: all, as they come"
