@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,17 +85,20 @@ def worker_main(seconds: float) -> None:
 
 
 def tree_main(size: int, seconds: float) -> None:
+    """``size`` processes in all, in a process group of their own that ends together."""
+    if os.getpgid(0) != os.getpid():
+        os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workers = max(0, min(4, (size - 1) // 3))
-    kids = [subprocess.Popen([sys.executable, __file__, "--worker", str(seconds)]) for _ in range(workers)]
-    kids += [subprocess.Popen(["sleep", str(seconds)]) for _ in range(size - 1 - 3 * workers)]
-    time.sleep(0.5)
-    print("ready", flush=True)
     try:
+        kids = [subprocess.Popen([sys.executable, __file__, "--worker", str(seconds)]) for _ in range(workers)]
+        kids += [subprocess.Popen(["sleep", str(seconds)]) for _ in range(size - 1 - 3 * workers)]
+        time.sleep(0.5)
+        print("ready", flush=True)
         time.sleep(seconds)
     finally:
-        for kid in kids:
-            kid.kill()
-            kid.wait()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.killpg(0, signal.SIGTERM)
 
 
 def tree_argv(size: int, seconds: float) -> list[str]:
@@ -102,10 +106,21 @@ def tree_argv(size: int, seconds: float) -> list[str]:
 
 
 def start_tree(size: int, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen(tree_argv(size, seconds), stdout=subprocess.PIPE, text=True)
+    """The tree in a session of its own, so that stop_tree ends all of it."""
+    proc = subprocess.Popen(tree_argv(size, seconds), stdout=subprocess.PIPE, text=True, start_new_session=True)
     if proc.stdout.readline().strip() != "ready":
+        stop_tree(proc)
         raise RuntimeError("the process tree did not start")
     return proc
+
+
+def stop_tree(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    proc.stdout.close()
 
 
 def user_processes() -> int:
@@ -149,11 +164,27 @@ class Recorder:
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
+            err = f"still running {timeout:.0f} s after its end; its threads wait in: {self.waits()}"
+            self.kill()
+            out = ""
         if self.trace is not None and self.proc.returncode != 0:
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {err.strip()[-400:]}")
         return out or ""
+
+    def waits(self) -> str:
+        found = []
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/wchan") as f:
+                    found.append(f.read().strip() or "running")
+            except OSError:
+                pass
+        return ", ".join(found)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def telemrec_recorder(cmd: list[str], name: str, workdir: str, interval: float, duration: float,
@@ -199,8 +230,12 @@ def measure(recorders: list[Recorder], warmup: float, window: float, interval: f
         rec.sample()
     mono2 = time.monotonic_ns()
     rows = {}
-    for rec in recorders:
-        out = rec.stop(timeout=60)
+    try:
+        outs = [rec.stop(timeout=120) for rec in recorders]
+    finally:
+        for rec in recorders:
+            rec.kill()
+    for rec, out in zip(recorders, outs):
         cpu1, cpu2 = rec.cpu[-2:]
         row = {"cpu_ms": None if cpu1 is None or cpu2 is None else (cpu2 - cpu1) / 1e6}
         if rec.trace is not None:
@@ -247,8 +282,7 @@ def part_side(cmd, args, workdir: str) -> dict:
             recorders.append(Recorder("atop -w (2.x, 1 s)", [atop, "-w", os.path.join(workdir, "atop.raw"), "1"]))
         result = measure(recorders, args.warmup, args.duration, 1.0)
     finally:
-        tree.kill()
-        tree.wait()
+        stop_tree(tree)
     result.update({"tree_size": size, "other_user_processes": existing, "atop": bool(atop) or ATOP_HINT})
     return result
 

@@ -50,6 +50,13 @@ _NO_SLOW = ((None,) * 6, None, None, None, None)
 _FIELD_KEYS = tuple(key for key in PROCESS_FIELDS if key != "levels")
 
 
+def _parse_io(data: bytes) -> tuple[tuple, str | None]:
+    try:
+        return io_counters(data), None
+    except (RuntimeError, ValueError) as exc:
+        return (None,) * 6, f"io_counters: {type(exc).__name__}: {exc}"
+
+
 def default_fd_budget() -> int:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return 65536 if soft == resource.RLIM_INFINITY else max(0, soft // 2 - 32)
@@ -58,8 +65,8 @@ def default_fd_budget() -> int:
 class _Proc:
     """What is known of one process between ticks."""
 
-    __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "statm", "tids", "gate",
-                 "slow", "problems", "argv", "fields", "children", "ran", "tick", "gone")
+    __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "threads", "statm",
+                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone")
 
     def __init__(self, pid: int, prefix: str, ino: int | None):
         self.pid, self.prefix, self.ino = pid, prefix, ino
@@ -69,6 +76,7 @@ class _Proc:
         self.stat = b""                   # the last stat, split
         self.comm = b""
         self.split: list[bytes] = []
+        self.threads = 0
         self.statm = b""
         self.tids: list[int] | None = None   # the threads, where known to be current
         # each thread's schedstat (run time, wait, switches in) when status, io and cmdline were last
@@ -77,6 +85,7 @@ class _Proc:
         self.slow: tuple = _NO_SLOW       # (io tuple, voluntary, involuntary, real uid, cmdline)
         self.problems: list[str] = []
         self.argv: list[str] | None = None
+        self.parsed: dict[str, tuple[bytes, Any]] = {}  # file -> (its text, what it parsed to)
         self.fields: dict[str, Any] | None = None  # built from the above; None when they changed
         self.children: list[int] | None = None
         self.ran = True
@@ -128,15 +137,21 @@ class ProcfsCollector:
         self._tick += 1
         self._memo = {}
         members: dict[int, list[str]] = {}
+        created = self._pids_allocated()
         if target is not None:
-            for pid in self._walk(target):
+            for pid in self._walk(target, created):
                 members[pid] = ["process"]
         if uid is not None or slurm_needle:
-            self._scan(uid, slurm_needle, members)
+            if created:
+                self._scan(uid, slurm_needle, members)
+            else:
+                self._rescan(uid, members)
         readings = []
+        memo = self._memo
         for pid in sorted(members):
-            reading = self._read(pid)
+            reading = memo[pid] if pid in memo else self._read(pid)
             if reading is None:
+                self._seen.pop(pid, None)
                 continue
             levels = members[pid]
             if "user" in levels:
@@ -155,10 +170,10 @@ class ProcfsCollector:
         return readings, len(members)
 
     # -- the process level -----------------------------------------------------------------
-    def _walk(self, target: int) -> list[int]:
+    def _walk(self, target: int, created: bool) -> list[int]:
         if self._children_files is None:
             self._children_files = os.path.exists(f"{self._root}/{target}/task/{target}/children")
-        parents = self._walk_children(target) if self._children_files else self._walk_stat(target)
+        parents = self._walk_children(target, created) if self._children_files else self._walk_stat(target)
         if target not in parents:
             return []
         by_parent: dict[int, list[int]] = {}
@@ -176,9 +191,8 @@ class ProcfsCollector:
             i += 1
         return members
 
-    def _walk_children(self, target: int) -> dict[int, int]:
+    def _walk_children(self, target: int, created: bool) -> dict[int, int]:
         parents: dict[int, int] = {}
-        created = self._pids_allocated()
         queue, queued = deque([target]), {target}
         while queue:
             pid = queue.popleft()
@@ -220,7 +234,7 @@ class ProcfsCollector:
         return parents
 
     def _pids_allocated(self) -> bool:
-        """Whether a process or thread may have been created since the last walk: the last pid
+        """Whether a process or thread may have been created since the last tick: the last pid
         the pid namespace gave out has moved (known only where the root is the reader's own
         procfs, and the kernel has CONFIG_CHECKPOINT_RESTORE)."""
         if self._last_pid_fd is None:
@@ -272,26 +286,46 @@ class ProcfsCollector:
                         self._drop(pid)  # the pid names another process now
                         self._memo.pop(pid, None)
                     info = self._classify(pid, ino, needle)
-                elif uid is not None and not info.kthread and info.real_uid != uid:
-                    try:  # not the user's: has its effective uid changed?
-                        owner = os.stat(f"{root}/{name}").st_uid
-                    except OSError:
-                        continue
-                    if owner != info.owner:
-                        info = self._classify(pid, ino, needle, slurm=info.slurm)
-                if info is None:
-                    continue
-                seen[pid] = info
-                if info.kthread:
-                    continue
-                in_user = uid is not None and info.real_uid == uid
-                if in_user or info.slurm:
-                    levels = members.setdefault(pid, [])
-                    if in_user:
-                        levels.append("user")
-                    if info.slurm:
-                        levels.append("slurm")
+                else:
+                    info = self._recheck(pid, info, uid)
+                if info is not None:
+                    seen[pid] = info
+                    self._join(members, pid, info, uid)
         self._seen = seen
+
+    def _rescan(self, uid: int | None, members: dict[int, list[str]]) -> None:
+        """The scan when no pid has been handed out since the last one: the same pids, so only
+        the owners of those not the user's are looked at again."""
+        for pid, info in list(self._seen.items()):
+            info = self._recheck(pid, info, uid)
+            if info is None:
+                del self._seen[pid]
+            else:
+                self._seen[pid] = info
+                self._join(members, pid, info, uid)
+
+    def _recheck(self, pid: int, info: _Seen, uid: int | None) -> _Seen | None:
+        """A known pid not the user's: classified again if its directory's owner (the effective
+        uid) changed; None if it exited."""
+        if uid is None or info.kthread or info.real_uid == uid:
+            return info  # the user's own are checked by reading them
+        try:
+            owner = os.stat(f"{self._root}/{pid}").st_uid
+        except OSError:
+            return None
+        return info if owner == info.owner else self._classify(pid, info.ino, b"", slurm=info.slurm)
+
+    @staticmethod
+    def _join(members: dict[int, list[str]], pid: int, info: _Seen, uid: int | None) -> None:
+        if info.kthread:
+            return
+        in_user = uid is not None and info.real_uid == uid
+        if in_user or info.slurm:
+            levels = members.setdefault(pid, [])
+            if in_user:
+                levels.append("user")
+            if info.slurm:
+                levels.append("slurm")
 
     def _classify(self, pid: int, ino: int, needle: bytes, slurm: bool | None = None) -> _Seen | None:
         path = f"{self._root}/{pid}"
@@ -346,15 +380,15 @@ class ProcfsCollector:
             elif f[STARTTIME] != st.start:  # read by path, and the pid names a new process
                 raise Vanished(st.pid)
             st.stat, st.comm, st.split, st.fields = data, comm, f, None
+            st.threads = int(f[NUM_THREADS])
         try:  # RSS from statm as psutil: stat's is the kernel's per-CPU estimate, off by dozens of pages
             statm = self._get(st, "statm", 256)
         except _GONE:
             raise Vanished(st.pid) from None
         if statm != st.statm:
             st.statm, st.fields = statm, None
-        f = st.split
-        threads = int(f[NUM_THREADS])
-        st.ran = not self._idle(st, threads, f[STATE])
+        threads = st.threads
+        st.ran = not self._idle(st, threads, st.split[STATE])
         if st.ran:
             self._read_slow(st, threads)
             st.fields = None
@@ -412,14 +446,13 @@ class ProcfsCollector:
                 problems += [f"num_ctx_switches: ValueError: {exc}", f"uids: ValueError: {exc}"]
         data = self._file(st, "io", ("io_counters",), problems)
         if data is not None:
-            try:
-                io = io_counters(data)
-            except (RuntimeError, ValueError) as exc:
-                problems.append(f"io_counters: {type(exc).__name__}: {exc} ({st.prefix}io)")
+            io, problem = self._parse(st, "io", data, _parse_io)
+            if problem:
+                problems.append(problem)
         argv = None
         data = self._file(st, "cmdline", ("cmdline",), problems)
         if data:
-            argv = cmdline_argv(data)
+            argv = self._parse(st, "cmdline", data, cmdline_argv)
         elif data is not None:  # empty: a kernel thread, or a zombie (psutil: ZombieProcess)
             if self._zombie(st):
                 problems.append("cmdline: ZombieProcess")
@@ -428,6 +461,17 @@ class ProcfsCollector:
         st.argv = argv
         st.slow = (io, voluntary, involuntary, real_uid, None if argv is None else " ".join(argv))
         st.problems = [p for p in st.problems if p.startswith("create_time:")] + problems
+
+    @staticmethod
+    def _parse(st: _Proc, name: str, data: bytes, parse):
+        """``parse(data)``, or what it gave for the same text last time (a process that ran has
+        not necessarily done I/O or changed its command line)."""
+        last = st.parsed.get(name)
+        if last is not None and last[0] == data:
+            return last[1]
+        value = parse(data)
+        st.parsed[name] = (data, value)
+        return value
 
     def uss(self, reading: ProcessReading) -> tuple[int | None, str | None]:
         """psutil's memory_full_info().uss: smaps_rollup, or smaps where the rollup refuses."""

@@ -456,3 +456,31 @@ def test_a_broken_stat_is_an_error_on_the_record_not_a_crash(fake_root):
     collector.close()
     assert found == 1 and readings[0].problems == ["stat: IndexError: list index out of range"]
     assert readings[0].fields["cpu_times.user"] is None
+
+
+def test_no_new_pid_no_new_process(fake_root):
+    """Where the root is the reader's own procfs, the pid namespace's last pid tells whether any
+    process can have appeared: if not, neither the directory nor the children files are read again."""
+    os.symlink(str(os.getpid()), fake_root / "self")
+    last_pid = fake_root / "sys" / "kernel" / "ns_last_pid"
+    last_pid.parent.mkdir(parents=True)
+    last_pid.write_text("500\n")
+    fake_process(fake_root, 100, uid=1000, children=(101,))
+    fake_process(fake_root, 101, ppid=100, uid=1000)
+    collector = ProcfsCollector(str(fake_root), fd_budget=0)
+    try:
+        def members(target=None):
+            return sorted(r.pid for r in collector.collect(target, 1000, b"")[0])
+
+        assert members(100) == [100, 101]
+        fake_process(fake_root, 102, ppid=100, uid=1000)
+        (fake_root / "100" / "task" / "100" / "children").write_text("101 102 ")
+        (fake_root / "100" / "task" / "100" / "schedstat").write_text("999 0 9\n")  # 100 ran
+        assert members(100) == [100, 101], "no pid handed out: 102 cannot exist (a fake tree can lie)"
+        shutil.rmtree(fake_root / "101")
+        assert members(100) == [100], "an exited member leaves without a scan"
+        last_pid.write_text("502\n")
+        (fake_root / "100" / "task" / "100" / "schedstat").write_text("1999 0 10\n")
+        assert members(100) == [100, 102]
+    finally:
+        collector.close()
