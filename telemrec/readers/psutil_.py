@@ -28,7 +28,7 @@ the tick. ``collector`` reports this reader's own cost for the tick.
 Options (Python values or the CLI's ``-O key=value`` strings): ``levels``, ``pid``,
 ``uid`` (number or user name; default the recorder's), ``slurm_job`` (default
 ``$SLURM_JOB_ID``), ``per_cpu`` (default true), ``uss`` (true, false or
-``every-tick``; default true), ``uss_budget`` (default 0.001) and ``processes``
+``every-tick``; default true), ``uss_budget`` (default 0.0005) and ``processes``
 (``procfs``, the default, or ``psutil``).
 
 The members of the process levels are read by one of two collectors giving the same
@@ -39,7 +39,7 @@ Process objects; the portable reference, several times the cost).
 USS comes from ``/proc/<pid>/smaps_rollup``, whose kernel cost grows with the
 process's resident memory (measured: ~18 us per MiB, 19 ms for a 1.2 GiB process).
 By default each process's USS is re-read in turn, the longest-unread first, while
-these reads stay within ``uss_budget`` of one CPU (0.001: 1 ms per second), so on a
+these reads stay within ``uss_budget`` of one CPU (0.0005: 0.5 ms per second), so on a
 tick where it is not read the field is absent from the record (not None).
 ``uss=every-tick`` reads it for every process every tick, whatever it costs.
 
@@ -82,7 +82,7 @@ LEVELS = ("system", "process", "user", "slurm")
 PROCESS_LEVELS = ("process", "user", "slurm")
 OPTIONS = ("levels", "pid", "uid", "slurm_job", "uss", "uss_budget", "per_cpu", "processes")
 COLLECTORS = ("procfs", "psutil")
-DEFAULT_USS_BUDGET = 0.001
+DEFAULT_USS_BUDGET = 0.0005
 
 CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 VIRTUAL_MEMORY = ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")
@@ -468,16 +468,18 @@ class PsutilReader(BaseReader):
         plan, collector = self._uss_plan, self._collector
         gone: set[int] = set()
         now = time.monotonic_ns()
+        cpu0 = time.thread_time_ns()
         for reading in plan.plan(readings, now):
             if not plan.affordable():
                 break
-            cpu0 = time.thread_time_ns()
             try:
                 value, problem = collector.uss(reading)
             except Vanished:  # exited while read: no record, as for any other field
                 gone.add(reading.pid)
                 continue
-            plan.charge(reading, time.thread_time_ns() - cpu0, now)
+            cpu1 = time.thread_time_ns()
+            plan.charge(reading, cpu1 - cpu0, now)  # the read and what led to it
+            cpu0 = cpu1
             reading.fields[USS] = value
             if problem:
                 reading.problems.append(problem)
