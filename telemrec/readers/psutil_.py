@@ -80,7 +80,18 @@ __all__ = ["PsutilReader"]
 
 LEVELS = ("system", "process", "user", "slurm")
 PROCESS_LEVELS = ("process", "user", "slurm")
-OPTIONS = ("levels", "pid", "uid", "slurm_job", "uss", "uss_budget", "per_cpu", "processes")
+OPTIONS = {
+    "levels": "comma-separated levels among system,process,user,slurm (default system; "
+              "`record -- COMMAND` adds process)",
+    "pid": "the process whose tree the process level follows (`record -- COMMAND`: the command)",
+    "uid": "user (number or name) whose processes the user level reads (default: the recorder's)",
+    "slurm_job": "Slurm job id whose processes the slurm level reads (default $SLURM_JOB_ID)",
+    "uss": "true/false/every-tick: read each process's USS from smaps_rollup, in turn within uss_budget "
+           "(default true), every process every tick (costly for large processes), or never",
+    "uss_budget": "share of one CPU the USS reads may take on average (default 0.0005)",
+    "per_cpu": "true/false: a cpu<i> entity per CPU (default true)",
+    "processes": "procfs/psutil: how the process levels are read (default procfs; psutil is the portable reference)",
+}
 COLLECTORS = ("procfs", "psutil")
 DEFAULT_USS_BUDGET = 0.0005
 
@@ -195,7 +206,12 @@ def _parse_uss(options: dict[str, Any]) -> tuple[bool, float | None]:
     value = options.get("uss", True)
     budget = options.get("uss_budget")
     every_tick = isinstance(value, str) and value.strip().lower() == "every-tick"
-    enabled = every_tick or bool_option("uss", value)
+    try:
+        enabled = every_tick or bool_option("uss", value)
+    except UsageError:
+        raise UsageError(f"option uss={value!r} is not true, false or every-tick",
+                         "Pass -O uss=true (read in turn within uss_budget), -O uss=every-tick or -O uss=false.") \
+            from None
     if budget is not None and (every_tick or not enabled):
         raise UsageError(f"uss_budget is given but uss={value}",
                          "Drop -O uss_budget, or pass -O uss=true with it.")
