@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 from telemrec.readers._procfs import PPID, read_file, split_stat, status_ppid_uid
 from telemrec.readers._procfs_process import Proc, ProcessFiles
-from telemrec.readers._processes import PROCESS_FIELDS, ProcessReading, Vanished
+from telemrec.readers._processes import CALL_ORDER, PROCESS_FIELDS, ProcessReading, Vanished
 
 __all__ = ["ProcfsCollector"]
 
 _FIELD_KEYS = tuple(key for key in PROCESS_FIELDS if key != "levels")
+_CALLS = tuple(call for call in CALL_ORDER if call != "memory_full_info")
 
 
 @dataclass(slots=True)
@@ -283,7 +284,9 @@ class ProcfsCollector:
             reading = None
             self._files.release(st)
             st.gone = True
-        except (IndexError, ValueError) as exc:  # not a stat file procfs writes (a broken fake tree)
+        except PermissionError:  # stat refused (hidepid=1): psutil refuses every call
+            reading = ProcessReading(pid, dict.fromkeys(_FIELD_KEYS), [f"{call}: AccessDenied" for call in _CALLS])
+        except (OSError, IndexError, ValueError) as exc:  # an I/O error, or a stat procfs does not write
             reading = ProcessReading(pid, dict.fromkeys(_FIELD_KEYS), [f"stat: {type(exc).__name__}: {exc}"])
         self._memo[pid] = reading
         return reading

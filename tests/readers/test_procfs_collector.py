@@ -460,6 +460,12 @@ def test_a_broken_stat_is_an_error_on_the_record_not_a_crash(fake_root):
     collector.close()
     assert found == 1 and readings[0].problems == ["stat: IndexError: list index out of range"]
     assert readings[0].fields["cpu_times.user"] is None
+    (d / "stat").unlink()
+    (d / "stat").mkdir()  # an I/O error of any kind
+    collector = ProcfsCollector(str(fake_root))
+    readings, found = collector.collect(100, None, b"")
+    collector.close()
+    assert readings[0].problems[0].startswith("stat: IsADirectoryError")
 
 
 def test_no_new_pid_no_new_process(fake_root):
