@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import psutil
 import pytest
@@ -181,7 +182,9 @@ def test_user_level_members_agree_with_psutil():
 def read_as_nobody(target: int) -> dict:
     """Both collectors' records of ``target``, read by a forked child that became nobody."""
     rd, wr = os.pipe()
-    child = os.fork()
+    with warnings.catch_warnings():  # the child only reads /proc and exits: no lock it could inherit matters
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = os.fork()
     if child == 0:  # pragma: no cover (the child)
         try:
             os.close(rd)
