@@ -16,7 +16,7 @@ from typing import Any, Collection, Mapping
 
 from telemrec.errors import UsageError
 
-__all__ = ["bool_option", "int_option", "list_option", "positive_float_option", "reject_unknown"]
+__all__ = ["bool_option", "choice_option", "int_option", "list_option", "positive_float_option", "reject_unknown"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -50,6 +50,15 @@ def bool_option(name: str, value: Any) -> bool:
             return text in _TRUE
     raise UsageError(f"option {name}={value!r} is not true or false",
                      f"Pass -O {name}=true or -O {name}=false (1/0, yes/no and on/off work too).")
+
+
+def choice_option(name: str, value: Any, choices: Collection[str]) -> str:
+    """One of ``choices`` (a string, compared without surrounding spaces and case)."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in choices:
+        raise UsageError(f"option {name}={value!r} is not one of {', '.join(choices)}",
+                         f"Pass -O {name}={next(iter(choices))} (or another of {', '.join(choices)}).")
+    return text
 
 
 def int_option(name: str, value: Any, *, minimum: int | None = None, example: int | str = 1,

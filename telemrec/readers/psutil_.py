@@ -6,10 +6,10 @@ Levels (``-O levels=system,process,user,slurm``):
   average, CPU counts, boot time), ``cpu<i>`` (the i-th entry of
   ``psutil.cpu_times(percpu=True)``, i.e. the i-th online CPU listed in
   ``/proc/stat``), ``disk:<name>`` and ``net:<nic>``.
-- ``process``: the target ``pid`` and all its descendants, re-walked every tick
-  through ``/proc/<pid>/task/<tid>/children`` (measured ~12 us per process plus
-  ~7 us per thread, against ~2 ms for ``Process.children(recursive=True)``, which
-  reads every process's stat file); kernels without ``CONFIG_PROC_CHILDREN`` fall back to psutil's walk.
+- ``process``: the target ``pid`` and all its descendants, found every tick through
+  ``/proc/<pid>/task/<tid>/children`` (~2 ms for ``Process.children(recursive=True)``,
+  which reads every process's stat file, against tens of us); kernels without
+  ``CONFIG_PROC_CHILDREN`` fall back to the parent named in every process's stat.
 - ``user``: every process whose real uid is ``uid``. Kernel threads (kthreadd
   and its children) are left out: they are nobody's workload, and on a big node
   there are thousands of them. Unlike JUmPER, the process set is not merged in;
@@ -27,10 +27,21 @@ the tick. ``collector`` reports this reader's own cost for the tick.
 
 Options (Python values or the CLI's ``-O key=value`` strings): ``levels``, ``pid``,
 ``uid`` (number or user name; default the recorder's), ``slurm_job`` (default
-``$SLURM_JOB_ID``), ``per_cpu`` (default true) and ``uss`` (default true).
+``$SLURM_JOB_ID``), ``per_cpu`` (default true), ``uss`` (true, false or
+``every-tick``; default true), ``uss_budget`` (default 0.0005) and ``processes``
+(``procfs``, the default, or ``psutil``).
+
+The members of the process levels are read by one of two collectors giving the same
+fields and values: ``procfs`` (``_procfs_collector``: procfs read directly, few reads
+per process per tick, files kept open) or ``psutil`` (``_psutil_collector``: psutil's
+Process objects; the portable reference, several times the cost).
+
 USS comes from ``/proc/<pid>/smaps_rollup``, whose kernel cost grows with the
-process's resident memory (measured: ~0.2 ms for a small process, 19 ms for a
-1.2 GiB one); turn it off for jobs with large memory.
+process's resident memory (measured: ~18 us per MiB, 19 ms for a 1.2 GiB process).
+By default each process's USS is re-read in turn, the longest-unread first, while
+these reads stay within ``uss_budget`` of one CPU (0.0005: 0.5 ms per second), so on a
+tick where it is not read the field is absent from the record (not None).
+``uss=every-tick`` reads it for every process every tick, whatever it costs.
 
 Per-process failures: a process that has exited (``NoSuchProcess``) before or
 while it is read yields no record at all: its absence is the signal. A call
@@ -43,10 +54,7 @@ The procfs root (``--source``, else the constructor's ``procfs_root``, else
 ``/proc``) is handed to psutil by setting
 ``psutil.PROCFS_PATH`` for the duration of each tick and restoring it afterwards;
 psutil has no other way to take it, so two readers with different roots must
-not read at the same moment from two threads. psutil.Process objects are kept
-between ticks while their pid stays a member (psutil's constructor costs two
-file reads); a pid recycled within one interval would keep the old
-``create_time``, which needs a full wrap of ``pid_max`` within one interval.
+not read at the same moment from two threads.
 Not everything psutil reads lives under the root: the load average and CPU
 counts come from system calls, and without ``<root>/diskstats`` psutil falls
 back to the host's ``/sys/block``.
@@ -61,7 +69,10 @@ import time
 from typing import Any
 
 from telemrec.errors import ReaderUnavailableError, UsageError
-from telemrec.readers._options import bool_option, int_option, list_option, reject_unknown
+from telemrec.readers._options import (bool_option, choice_option, int_option, list_option,
+                                       positive_float_option, reject_unknown)
+from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
+                                         UssBudget, Vanished)
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
 
@@ -79,11 +90,16 @@ OPTIONS = {
     "pid": "the process whose tree the process level follows (`record -- COMMAND`: the command)",
     "uid": "user (number or name) whose processes the user level reads (default: the recorder's)",
     "slurm_job": "Slurm job id whose processes the slurm level reads (default $SLURM_JOB_ID)",
-    "uss": "true/false: read each process's USS from smaps_rollup (default true; costly for large processes)",
+    "uss": "true/false/every-tick: read each process's USS from smaps_rollup, in turn within uss_budget "
+           "(default true), every process every tick (costly for large processes), or never",
+    "uss_budget": "share of one CPU the USS reads may take on average (default 0.0005)",
     "per_cpu": "true/false: a cpu<i> entity per CPU (default true)",
     "disk_exclude": f"regular expression of block devices left out (default {DISK_EXCLUDE}: loop, ram, zram, "
                     "floppy, as node_exporter); empty keeps every device",
+    "processes": "procfs/psutil: how the process levels are read (default procfs; psutil is the portable reference)",
 }
+COLLECTORS = ("procfs", "psutil")
+DEFAULT_USS_BUDGET = 0.0005
 
 CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 VIRTUAL_MEMORY = ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")
@@ -94,18 +110,6 @@ DISK_IO = ("read_count", "write_count", "read_bytes", "write_bytes", "read_time"
 NET_IO = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout", "dropin", "dropout")
 LOADAVG = ("getloadavg.1m", "getloadavg.5m", "getloadavg.15m")
 
-# Per-process calls inside oneshot(): (psutil method, attributes kept). Scalars have no attributes.
-PROCESS_CPU_TIMES = ("user", "system", "children_user", "children_system", "iowait")
-PROCESS_IO = ("read_count", "write_count", "read_bytes", "write_bytes", "read_chars", "write_chars")
-PROCESS_TUPLES = (
-    ("cpu_times", PROCESS_CPU_TIMES),
-    ("memory_info", ("rss", "vms")),
-    ("io_counters", PROCESS_IO),
-    ("num_ctx_switches", ("voluntary", "involuntary")),
-    ("uids", ("real",)),
-)
-PROCESS_SCALARS = ("num_threads", "ppid", "create_time", "name", "status")
-USS = "memory_full_info.uss"
 COLLECTOR = ("tick.wall_seconds", "tick.cpu_seconds", "tick.processes")
 
 def _regex_option(name: str, value: Any):
@@ -130,8 +134,6 @@ SYSTEM_FIELDS = (*_keys("cpu_times", CPU_TIMES), *_keys("virtual_memory", VIRTUA
                  *_keys("swap_memory", SWAP_MEMORY), *_keys("cpu_stats", CPU_STATS), *LOADAVG,
                  "cpu_count.logical", "cpu_count.affinity", "boot_time")
 DEVICE_FIELDS = (*_keys("disk_io_counters", DISK_IO), *_keys("net_io_counters", NET_IO))
-PROCESS_FIELDS = (*(k for call, attrs in PROCESS_TUPLES for k in _keys(call, attrs)), *PROCESS_SCALARS,
-                  "cmdline", "levels")
 
 
 def _describe() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
@@ -206,26 +208,6 @@ def _describe() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
 _UNITS, _DESCRIPTIONS, _COUNTERS = _describe()
 
 
-def _read_bytes(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _status_ppid_uid(status: bytes) -> tuple[int, int]:
-    """PPid and real Uid from the text of /proc/<pid>/status."""
-    values = []
-    for key in (b"\nPPid:", b"\nUid:"):
-        start = status.index(key) + len(key)
-        values.append(int(status[start:status.index(b"\n", start)].split()[0]))
-    return values[0], values[1]
-
-
 def _parse_levels(value: Any, has_pid: bool) -> tuple[str, ...]:
     if value is None:
         return ("system", "process") if has_pid else ("system",)
@@ -237,6 +219,29 @@ def _parse_levels(value: Any, has_pid: bool) -> tuple[str, ...]:
         raise UsageError(f"unknown or empty levels {unknown or value!r}",
                          f"Choose among {', '.join(LEVELS)}, e.g. -O levels=system,process.")
     return tuple(level for level in LEVELS if level in items)
+
+
+def _parse_uss(options: dict[str, Any]) -> tuple[bool, float | None]:
+    """(whether USS is read, the share of one CPU its reads may take, None for every tick)."""
+    value = options.get("uss", True)
+    budget = options.get("uss_budget")
+    every_tick = isinstance(value, str) and value.strip().lower() == "every-tick"
+    try:
+        enabled = every_tick or bool_option("uss", value)
+    except UsageError:
+        raise UsageError(f"option uss={value!r} is not true, false or every-tick",
+                         "Pass -O uss=true (read in turn within uss_budget), -O uss=every-tick or -O uss=false.") \
+            from None
+    if budget is not None and (every_tick or not enabled):
+        raise UsageError(f"uss_budget is given but uss={value}",
+                         "Drop -O uss_budget, or pass -O uss=true with it.")
+    if budget is None:
+        return enabled, None if every_tick else DEFAULT_USS_BUDGET
+    share = positive_float_option("uss_budget", budget, example=0.01)
+    if share > 1:
+        raise UsageError(f"option uss_budget={budget!r} is above 1 (one whole CPU)",
+                         "Pass a share of one CPU, e.g. -O uss_budget=0.01, or -O uss=every-tick.")
+    return True, share
 
 
 def _parse_uid(value: Any) -> int:
@@ -277,8 +282,7 @@ class PsutilReader(BaseReader):
         self._ps = psutil_module
         self._default_root = procfs_root
         self._identity: dict[str, Any] = {}
-        self._procs: dict[int, Any] = {}
-        self._kthreads: set[int] = set()
+        self._collector: ProcessCollector | None = None
         self._caps: ReaderCaps | None = None
 
     # -- availability and metadata -------------------------------------------------
@@ -342,9 +346,10 @@ class PsutilReader(BaseReader):
         pid = options.get("pid")
         self._target = None if pid is None else int_option("pid", pid, minimum=0, example=1234)
         self._levels = _parse_levels(options.get("levels"), self._target is not None)
-        self._uss = bool_option("uss", options.get("uss", True))
+        self._uss, self._uss_budget = _parse_uss(options)
         self._per_cpu = bool_option("per_cpu", options.get("per_cpu", True))
         self._disk_exclude = _regex_option("disk_exclude", options.get("disk_exclude", DISK_EXCLUDE))
+        self._processes = choice_option("processes", options.get("processes", "procfs"), COLLECTORS)
         self._check_level_options(options)
         self._uid = _parse_uid(options["uid"]) if options.get("uid") is not None else os.getuid()
         job = options.get("slurm_job")
@@ -356,10 +361,20 @@ class PsutilReader(BaseReader):
         self._slurm_needle = f"\0SLURM_JOB_ID={job}\0".encode() if job else b""
         self._system = "system" in self._levels
         self._scoped = tuple(level for level in self._levels if level in PROCESS_LEVELS)
-        self._children_files = self._target is not None and os.path.exists(
-            f"{self._root}/{self._target}/task/{self._target}/children")
         self._caps = self._build_caps(self._levels, self._uss)
         self._identity = self._read_identity(ps)
+        if self._scoped:
+            self._collector = self._make_collector(ps)
+        self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
+
+    def _make_collector(self, ps: Any) -> ProcessCollector:
+        if self._processes == "psutil":
+            from telemrec.readers._psutil_collector import PsutilCollector
+
+            return PsutilCollector(ps, self._root)
+        from telemrec.readers._procfs_collector import ProcfsCollector
+
+        return ProcfsCollector(self._root)
 
     def _check_level_options(self, options: dict[str, Any]) -> None:
         if "process" in self._levels:
@@ -398,12 +413,14 @@ class PsutilReader(BaseReader):
             "uid": self._uid if "user" in self._levels else None,
             "slurm_job": self._job if "slurm" in self._levels else None,
             "uss": self._uss,
+            "uss_budget": self._uss_budget if self._uss else None,
             "per_cpu": self._per_cpu,
+            "processes": self._processes if self._scoped else None,
         }
 
     def _close(self) -> None:
-        self._procs.clear()
-        self._kthreads.clear()
+        if self._collector is not None:
+            self._collector.close()
 
     # -- one tick --------------------------------------------------------------------
     def _read(self) -> list[RawRecord]:
@@ -411,20 +428,19 @@ class PsutilReader(BaseReader):
         mono, wall = time.monotonic_ns(), time.time_ns()
         ps = self._ps
         records: list[RawRecord] = []
-        members: dict[int, list[str]] = {}
+        members = 0
         saved = ps.PROCFS_PATH
         ps.PROCFS_PATH = self._root
         try:
             if self._system:
                 self._read_system(ps, records, mono, wall)
-            if self._scoped:
-                members = self._members(ps)
-                self._read_processes(ps, members, records, mono, wall)
+            if self._collector is not None:
+                members = self._read_processes(records, mono, wall)
         finally:
             ps.PROCFS_PATH = saved
         cost = {"tick.wall_seconds": (time.monotonic_ns() - mono) / 1e9,
                 "tick.cpu_seconds": (time.thread_time_ns() - cpu_start) / 1e9,
-                "tick.processes": len(members)}
+                "tick.processes": members}
         records.append(self._record(mono, wall, "collector", cost, None))
         return records
 
@@ -470,123 +486,41 @@ class PsutilReader(BaseReader):
         records.append(self._record(mono, wall, "system", fields, "; ".join(problems) or None))
         records.extend(devices)
 
-    # -- process membership ------------------------------------------------------------
-    def _members(self, ps: Any) -> dict[int, list[str]]:
-        members: dict[int, list[str]] = {}
-        if "process" in self._scoped:
-            for pid in self._descendants(ps):
-                members[pid] = ["process"]
-        if "user" in self._scoped or "slurm" in self._scoped:
-            self._scan(members)
-        return members
 
-    def _descendants(self, ps: Any) -> list[int]:
-        target = self._target
-        if not self._children_files:
-            try:
-                return [target, *(child.pid for child in ps.Process(target).children(recursive=True))]
-            except ps.NoSuchProcess:
-                return []
-        root = self._root
-        found, seen, i = [target], {target}, 0
-        while i < len(found):
-            pid = found[i]
-            i += 1
-            try:
-                tids = os.listdir(f"{root}/{pid}/task")
-            except OSError:
-                if pid == target:
-                    return []
-                continue
-            for tid in tids:
-                try:
-                    data = _read_bytes(f"{root}/{pid}/task/{tid}/children")
-                except OSError:  # the thread ended; its children moved to a sibling thread
-                    continue
-                for child in map(int, data.split()):
-                    if child not in seen:
-                        seen.add(child)
-                        found.append(child)
+    # -- processes -------------------------------------------------------------------
+    def _read_processes(self, records: list[RawRecord], mono: int, wall: int) -> int:
+        """The members' records; returns how many members were found (vanished ones included)."""
+        scoped = self._scoped
+        readings, found = self._collector.collect(
+            self._target if "process" in scoped else None, self._uid if "user" in scoped else None,
+            self._slurm_needle if "slurm" in scoped else b"")
+        if self._uss_plan is not None:
+            gone = self._read_uss(readings)
+            if gone:
+                readings = [r for r in readings if r.pid not in gone]
+        for r in readings:
+            r.fields["levels"] = " ".join(r.levels)
+            records.append(self._record(mono, wall, f"pid:{r.pid}", r.fields, r.error()))
         return found
 
-    def _scan(self, members: dict[int, list[str]]) -> None:
-        root = self._root
-        want_user, want_slurm = "user" in self._scoped, "slurm" in self._scoped
-        uid, needle = self._uid, self._slurm_needle
-        alive_kthreads: set[int] = set()
-        for name in os.listdir(root):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            if pid in self._kthreads:
-                alive_kthreads.add(pid)
-                continue
-            in_user = False
-            if want_user:
-                try:
-                    ppid, real_uid = _status_ppid_uid(_read_bytes(f"{root}/{name}/status"))
-                except (OSError, ValueError, IndexError):  # exited since listdir, or not a process dir
-                    continue
-                if pid == 2 or ppid == 2:
-                    alive_kthreads.add(pid)
-                    continue
-                in_user = real_uid == uid
-            in_slurm = False
-            if want_slurm:
-                try:
-                    in_slurm = needle in b"\0" + _read_bytes(f"{root}/{name}/environ") + b"\0"
-                except OSError:  # someone else's process: its environment is private
-                    pass
-            if in_user or in_slurm:
-                levels = members.setdefault(pid, [])
-                if in_user:
-                    levels.append("user")
-                if in_slurm:
-                    levels.append("slurm")
-        self._kthreads = alive_kthreads
-
-    # -- per-process reads -----------------------------------------------------------
-    def _read_processes(self, ps: Any, members: dict[int, list[str]], records: list[RawRecord],
-                        mono: int, wall: int) -> None:
-        cache: dict[int, Any] = {}
-        for pid in sorted(members):
-            proc = self._procs.get(pid)
+    def _read_uss(self, readings: list) -> set[int]:
+        """USS for the readings the budget allows; returns the pids that vanished meanwhile."""
+        plan, collector = self._uss_plan, self._collector
+        gone: set[int] = set()
+        now = time.monotonic_ns()
+        cpu0 = time.thread_time_ns()
+        for reading in plan.plan(readings, now):
+            if not plan.affordable():
+                break
             try:
-                if proc is None:
-                    proc = ps.Process(pid)
-                fields, problems = self._read_process(ps, proc)
-            except ps.NoSuchProcess:  # exited before or while read: no record
+                value, problem = collector.uss(reading)
+            except Vanished:  # exited while read: no record, as for any other field
+                gone.add(reading.pid)
                 continue
-            cache[pid] = proc
-            fields["levels"] = " ".join(members[pid])
-            records.append(self._record(mono, wall, f"pid:{pid}", fields, "; ".join(problems) or None))
-        self._procs = cache
-
-    def _read_process(self, ps: Any, proc: Any) -> tuple[dict[str, Any], list[str]]:
-        """One process's fields; raises NoSuchProcess when it has exited."""
-        fields: dict[str, Any] = {}
-        problems: list[str] = []
-        with proc.oneshot():
-            for call, attrs in PROCESS_TUPLES:
-                value = self._process_call(ps, proc, call, problems)
-                for attr in attrs:
-                    fields[f"{call}.{attr}"] = getattr(value, attr, None)
-            for call in PROCESS_SCALARS:
-                fields[call] = self._process_call(ps, proc, call, problems)
-            argv = self._process_call(ps, proc, "cmdline", problems)
-            fields["cmdline"] = None if argv is None else " ".join(argv)
-            if self._uss:
-                fields[USS] = getattr(self._process_call(ps, proc, "memory_full_info", problems), "uss", None)
-        return fields, problems
-
-    @staticmethod
-    def _process_call(ps: Any, proc: Any, call: str, problems: list[str]) -> Any:
-        try:
-            return getattr(proc, call)()
-        except (ps.AccessDenied, ps.ZombieProcess) as exc:
-            problems.append(f"{call}: {type(exc).__name__}")
-        except ps.NoSuchProcess:
-            raise
-        except Exception as exc:  # e.g. io_counters on a kernel without task I/O accounting
-            problems.append(f"{call}: {type(exc).__name__}: {exc}")
-        return None
+            cpu1 = time.thread_time_ns()
+            plan.charge(reading, cpu1 - cpu0, now)  # the read and what led to it
+            cpu0 = cpu1
+            reading.fields[USS] = value
+            if problem:
+                reading.problems.append(problem)
+        return gone

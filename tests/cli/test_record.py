@@ -49,6 +49,14 @@ def test_record_runs_a_command_records_its_tree_and_exits_with_its_status(tmp_pa
         assert f"pid:{cmd['pid']}" in pids
         assert len(pids) >= 2, "the command's child (sleep) belongs to its process tree"
         assert trace.manifest["stop"]["reason"] == "command exited"
+        # the recorder's own cost: per tick in the tick table, and the reader's share in its collector record
+        ticks = trace.ticks("psutil")
+        done = ticks["status"] != 2
+        assert done.any() and (ticks["cpu_ns"][done] > 0).all()
+        cost = [r.fields for r in trace.records(entities=["collector"])]
+        assert len(cost) == done.sum() and all(c["tick.cpu_seconds"] > 0 for c in cost)
+        assert max(c["tick.processes"] for c in cost) >= 2
+        assert trace.manifest["readers"][0]["identity"]["processes"] == "procfs"
 
 
 def test_sigterm_stops_cleanly(tmp_path):

@@ -40,6 +40,10 @@ def proc_stat_value(key: str) -> int:
     raise AssertionError(f"{key} not in /proc/stat")
 
 
+# the process levels are read by either collector, with the same results
+both_collectors = pytest.mark.parametrize("processes", ["procfs", "psutil"])
+
+
 def pid_entities(records: dict) -> set[str]:
     return {entity for entity in records if entity.startswith("pid:")}
 
@@ -143,9 +147,10 @@ def test_per_cpu_and_uss_can_be_turned_off_with_cli_strings():
 
 
 # -- process level ---------------------------------------------------------------------------
-def test_own_process_agrees_with_proc():
+@both_collectors
+def test_own_process_agrees_with_proc(processes):
     me = os.getpid()
-    reader = opened(levels="process", pid=me)
+    reader = opened(levels="process", pid=me, processes=processes)
     try:
         page = os.sysconf("SC_PAGE_SIZE")
         with open("/proc/self/statm") as f:
@@ -174,7 +179,8 @@ def test_own_process_agrees_with_proc():
     assert type(fields["cpu_times.user"]) is float
 
 
-def test_descendants_join_and_leave_the_process_level():
+@both_collectors
+def test_descendants_join_and_leave_the_process_level(processes):
     me = os.getpid()
     child = subprocess.Popen(
         [sys.executable, "-c",
@@ -183,7 +189,7 @@ def test_descendants_join_and_leave_the_process_level():
         stdout=subprocess.PIPE, text=True)
     grandchild = int(child.stdout.readline())
     try:
-        reader = opened(levels="process", pid=me)
+        reader = opened(levels="process", pid=me, processes=processes)
         try:
             records = tick(reader)
             assert records[f"pid:{child.pid}"].fields["ppid"] == me
@@ -219,9 +225,10 @@ def test_descendants_join_and_leave_the_process_level():
         child.stdout.close()
 
 
-def test_target_that_exits_leaves_an_empty_process_level(sleeper):
+@both_collectors
+def test_target_that_exits_leaves_an_empty_process_level(sleeper, processes):
     target = sleeper()
-    reader = opened(levels="process", pid=target.pid)
+    reader = opened(levels="process", pid=target.pid, processes=processes)
     try:
         assert pid_entities(tick(reader)) == {f"pid:{target.pid}"}
         target.kill()
@@ -234,8 +241,9 @@ def test_target_that_exits_leaves_an_empty_process_level(sleeper):
 
 
 # -- user and slurm levels ---------------------------------------------------------------------
-def test_user_level_holds_this_process_and_no_kernel_thread():
-    reader = opened(levels="user")
+@both_collectors
+def test_user_level_holds_this_process_and_no_kernel_thread(processes):
+    reader = opened(levels="user", processes=processes)
     try:
         records = tick(reader)
     finally:
@@ -248,13 +256,14 @@ def test_user_level_holds_this_process_and_no_kernel_thread():
         assert fields["ppid"] != 2 and entity != "pid:2", f"kernel thread {entity} in the user level"
 
 
-def test_slurm_level_finds_only_the_jobs_processes(sleeper):
+@both_collectors
+def test_slurm_level_finds_only_the_jobs_processes(sleeper, processes):
     job = f"telemrec-test-{os.getpid()}"
     inside = sleeper(env={**os.environ, "SLURM_JOB_ID": job})
     sleeper(env={**os.environ, "SLURM_JOB_ID": job + "-other"})
     sleeper(env={k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"})
     time.sleep(0.2)  # let exec finish so the environment is the child's own
-    reader = opened(levels="process,slurm", pid=os.getpid(), slurm_job=job)
+    reader = opened(levels="process,slurm", pid=os.getpid(), slurm_job=job, processes=processes)
     try:
         records = tick(reader)
     finally:
@@ -281,6 +290,12 @@ def test_slurm_level_without_job_id_is_a_usage_error(monkeypatch):
     {"levels": "system", "uid": 0},
     {"levels": "user", "uid": "no-such-user-telemrec"},
     {"uss": "maybe"},
+    {"uss": "false", "uss_budget": 0.01},
+    {"uss": "every-tick", "uss_budget": 0.01},
+    {"uss_budget": 0},
+    {"uss_budget": 2},
+    {"uss_budget": "lots"},
+    {"processes": "bogus"},
     {"level": "system"},
 ])
 def test_bad_options_are_usage_errors(options):
@@ -436,7 +451,7 @@ def psutil_refusing(denied_io: set[int], vanishing: set[int]) -> types.ModuleTyp
 def test_access_denied_blanks_one_call_and_vanished_processes_are_dropped(sleeper):
     me, gone = os.getpid(), sleeper().pid
     reader = PsutilReader(psutil_module=psutil_refusing(denied_io={me}, vanishing={gone}))
-    reader.open(ReaderConfig(options={"levels": "process", "pid": me}))
+    reader.open(ReaderConfig(options={"levels": "process", "pid": me, "processes": "psutil"}))
     try:
         records = tick(reader)
     finally:
@@ -486,3 +501,53 @@ def test_each_tick_reports_its_own_cost():
         assert rec.entity == "collector"
         assert 0 < rec.fields["tick.cpu_seconds"] and 0 < rec.fields["tick.wall_seconds"]
         assert rec.fields["tick.processes"] >= 1
+
+
+# -- USS, paced -------------------------------------------------------------------------------------
+def test_uss_is_read_in_turn_within_its_budget_and_absent_otherwise(sleeper):
+    kids = [sleeper() for _ in range(3)]
+    reader = opened(levels="process", pid=os.getpid(), uss_budget="0.0000001")  # 0.1 us per second
+    try:
+        first = tick(reader)
+        second = tick(reader)
+    finally:
+        reader.close()
+    with_uss = [e for e in pid_entities(first) if "memory_full_info.uss" in first[e].fields]
+    assert with_uss == [f"pid:{os.getpid()}"], "the budget pays for one read, the job's own process first"
+    assert all("memory_full_info.uss" not in second[e].fields for e in pid_entities(second)), \
+        "overdrawn: no USS until it is earned back; the field is absent, not None"
+    assert {f"pid:{k.pid}" for k in kids} <= pid_entities(second)
+    assert reader.identity()["uss_budget"] == 1e-7
+
+
+def test_uss_every_tick_reads_every_process_every_tick(sleeper):
+    kids = [sleeper() for _ in range(3)]
+    reader = opened(levels="process", pid=os.getpid(), uss="every-tick")
+    try:
+        ticks = [tick(reader) for _ in range(2)]
+    finally:
+        reader.close()
+    for records in ticks:
+        assert {f"pid:{k.pid}" for k in kids} <= pid_entities(records)
+        assert all(records[e].fields["memory_full_info.uss"] > 0 for e in pid_entities(records))
+    assert reader.identity()["uss_budget"] is None
+
+
+def test_uss_budget_orders_the_longest_unread_first():
+    from telemrec.readers._processes import ProcessReading, UssBudget
+
+    def reading(pid, levels=("user",)):
+        return ProcessReading(pid, {"create_time": 1.0}, [], list(levels))
+
+    budget = UssBudget(0.01)  # 10 ms a second; saves at most 20 ms
+    readings = [reading(3), reading(1), reading(2, ("process", "user"))]
+    assert [r.pid for r in budget.plan(readings, 0)] == [2, 3, 1]
+    budget.charge(readings[2], 5_000_000, 0)
+    budget.charge(readings[0], 5_000_000, 0)
+    assert budget.affordable()
+    budget.charge(readings[1], 15_000_000, 0)
+    assert not budget.affordable()
+    assert budget.plan(readings, 500_000_000) == [], "5 ms earned back of a 5 ms debt: still nothing"
+    order = budget.plan(readings, 2_000_000_000)
+    assert [r.pid for r in order] == [2, 3, 1], "read at the same time: the job's first"
+    assert [r.pid for r in UssBudget(None).plan(readings, 0)] == [3, 1, 2], "every tick: all, as they come"

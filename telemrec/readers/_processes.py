@@ -1,0 +1,113 @@
+"""What the psutil reader's two process collectors share: the fields of a ``pid:<n>``
+record, the shape of one process's reading, and the budget that paces USS.
+
+The collectors are ``_procfs_collector.ProcfsCollector`` (reads procfs directly, the
+default on Linux) and ``_psutil_collector.PsutilCollector`` (psutil's Process objects,
+the portable reference); both give the same fields, names, units and values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+__all__ = ["CALL_ORDER", "PROCESS_FIELDS", "PROCESS_TUPLES", "USS", "ProcessCollector", "ProcessReading",
+           "UssBudget", "Vanished"]
+
+PROCESS_CPU_TIMES = ("user", "system", "children_user", "children_system", "iowait")
+PROCESS_IO = ("read_count", "write_count", "read_bytes", "write_bytes", "read_chars", "write_chars")
+# Per-process calls inside psutil's oneshot(): (psutil method, attributes kept). Scalars have no attributes.
+PROCESS_TUPLES = (
+    ("cpu_times", PROCESS_CPU_TIMES),
+    ("memory_info", ("rss", "vms")),
+    ("io_counters", PROCESS_IO),
+    ("num_ctx_switches", ("voluntary", "involuntary")),
+    ("uids", ("real",)),
+)
+PROCESS_SCALARS = ("num_threads", "ppid", "create_time", "name", "status")
+USS = "memory_full_info.uss"
+PROCESS_FIELDS = (*(f"{call}.{attr}" for call, attrs in PROCESS_TUPLES for attr in attrs), *PROCESS_SCALARS,
+                  "cmdline", "levels")
+# the order in which a record's ``error`` names the calls that failed
+CALL_ORDER = (*(call for call, _ in PROCESS_TUPLES), *PROCESS_SCALARS, "cmdline", "memory_full_info")
+
+
+class Vanished(Exception):
+    """The process exited (or its pid now names another process) before or while it was read."""
+
+
+@dataclass(slots=True)
+class ProcessReading:
+    """One process at one tick: its fields (without ``levels``), the failed calls, and its levels."""
+
+    pid: int
+    fields: dict[str, Any]
+    problems: list[str]
+    levels: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[int, Any]:
+        """Identity across ticks: a reused pid has another create_time."""
+        return self.pid, self.fields.get("create_time")
+
+    def error(self) -> str | None:
+        if not self.problems:
+            return None
+        order = {call: i for i, call in enumerate(CALL_ORDER)}
+        return "; ".join(sorted(self.problems, key=lambda p: order.get(p.split(":", 1)[0], len(order))))
+
+
+class ProcessCollector(Protocol):
+    def collect(self, target: int | None, uid: int | None, slurm_needle: bytes) -> tuple[list[ProcessReading], int]:
+        """This tick's members, sorted by pid, with their levels; and how many members were
+        found, counting those that vanished while read (which have no reading)."""
+
+    def uss(self, reading: ProcessReading) -> tuple[int | None, str | None]:
+        """USS in bytes, or None and the problem; raises Vanished."""
+
+    def close(self) -> None: ...
+
+
+class UssBudget:
+    """Which processes get their USS read this tick.
+
+    Reading USS makes the kernel walk the process's page tables (~18 us per MiB resident,
+    measured): every process every tick would cost more than everything else together.
+    ``share`` is the fraction of one CPU the reads may take on average; the processes whose
+    USS is oldest (never read first) go first, while the budget lasts. A read is paid after
+    the fact, so one large process may overdraw the budget; the reads then pause until it is
+    earned back. ``share=None`` reads every process every tick.
+    """
+
+    HORIZON_S = 2.0  # the most the budget saves up while idle, in seconds of earning
+
+    def __init__(self, share: float | None):
+        self.share = share
+        self._tokens = 0.0 if share is None else share * self.HORIZON_S * 1e9
+        self._last_ns: int | None = None
+        self._last_read: dict[tuple, int] = {}
+
+    def plan(self, readings: Iterable[ProcessReading], now_ns: int) -> list[ProcessReading]:
+        """The readings in the order their USS should be read (levels already set)."""
+        readings = list(readings)
+        if self.share is None:
+            return readings
+        if self._last_ns is not None:
+            cap = self.share * self.HORIZON_S * 1e9
+            self._tokens = min(cap, self._tokens + self.share * (now_ns - self._last_ns))
+        self._last_ns = now_ns
+        if self._tokens <= 0:
+            return []
+        if len(self._last_read) > 2 * len(readings):  # forget the processes that are gone
+            alive = {r.key for r in readings}
+            self._last_read = {k: v for k, v in self._last_read.items() if k in alive}
+        # the job's own processes first among equals
+        return sorted(readings, key=lambda r: (self._last_read.get(r.key, -math.inf), "process" not in r.levels))
+
+    def affordable(self) -> bool:
+        return self.share is None or self._tokens > 0
+
+    def charge(self, reading: ProcessReading, cpu_ns: int, now_ns: int) -> None:
+        self._tokens -= cpu_ns
+        self._last_read[reading.key] = now_ns
