@@ -66,3 +66,15 @@ def test_the_wheel_ships_the_schemas(tmp_path):
             shipped = zf.read(f"telemrec/schemas/manifest/v{version}/manifest.schema.json")
             assert shipped == (ROOT / f"schemas/manifest/v{version}/manifest.schema.json").read_bytes()
             assert any(n.startswith(f"telemrec/schemas/manifest/v{version}/examples/valid/") for n in names)
+
+
+JOURNAL = ROOT / "schemas" / "journal"
+
+
+@pytest.mark.parametrize("path", sorted(JOURNAL.glob("v*/examples/*/*.json")), ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_journal_frame_examples(path):
+    """The journal's JSON frames (docs/format.md section 2.1): valid examples pass, invalid ones fail."""
+    from telemrec.trace.manifest import journal_frame_problem
+
+    problem = journal_frame_problem(json.loads(path.read_text()), int(path.parents[2].name[1:]))
+    assert (problem is None) == (path.parent.name == "valid"), problem

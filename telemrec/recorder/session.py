@@ -300,10 +300,20 @@ def _run(req: RecordRequest, recorder: Recorder, writer: TraceWriter, command: C
 def _finish(path: str, writer: TraceWriter, recorder: Recorder, console: Console, stop: dict, stats: dict,
             errors: list[str], command: dict | None) -> None:
     """Close the trace (fold the journal), saying what is written while it takes."""
-    if recorder.write_error is not None:
+    error = recorder.write_error
+    if error is not None and getattr(error, "vanished", False):
+        try:  # the journal is gone from its directory, not from our open file: save what it holds
+            saved = writer.rescue()
+        except (OSError, TelemrecError) as exc:
+            raise TraceWriteError(f"{error.message}; saving what was recorded failed too "
+                                  f"({exc.message if isinstance(exc, TelemrecError) else exc})",
+                                  "Record again, to a directory nothing else removes.", path=path) from exc
+        raise TraceWriteError(f"{error.message}: stopped; what was recorded until then is saved in {saved}",
+                              "Record to a directory nothing else removes.", path=path, saved=saved)
+    if error is not None:
         writer.abandon()
         raise TraceWriteError(
-            f"writing the trace failed: {recorder.write_error.message}; everything flushed before that is kept in "
+            f"writing the trace failed: {error.message}; everything flushed before that is kept in "
             f"{writer.journal_path}",
             "Free disk space, then run `telemrec check " + path + "` to fold the journal into the trace.", path=path)
     size = writer.bytes_written

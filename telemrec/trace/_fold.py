@@ -19,18 +19,23 @@ from telemrec.errors import TelemrecError, TraceCorruptError
 from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
 from telemrec.trace._segments import Segment, decode_piece, encode_piece
+from telemrec.trace.manifest import journal_frame_problem
 from telemrec.trace._tables import merge_pieces
 
 
 @dataclass
 class JournalState:
-    path: str
+    path: str  # what to read: the journal, or /proc/self/fd/N of an open one
     manifest: dict | None = None
     end: dict | None = None
     readers: dict = field(default_factory=dict)
     catalog: C.Catalog = field(default_factory=C.Catalog)
     segments: dict[int, list[Segment]] = field(default_factory=dict)
     scan: _journal.ScanResult = field(default_factory=_journal.ScanResult)
+    name: str = ""  # the journal's path, for messages
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.path
 
     def all_segments(self) -> list[Segment]:
         return [s for t in sorted(self.segments) for s in self.segments[t]]
@@ -40,9 +45,10 @@ class JournalState:
             return os.pread(f.fileno(), size, offset)
 
 
-def read_journal(path: str, *, verify: bool = True) -> JournalState:
-    """The state of a version 2 journal (``verify``: check every frame's CRC, as recovery does)."""
-    state = JournalState(path)
+def read_journal(path: str, *, verify: bool = True, name: str | None = None) -> JournalState:
+    """The state of a version 2 journal (``verify``: check every frame's CRC, as recovery does);
+    ``name``: the journal's path when ``path`` is another way to it (/proc/self/fd/N)."""
+    state = JournalState(path, name=name or path)
     for frame in _journal.scan(path, state.scan, verify=verify):
         try:
             _apply(state, frame)
@@ -54,14 +60,16 @@ def read_journal(path: str, *, verify: bool = True) -> JournalState:
             state.scan.torn_bytes = state.scan.size - frame.offset
             break
     if state.manifest is None:
-        raise TraceCorruptError(f"{path} holds no complete start frame: the recorder died before its first flush",
-                                "Nothing was recorded; delete the journal and record again.", path=path)
+        raise TraceCorruptError(f"{state.name} holds no complete start frame: the recorder died before its first "
+                                "flush", "Nothing was recorded; delete the journal and record again.", path=state.name)
     return state
 
 
 def _apply(state: JournalState, frame: _journal.Frame) -> None:
     obj = frame.obj
     if frame.kind == _journal.SEGMENT_FRAME:
+        if state.manifest is None or state.end is not None:
+            raise TraceCorruptError("a segment frame before the start frame or after the end frame")
         seg = Segment.from_header(obj, frame.body, state.catalog)
         segs = state.segments.setdefault(seg.table, [])
         # a segment replaces the provisional ones whose rows it holds
@@ -73,30 +81,25 @@ def _apply(state: JournalState, frame: _journal.Frame) -> None:
             raise TraceCorruptError(f"segment rows {seg.row_lo}-{seg.row_hi} leave a gap")
         segs.append(seg)
         return
-    kind = obj.get("t")
+    problem = journal_frame_problem(obj)
+    if problem:
+        raise TraceCorruptError(f"a frame that does not follow the journal schema ({problem})")
+    kind = obj["t"]
     if kind == "start":
-        if state.manifest is not None or not isinstance(obj.get("manifest"), dict):
-            raise TraceCorruptError("a second or malformed start frame")
+        if state.manifest is not None:
+            raise TraceCorruptError("a second start frame")
         state.manifest = obj["manifest"]
     elif state.manifest is None:
         raise TraceCorruptError("the first frame is not the start frame")
+    elif state.end is not None:
+        raise TraceCorruptError("a frame after the end frame")
     elif kind == "def":
-        items = obj.get("items")
-        if not isinstance(items, list):
-            raise TraceCorruptError("a malformed catalog frame")
-        for item in items:
-            if not isinstance(item, list) or not item:
-                raise TraceCorruptError("a malformed catalog entry")
+        for item in obj["items"]:
             state.catalog.apply(item)
     elif kind == "reader":
-        reader = obj.get("reader")
-        if not isinstance(reader, dict) or not isinstance(reader.get("label"), str):
-            raise TraceCorruptError("a malformed reader frame")
-        state.readers[reader["label"]] = reader
-    elif kind == "end":
-        state.end = obj
+        state.readers[obj["reader"]["label"]] = obj["reader"]
     else:
-        raise TraceCorruptError(f"an unknown frame kind {str(kind)[:40]!r}")
+        state.end = obj
 
 
 def seal_tail(state: JournalState) -> None:
@@ -173,7 +176,7 @@ def _last_time(state: JournalState) -> tuple[int, int] | None:
     return reader.last_time()
 
 
-def fold_journal(jpath: str, out: str, *, verify: bool = True) -> None:
+def fold_journal(jpath: str, out: str, *, verify: bool = True, remove: bool = True) -> None:
     """Fold a journal into the trace ``out`` (atomically: temporary name, fsync, rename), then
     remove the journal. Version 1 journals (an older telemrec) are folded record by record.
     ``verify=False`` (the writer's own clean stop) reads segment frames' headers only; the
@@ -189,8 +192,9 @@ def fold_journal(jpath: str, out: str, *, verify: bool = True) -> None:
     seal_tail(state)
     manifest = finish_manifest(state)
     _filewrite.write_trace(out, state, manifest)
-    os.unlink(jpath)
-    _journal._fsync_dir(out)
+    if remove:
+        os.unlink(jpath)
+        _journal._fsync_dir(out)
 
 
 __all__ = ["JournalState", "TelemrecError", "finish_manifest", "fold_journal", "read_journal", "seal_tail"]

@@ -8,7 +8,8 @@ version 2 journal; the manifest is the one the old recorder wrote, updated the s
 
 from __future__ import annotations
 
-from telemrec.errors import TraceCorruptError
+from telemrec.errors import RecordError, TraceCorruptError
+from telemrec.record import validate_record
 from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
 from telemrec.trace._fold import JournalState, finish_manifest
@@ -17,32 +18,25 @@ from telemrec.trace._records import TableWriter
 from telemrec.trace._tables import merge_pieces
 
 
-def read_v1_journal(path: str) -> JournalState:
-    state = JournalState(path)
+def read_v1_journal(path: str, name: str | None = None) -> JournalState:
+    state = JournalState(path, name=name or path)
     tables = TableWriter(state.catalog)
     pieces: dict[int, list] = {}
-    try:
-        for frame in _journal.scan_v1(path, state.scan):
-            kind = frame.get("t")
-            if kind == "start":
-                state.manifest = frame["manifest"]
-            elif kind == "rec":
-                tables.add_records([_journal.decode_record_v1(row) for row in frame["r"]])
-            elif kind == "ticks":
-                for row in frame["rows"]:
-                    tables.add_row(C.TICKS, frame["label"], dict(zip(C.TICK_COLUMNS, row)))
-            elif kind == "reader":
-                state.readers[frame["reader"]["label"]] = frame["reader"]
-            elif kind == "ann":
-                tables.add_row(C.ANNOTATIONS, C.ANNOTATIONS_ENTITY, frame["row"])
-            elif kind == "end":
-                state.end = frame
-            if tables.pending >= 50000:
-                for piece in tables.flush():
-                    pieces.setdefault(piece.table, []).append(piece)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise TraceCorruptError(f"{path}: a version 1 journal frame is not valid ({type(exc).__name__}: {exc})",
-                                path=path) from None
+    offset = len(_journal.HEADER_V1)
+    for frame in _journal.scan_v1(path, state.scan):
+        try:
+            _apply_v1(state, tables, frame)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecordError) as exc:
+            # a frame that passed its CRC but does not hold what a version 1 frame holds: the journal
+            # ends there, like at a torn frame, and the reason is kept
+            state.scan.torn_reason = f"frame after byte {offset}: {type(exc).__name__}: {str(exc)[:200]}"
+            state.scan.torn_bytes = state.scan.size - offset
+            state.scan.valid_bytes = offset
+            break
+        offset = state.scan.valid_bytes
+        if tables.pending >= 50000:
+            for piece in tables.flush():
+                pieces.setdefault(piece.table, []).append(piece)
     for piece in tables.flush():
         pieces.setdefault(piece.table, []).append(piece)
     if state.manifest is None:
@@ -54,6 +48,40 @@ def read_v1_journal(path: str) -> JournalState:
         segment.data = streams
         state.segments[table] = [segment]
     return state
+
+
+def _apply_v1(state: JournalState, tables: TableWriter, frame: dict) -> None:
+    kind = frame["t"]
+    if kind == "start":
+        if state.manifest is not None or not isinstance(frame["manifest"], dict):
+            raise ValueError("a second or malformed start frame")
+        state.manifest = frame["manifest"]
+    elif state.manifest is None:
+        raise ValueError("the first frame is not the start frame")
+    elif kind == "rec":
+        tables.add_records([validate_record(_journal.decode_record_v1(row)) for row in frame["r"]])
+    elif kind == "ticks":
+        if not isinstance(frame["label"], str):
+            raise TypeError("a tick label is not a string")
+        for row in frame["rows"]:
+            if len(row) != len(C.TICK_COLUMNS) or any(v is not None and type(v) is not int for v in row):
+                raise TypeError("a tick row is not 8 integers")
+            tables.add_row(C.TICKS, frame["label"], dict(zip(C.TICK_COLUMNS, row)))
+    elif kind == "reader":
+        if not isinstance(frame["reader"], dict) or not isinstance(frame["reader"]["label"], str):
+            raise TypeError("a malformed reader entry")
+        state.readers[frame["reader"]["label"]] = frame["reader"]
+    elif kind == "ann":
+        row = dict(frame["row"])
+        if not all(row.get(c) is None or type(row.get(c)) is (str if c == "label" else int) for c in C.ANNOTATION_COLUMNS):
+            raise TypeError("a malformed annotation")
+        tables.add_row(C.ANNOTATIONS, C.ANNOTATIONS_ENTITY, row)
+    elif kind == "end":
+        if not isinstance(frame.get("manifest") or {}, dict) or not isinstance(frame.get("stats") or {}, dict):
+            raise TypeError("a malformed end frame")
+        state.end = frame
+    else:
+        raise ValueError(f"an unknown frame kind {str(kind)[:40]!r}")
 
 
 def fold_v1_journal(jpath: str, out: str) -> None:

@@ -179,34 +179,67 @@ class Trace:
 def open_trace(path: str | os.PathLike, *, recover: bool = True) -> Trace:
     """Open a trace for reading.
 
-    A journal left by a recorder that died is folded into the trace first (the
-    trace is then marked ``closed_cleanly=False`` with a ``recovery`` entry); with
-    ``recover=False``, or when the directory is read-only, it is read in place
-    instead. A journal a live recorder still holds is read in place as a snapshot.
+    A journal left by a recorder that died is folded into the trace first (the trace is
+    then marked ``closed_cleanly=False`` with a ``recovery`` entry). With ``recover=False``,
+    when the directory is read-only, or when the trace cannot be written (disk full), it is
+    read where it is instead, in memory (``TelemrecWarning`` says why). A journal that a
+    live recorder holds, or that another process is recovering, is read where it is.
+
+    Locks (docs/format.md section 1): whoever writes a journal's trace holds an exclusive
+    ``flock`` on the journal while it does: the recorder for its whole run, its stop included;
+    a recovering reader while it folds. A reader that cannot take the lock reads in place.
     """
     path = os.fspath(path)
     jpath = _journal.journal_path(path)
-    if os.path.exists(jpath):
-        if _journal.is_locked(jpath):
-            return _open_journal(path, jpath, in_progress=True)
-        if recover and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+    for _ in range(8):  # a journal folded by someone else meanwhile: look again
+        if not os.path.exists(jpath):
+            return _open_file(path)
+        try:
+            fd = os.open(jpath, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            if not _journal.try_lock(fd):  # through our descriptor: it may be folded and removed meanwhile
+                return _open_journal(path, jpath, in_progress=True, source=f"/proc/self/fd/{fd}")
+            if os.fstat(fd).st_nlink == 0:  # folded and removed between our look and our lock
+                continue
+            if not recover or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+                return _open_journal(path, jpath, in_progress=False)
             _remove_stale_temporaries(path)
-            fold_journal(jpath, path)
+            try:
+                fold_journal(jpath, path)
+            except (TraceWriteError, OSError) as exc:
+                return _read_in_place_instead(path, jpath, exc)
             return _open_file(path, recovered=True)
-        return _open_journal(path, jpath, in_progress=False)
+        finally:
+            os.close(fd)
     return _open_file(path)
 
 
-def _open_journal(path: str, jpath: str, *, in_progress: bool) -> Trace:
-    """A journal read where it is: a live recording's snapshot, or a crashed one not folded."""
+def _read_in_place_instead(path: str, jpath: str, exc: BaseException) -> Trace:
+    """The recovered trace could not be written (disk full, quota): read the journal in memory."""
+    import warnings
+
+    from telemrec.errors import TelemrecWarning
+
+    reason = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc)
+    warnings.warn(f"{path}: could not write the recovered trace ({reason}); read it from {jpath} in memory. "
+                  f"Free space and open it again to recover it for good.", TelemrecWarning, stacklevel=3)
+    return _open_journal(path, jpath, in_progress=False)
+
+
+def _open_journal(path: str, jpath: str, *, in_progress: bool, source: str | None = None) -> Trace:
+    """A journal read where it is: a live recording's snapshot, or a crashed one not folded.
+    ``source``: another path to the same file (an open descriptor's), read instead of ``jpath``."""
     from telemrec.trace._fold import finish_manifest, read_journal
     from telemrec.trace._legacy import read_v1_journal
     from telemrec.trace.v3 import V3Reader
 
-    if _journal.journal_version(jpath) == 1:
-        state = read_v1_journal(jpath)
+    source = source or jpath
+    if _journal.journal_version(source) == 1:
+        state = read_v1_journal(source, name=jpath)
     else:
-        state = read_journal(jpath, verify=not in_progress)
+        state = read_journal(source, verify=not in_progress, name=jpath)
     reader = V3Reader.from_journal(state)
     if not in_progress:
         reader.manifest = finish_manifest(state)

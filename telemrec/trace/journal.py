@@ -69,7 +69,7 @@ class JournalWriter:
         try:
             self._write(HEADER)
             self.append_json(first_frame)
-            self.sync()
+            os.fsync(self._file.fileno())
             os.link(tmp, path)  # fails instead of clobbering a journal that appeared meanwhile
         except FileExistsError:
             self._file.close()
@@ -114,15 +114,37 @@ class JournalWriter:
         return length + _FRAME_HEAD.size
 
     def sync(self) -> None:
+        """Make what was appended durable; fail (typed) if the journal was removed or replaced since
+        it was created: whatever is written to a journal nobody can find is lost."""
         try:
             os.fsync(self._file.fileno())
         except OSError as exc:
             raise TraceWriteError(f"fsync of {self.path} failed: {exc.strerror}", path=self.path) from exc
+        self.check_present()
+
+    def check_present(self) -> None:
+        mine = os.fstat(self._file.fileno())
+        try:
+            there = os.stat(self.path)
+        except OSError:
+            there = None
+        if mine.st_nlink == 0 or there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            gone = not os.path.isdir(os.path.dirname(os.path.abspath(self.path)))
+            raise TraceWriteError(
+                f"{self.path} was {'removed with its directory' if gone else 'removed or replaced'} while recording",
+                "Nothing may delete a recording's output directory or journal; the recorder saves what it holds "
+                "where it can and says where.", path=self.path, vanished=True)
+
+    @property
+    def fileno(self) -> int:
+        return self._file.fileno()
 
     def close(self) -> None:
         if not self._file.closed:
             try:
-                self.sync()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise TraceWriteError(f"fsync of {self.path} failed: {exc.strerror}", path=self.path) from exc
             finally:
                 self._file.close()
 
@@ -157,6 +179,16 @@ def is_locked(path: str) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def try_lock(fd: int) -> bool:
+    """Take the exclusive lock on an open journal without waiting; False while a recorder (or a
+    process recovering it) holds it. Closing ``fd`` releases it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _open(path: str) -> BinaryIO:

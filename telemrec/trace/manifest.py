@@ -13,22 +13,40 @@ from telemrec.trace._version import CURRENT_FORMAT_VERSION
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
 
 
-def schema_path(version: int = CURRENT_FORMAT_VERSION) -> Path:
-    """Where the schema lives: inside the installed wheel, or in the source checkout's schemas/."""
-    rel = Path("manifest") / f"v{version}" / "manifest.schema.json"
+def schema_path(version: int = CURRENT_FORMAT_VERSION, kind: str = "manifest") -> Path:
+    """Where a schema lives (``schemas/<kind>/v<version>/``): inside the installed wheel, or in the
+    source checkout's schemas/."""
+    name = "manifest.schema.json" if kind == "manifest" else "frame.schema.json"
+    rel = Path(kind) / f"v{version}" / name
     packaged = resources.files("telemrec") / "schemas" / rel
     if packaged.is_file():
         return Path(str(packaged))
     checkout = Path(__file__).resolve().parents[2] / "schemas" / rel
     if checkout.is_file():
         return checkout
-    raise ManifestValidationError(f"the manifest schema v{version} is not installed",
+    raise ManifestValidationError(f"the {kind} schema v{version} is not installed",
                                   "Reinstall telemrec; the wheel ships schemas/ inside the package.")
 
 
-@lru_cache(maxsize=4)
-def load_schema(version: int = CURRENT_FORMAT_VERSION) -> dict:
-    return json.loads(schema_path(version).read_text(encoding="utf-8"))
+@lru_cache(maxsize=8)
+def load_schema(version: int = CURRENT_FORMAT_VERSION, kind: str = "manifest") -> dict:
+    return json.loads(schema_path(version, kind).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=2)
+def _validator(kind: str, version: int):
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(load_schema(version, kind))
+
+
+def journal_frame_problem(obj: object, version: int = 2) -> str | None:
+    """Why a journal's JSON frame does not follow ``schemas/journal/v<version>`` (None if it does)."""
+    error = next(iter(_validator("journal", version).iter_errors(obj)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    return f"{where}: {error.message[:200]}"
 
 
 def manifest_problems(manifest: object, version: int = CURRENT_FORMAT_VERSION) -> list[str]:

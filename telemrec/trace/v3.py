@@ -159,7 +159,7 @@ class V3Reader:
                 return held[offset - base:offset - base + size]
             return os.pread(fd, size, offset) if offset + size <= base else b""
         try:
-            reader = cls(state.catalog, index, read, state.manifest, state.path)
+            reader = cls(state.catalog, index, read, state.manifest, state.name)
         except BaseException:
             os.close(fd)
             raise

@@ -161,10 +161,37 @@ class TraceWriter:
                                           "command": dict(command) if command else None,
                                           "stats": dict(stats or {}), "clean": clean, "error": error,
                                           "manifest": dict(manifest_updates or {})}))
-        self._journal.close()
+        self._journal.sync()
         from telemrec.trace._fold import fold_journal
 
-        fold_journal(self.journal_path, self.path, verify=False)
+        # the journal stays open, and locked, until the trace is written: a reader meanwhile reads
+        # the journal in place instead of folding it too (docs/format.md section 1, "Locks")
+        try:
+            fold_journal(self.journal_path, self.path, verify=False)
+        finally:
+            self._journal.close()
+
+    def rescue(self) -> str:
+        """After the journal was removed while recording (``TraceWriteError`` with ``vanished``): write
+        what it held, read through the still-open file, to the trace path if its directory exists,
+        else beside it in the temporary directory; return where. The writer is closed."""
+        import tempfile
+
+        from telemrec.trace._fold import fold_journal
+
+        self._closed = True
+        try:
+            self._write_pieces(seal_all=True)
+        except TraceWriteError:
+            pass  # what could not be appended is lost; the rest is saved
+        directory = os.path.dirname(os.path.abspath(self.path))
+        out = self.path if os.path.isdir(directory) else os.path.join(
+            tempfile.gettempdir(), f"{os.path.basename(self.path)}.rescued-{os.getpid()}.h5")
+        try:
+            fold_journal(f"/proc/self/fd/{self._journal.fileno}", out, remove=False)
+        finally:
+            self._journal.close()
+        return out
 
     def abandon(self) -> None:
         """Stop writing without folding (the journal stays for recovery)."""

@@ -89,7 +89,7 @@ def test_a_failed_fold_keeps_the_journal(tmp_path, monkeypatch):
     def explode(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_filewrite, "_write", explode)
+    monkeypatch.setattr(_filewrite, "_copy", explode)
     with pytest.raises(OSError):
         w.close()
     monkeypatch.undo()
