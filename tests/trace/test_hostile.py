@@ -154,3 +154,31 @@ def test_a_checked_frame_of_the_wrong_shape_ends_the_journal_there(tmp_path, bad
         recovery = trace.manifest["recovery"]
     assert recovery["journal_valid_bytes"] == at and recovery["journal_discarded_bytes"] > 0
     assert f"frame at byte {at}" in recovery["discarded_reason"]
+
+
+def test_a_recorder_whose_directory_is_removed_says_so_and_saves_what_it_recorded(tmp_path):
+    import shutil
+    import time
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "telemrec", "record", "-r", "psutil", "-i", "0.1",
+                             "--flush-every", "0.3", "-o", str(folder / "run.h5")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (folder / "run.h5.journal").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    shutil.rmtree(folder)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert "removed with its directory" in err and "saved in" in err
+    saved = err.split("saved in ", 1)[1].split()[0].rstrip(":;,")
+    try:
+        with open_trace(saved) as trace:
+            assert sum(1 for _ in trace.records()) > 5
+    finally:
+        os.unlink(saved)
