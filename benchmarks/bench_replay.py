@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "telemrec-bench"))
     parser.add_argument("--pacing-seconds", type=float, default=10.0)
     parser.add_argument("--skip-cli", action="store_true", help="do not time `telemrec replay --speed max`")
+    parser.add_argument("--compare", metavar="TRACE", help="time the same phases on this trace too, in the same run "
+                                                           "(e.g. the same data in an older format)")
     parser.add_argument("--phase", nargs=2, metavar=("NAME", "TRACE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
@@ -217,17 +219,23 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "reference" and not os.path.exists(os.path.join(HERE, "reference_trace.py")):
         kind = "synthetic"
     path = cached_trace(args.cache, kind, args.hours, args.seed)
-    print(f"trace: {path} ({os.path.getsize(path) / 1e6:.1f} MB); load average {os.getloadavg()[0]:.2f}")
-    phases = [run_phase(name, path) for name in ("records", "iter_replay", "reader", "batches")]
-    if not args.skip_cli:
-        phases.append(run_cli(path))
-    print(f"{'phase':<16} {'records':>9} {'rec/s wall':>11} {'rec/s cpu':>11} {'Mval/s wall':>12} "
-          f"{'Mval/s cpu':>11} {'peak RSS MB':>12}")
-    for p in phases:
-        mv_wall = f"{p['values'] / p['wall_s'] / 1e6:.1f}" if p["values"] else "-"
-        mv_cpu = f"{p['values'] / p['cpu_s'] / 1e6:.1f}" if p["values"] else "-"
-        print(f"{p['phase']:<16} {p['records']:>9} {p['records'] / p['wall_s']:>11,.0f} "
-              f"{p['records'] / p['cpu_s']:>11,.0f} {mv_wall:>12} {mv_cpu:>11} {p['peak_rss_mb']:>12.0f}")
+    for trace in [path] + ([args.compare] if args.compare else []):
+        from telemrec.trace import open_trace
+
+        with open_trace(trace) as t:
+            version = t.format_version
+        print(f"trace: {trace} (format {version}, {os.path.getsize(trace) / 1e6:.1f} MB); "
+              f"load average {os.getloadavg()[0]:.2f}")
+        phases = [run_phase(name, trace) for name in ("records", "iter_replay", "reader", "batches")]
+        if not args.skip_cli:
+            phases.append(run_cli(trace))
+        print(f"{'phase':<16} {'records':>9} {'rec/s wall':>11} {'rec/s cpu':>11} {'Mval/s wall':>12} "
+              f"{'Mval/s cpu':>11} {'peak RSS MB':>12}")
+        for p in phases:
+            mv_wall = f"{p['values'] / p['wall_s'] / 1e6:.1f}" if p["values"] else "-"
+            mv_cpu = f"{p['values'] / p['cpu_s'] / 1e6:.1f}" if p["values"] else "-"
+            print(f"{p['phase']:<16} {p['records']:>9} {p['records'] / p['wall_s']:>11,.0f} "
+                  f"{p['records'] / p['cpu_s']:>11,.0f} {mv_wall:>12} {mv_cpu:>11} {p['peak_rss_mb']:>12.0f}")
     if args.pacing_seconds > 0:
         pace = pacing(args.cache, args.pacing_seconds, 10.0)
         print(f"pacing at 10 Hz, real time: {pace['instants']} instants in {pace['seconds']:.2f} s; lateness "

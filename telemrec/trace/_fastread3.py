@@ -27,29 +27,21 @@ _BATCH_ROWS = 1 << 20  # stream rows per pool task: amortises the executor, keep
 def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
     """Fill each job's ``out`` (float64: numbers, NaN elsewhere; int64: the ints) and ``kinds``."""
     tasks: dict[tuple, list] = {}
+    spans: dict[tuple, list] = {}  # (reader, entity, lo, hi) -> the runs those rows are in: planned once
     for job in jobs:
         col = job.col
         reader, eid = col.reader, col.eid
         uniform = col.uniform_kind
         job.kinds = uniform if uniform is not None else np.zeros(job.hi - job.lo, np.uint8)
-        segs, firsts, counts = reader.runs_of(eid)
-        starts = np.cumsum(counts) - counts
-        i = max(0, int(np.searchsorted(starts, job.lo, side="right")) - 1)
-        j = int(np.searchsorted(starts, job.hi, side="left"))
-        if j <= i:
-            continue
-        lo = np.maximum(job.lo - starts[i:j], 0)
-        hi = np.minimum(job.hi - starts[i:j], counts[i:j])
-        as_float = job.out.dtype == np.float64
-        key0 = (id(reader), col.column, as_float)
-        for seg, pos, first, a, b, at in zip(segs[i:j].tolist(), reader.run_positions(eid)[i:j].tolist(),
-                                             firsts[i:j].tolist(), lo.tolist(), hi.tolist(),
-                                             (starts[i:j] + lo - job.lo).tolist()):
-            if b > a:
-                entry = tasks.get((key0, seg))
-                if entry is None:
-                    entry = tasks[(key0, seg)] = [reader]
-                entry.append((job, pos, first, a, b, at))
+        where = spans.get((id(reader), eid, job.lo, job.hi))
+        if where is None:
+            where = spans[(id(reader), eid, job.lo, job.hi)] = _runs_in(reader.entity_layout(eid), job.lo, job.hi)
+        key0 = (id(reader), col.column, job.out.dtype == np.float64)
+        for seg, run in where:
+            entry = tasks.get((key0, seg))
+            if entry is None:
+                entry = tasks[(key0, seg)] = [reader]
+            entry.append((job, *run))
     batches, batch, size = [], [], 0
     for key, parts in tasks.items():
         batch.append((key, parts))
@@ -75,6 +67,21 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
         else:
             job.has_none = bool((kinds == NONE).any())
             job.has_str = bool((kinds == STR).any())
+
+
+def _runs_in(layout, lo: int, hi: int) -> list:
+    """(segment, (run position, first row in the segment, a, b, offset in the output)) for the
+    entity's runs holding rows [lo, hi); a, b: rows of the run."""
+    starts, counts = layout.starts, layout.counts
+    i = max(0, int(np.searchsorted(starts, lo, side="right")) - 1)
+    j = int(np.searchsorted(starts, hi, side="left"))
+    if j <= i:
+        return []
+    a = np.maximum(lo - starts[i:j], 0)
+    b = np.minimum(hi - starts[i:j], counts[i:j])
+    return [(seg, (pos, first, x, y, at)) for seg, pos, first, x, y, at in zip(
+        layout.segments[i:j].tolist(), layout.positions[i:j].tolist(), layout.firsts[i:j].tolist(), a.tolist(),
+        b.tolist(), (starts[i:j] + a - lo).tolist()) if y > x]
 
 
 def _run(batch: list) -> None:

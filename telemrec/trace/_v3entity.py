@@ -75,6 +75,27 @@ class V3Time:
         return cache[2][tidx - a], cache[3][tidx - a]
 
 
+class EntityLayout:
+    """What planning a read of one entity needs, computed once: its runs and, per column, every
+    kind its rows have (from the index, nothing decoded)."""
+
+    __slots__ = ("segments", "firsts", "counts", "starts", "positions", "rows", "kinds")
+
+    def __init__(self, reader, eid: int):
+        self.segments, self.firsts, self.counts = reader.runs_of(eid)
+        self.starts = np.cumsum(self.counts) - self.counts
+        self.positions = reader.run_positions(eid)
+        self.rows = int(self.counts.sum())
+        streams = reader.index.streams
+        rows = reader.stream_table[self.segments]  # [runs, columns]
+        masks = np.where(rows >= 0, streams[np.maximum(rows, 0), C.ST_KINDS], 1 << 0)  # no stream: absent
+        mixed = (masks & (masks - 1)) != 0
+        if mixed.any():  # the runs of a stream whose rows' kinds differ have their own
+            run_pos = np.broadcast_to(self.positions[:, None], rows.shape)
+            masks[mixed] = reader.index.run_kinds[streams[rows[mixed], C.ST_RUNKINDS] + run_pos[mixed]]
+        self.kinds = np.bitwise_or.reduce(masks, axis=0) if len(masks) else np.zeros(rows.shape[1], np.int64)
+
+
 class V3Column:
     """One column of one entity: what loaders ask of a column before and while decoding it."""
 
@@ -82,17 +103,9 @@ class V3Column:
         self.reader = reader
         self.eid = eid
         self.column = column
-        segs, _, counts = reader.runs_of(eid)
-        self.rows = int(counts.sum())
-        rows = reader.stream_table[segs, column]
-        streams = reader.index.streams
-        masks = np.where(rows >= 0, streams[np.maximum(rows, 0), C.ST_KINDS], 1)  # no stream: absent
-        mixed = (masks & (masks - 1)) != 0
-        if mixed.any():  # the runs of a stream whose rows' kinds differ have their own
-            at = streams[rows[mixed], C.ST_RUNKINDS] + reader.run_positions(eid)[mixed]
-            masks[mixed] = reader.index.run_kinds[at]
-        self.run_masks = masks
-        mask = int(np.bitwise_or.reduce(masks)) if len(segs) else 0
+        layout = reader.entity_layout(eid)
+        self.rows = layout.rows
+        mask = int(layout.kinds[column])
         self.kinds_mask = mask
         """Every kind a row of the entity has in this column."""
         self.uniform_kind: int | None = mask.bit_length() - 1 if mask and mask & (mask - 1) == 0 else None

@@ -79,6 +79,7 @@ class V3Reader:
         self._cache = _StreamCache()
         self._entities: dict | None = None
         self._times: dict = {}
+        self._layouts: dict = {}
         self._fd: int | None = None
         self.streams_size: int | None = None  # a file's /streams size (None: a journal)
         self.index_spans: list = []           # where a file's index arrays are in /streams
@@ -244,6 +245,15 @@ class V3Reader:
         """(segment, first row in the segment, rows) of each run of an entity, in row order."""
         a, b = self._entity_bounds[eid], self._entity_bounds[eid + 1]
         return self._run_seg[a:b], self._run_first[a:b], self._run_rows[a:b]
+
+    def entity_layout(self, eid: int):
+        """The entity's runs and per-column kinds (``_v3entity.EntityLayout``), computed once."""
+        layout = self._layouts.get(eid)
+        if layout is None:
+            from telemrec.trace._v3entity import EntityLayout
+
+            layout = self._layouts[eid] = EntityLayout(self, eid)
+        return layout
 
     def run_positions(self, eid: int) -> np.ndarray:
         """The position of each run of an entity among its segment's runs."""
