@@ -114,16 +114,23 @@ class Trace:
     def ticks(self, label: str, lo: int = 0, hi: int | None = None, columns=None):
         """The tick table of reader ``label`` (rows [lo, hi)): column name -> int64 array;
         ``columns``: the names to read (default all)."""
+        self._check_ticks(label, columns)
+        return self._reader.ticks(label, lo, hi, columns)
+
+    def tick_columns(self, label: str, lo: int = 0, hi: int | None = None, columns=None):
+        """Like ``ticks``, as decoded columns (None where a tick has no value)."""
+        self._check_ticks(label, columns)
+        return self._reader.tick_columns(label, lo, hi, columns)
+
+    def _check_ticks(self, label: str, columns) -> None:
+        if label not in self.tick_labels():
+            raise UsageError(f"{self.path} has no tick table {label!r}",
+                             f"Its tick tables: {', '.join(self.tick_labels()) or 'none'}.")
         if columns is not None:
             unknown = [c for c in columns if c not in v1.TICK_COLUMNS]
             if unknown:
                 raise UsageError(f"no tick column {', '.join(map(repr, unknown))}",
                                  f"Tick columns are {', '.join(v1.TICK_COLUMNS)}.")
-        return self._reader.ticks(label, lo, hi, columns)
-
-    def tick_columns(self, label: str, lo: int = 0, hi: int | None = None, columns=None):
-        """Like ``ticks``, as decoded columns (None where a tick has no value)."""
-        return self._reader.tick_columns(label, lo, hi, columns)
 
     def annotations(self) -> list[dict]:
         return self._reader.annotations()
