@@ -98,3 +98,25 @@ def test_the_old_spellings_still_work_with_a_warning(cli):
 def test_an_unknown_speed_is_refused(cli, speed):
     proc = cli("replay", SAMPLE, "--speed", speed)
     assert proc.returncode == 2 and "is not a number, 'realtime' or 'max'" in proc.stderr and proc.stdout == ""
+
+
+def test_both_json_parsers_give_the_same_records():
+    """orjson (the [fast] extra) where it takes a line, the standard library where it does not
+    (NaN and Infinity tokens, lone surrogates): the same records either way."""
+    from telemrec import jsonl
+    from telemrec.record import RawRecord, records_identical
+
+    recs = [RawRecord(1, 2, "e", {"a": float("nan"), "b": float("-inf"), "c": 1, "d": 1.0}, "s"),
+            RawRecord(3, 4, "pid:1\udc80", {"cmdline": "x\udcff", "big": 2**63 - 1, "neg": -(2**63)}, "s", "v", "err"),
+            RawRecord(5, 6, "e", {"z": None, "s": "héllo", "f": 5e-324}, "s")]
+    lines = [jsonl.dumps_record(r) for r in recs]
+    fast = jsonl._fast_loads
+    try:
+        with_fast = [jsonl.loads_record(line) for line in lines]
+        jsonl._fast_loads = None
+        without = [jsonl.loads_record(line) for line in lines]
+    finally:
+        jsonl._fast_loads = fast
+    assert fast is not None, "the test extra installs orjson"
+    for a, b, c in zip(recs, with_fast, without):
+        assert records_identical(a, b) and records_identical(a, c)
