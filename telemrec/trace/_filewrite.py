@@ -160,15 +160,16 @@ class _Plan:
         space = h5py.h5s.create_simple((self.streams_size,))
         blob = h5py.h5d.create(h5.id, b"streams", h5py.h5t.STD_U8LE, space, dcpl=dcpl)
         offset = blob.get_offset() if self.streams_size else None
-        string = h5py.string_dtype("utf-8")
-        h5.create_dataset("manifest", data=self.manifest_text, dtype=string)
-        h5.create_dataset("catalog", data=self.catalog_text, dtype=string)
+        # fixed-length strings only: variable-length ones live in HDF5's global heap, the one piece of
+        # HDF5 metadata without a checksum (damage there made HDF5 loop forever when fuzzed)
+        _text_dataset(h5, "manifest", self.manifest_text)
+        _text_dataset(h5, "catalog", self.catalog_text)
         attrs = h5.attrs
-        attrs["format"] = FORMAT_NAME
+        attrs["format"] = np.bytes_(FORMAT_NAME)
         attrs["format_version"] = FORMAT_VERSION
-        attrs["telemrec_version"] = __version__
-        attrs["spec"] = SPEC
-        attrs["contents"] = CONTENTS
+        attrs["telemrec_version"] = np.bytes_(__version__)
+        attrs["spec"] = np.bytes_(SPEC)
+        attrs["contents"] = np.bytes_(CONTENTS)
         attrs["manifest_crc32"] = np.uint32(zlib.crc32(self.manifest_text.encode("utf-8")))
         attrs["catalog_crc32"] = np.uint32(zlib.crc32(self.catalog_text.encode("utf-8")))
         return offset
@@ -193,6 +194,18 @@ class _Plan:
             os.close(fd)
             if journal >= 0:
                 os.close(journal)
+
+
+def _text_dataset(h5: h5py.File, name: str, text: str) -> None:
+    """A scalar fixed-length UTF-8 string dataset (h5dump and HDFView show it as text)."""
+    data = text.encode("utf-8") or b" "
+    tid = h5py.h5t.C_S1.copy()
+    tid.set_size(len(data))
+    tid.set_cset(h5py.h5t.CSET_UTF8)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dset = h5py.h5d.create(h5.id, name.encode(), tid, h5py.h5s.create(h5py.h5s.SCALAR), dcpl=dcpl)
+    dset.write(h5py.h5s.ALL, h5py.h5s.ALL, np.frombuffer(data, dtype=f"S{len(data)}"), mtype=tid)
 
 
 def _copy(fd: int, offset: int, copies: list, journal: int) -> None:

@@ -21,7 +21,7 @@ def test_record_writes_a_trace_that_plain_h5py_info_and_check_accept(tmp_path, c
     proc = cli("record", "--reader", "psutil", "--interval", "0.1", "--duration", "2", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     with h5py.File(out, "r") as h5:
-        assert h5.attrs["format"] == "telemrec-trace"
+        assert h5.attrs["format"] == b"telemrec-trace"  # fixed-length: h5py reads bytes
     info = cli("info", str(out))
     assert info.returncode == 0 and "closed cleanly" in info.stdout and "bytes per value" in info.stdout
     check = cli("check", str(out))

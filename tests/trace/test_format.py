@@ -75,9 +75,10 @@ def test_format_1_files_still_read_exactly(tmp_path):
 def test_plain_h5py_opens_the_trace(tmp_path, records_factory):
     write(tmp_path / "t.h5", records_factory(10))
     with h5py.File(tmp_path / "t.h5", "r") as h5:
-        assert h5.attrs["format"] == "telemrec-trace"
+        # fixed-length strings (no global heap, docs/format.md section 3): h5py reads them as bytes
+        assert h5.attrs["format"] == b"telemrec-trace"
         assert int(h5.attrs["format_version"]) == CURRENT_FORMAT_VERSION
-        assert "format" in h5.attrs["spec"] and "/manifest" in h5.attrs["contents"]
+        assert b"format" in h5.attrs["spec"] and b"/manifest" in h5.attrs["contents"]
         manifest = json.loads(h5["manifest"].asstr()[()])
         assert manifest["stats"]["records"] == 20
         assert "fake" in json.loads(h5["catalog"].asstr()[()])["sources"]
