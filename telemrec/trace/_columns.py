@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from telemrec.trace._damage import typed_reads
 from telemrec.errors import TraceCorruptError
 from telemrec.trace import _codec, _strings
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
@@ -240,6 +241,7 @@ class Column:
         return out, numeric
 
 
+@typed_reads
 class ColumnReader:
     """Random access to one on-disk column.
 

@@ -6,6 +6,7 @@ import os
 from typing import Iterable, Iterator
 
 import h5py
+import numpy as np
 
 from telemrec.errors import TraceCorruptError, TraceError, TraceNotFoundError, TraceWriteError, UsageError
 from telemrec.record import RawRecord
@@ -273,7 +274,13 @@ def _open_file(path: str, recovered: bool = False) -> Trace:
     except OSError as exc:
         raise TraceCorruptError(f"{path} cannot be opened as HDF5 ({exc})", path=path) from exc
     try:
-        version = parse_format_version(h5.attrs.get("format"), h5.attrs.get("format_version"), path=path)
+        claimed = h5.attrs.get("format_version")  # an integer: no variable-length string read yet
+        if not isinstance(claimed, (int, np.integer)) or claimed < 3:
+            # formats 1 and 2 keep their strings in HDF5's unchecksummed global heap: look first, bounded
+            from telemrec.trace._guard import look_first
+
+            look_first(path)
+        version = parse_format_version(h5.attrs.get("format"), claimed, path=path)
         reader = _reader_for(version, h5)
         return Trace(path, reader, version, h5=h5, recovered=recovered)
     except TraceError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from telemrec.trace._damage import typed_reads
 from telemrec.trace import _catalog as C
 from telemrec.trace._codec import INT
 from telemrec.trace._columns import Column
@@ -48,6 +49,7 @@ def read_rows(reader, eid: int, column: int, lo: int = 0, hi: int | None = None)
     return concat_columns(parts)
 
 
+@typed_reads
 class V3Time:
     """A source's timestamps (its time table), looked up by row (``_tidx``)."""
 
@@ -75,6 +77,7 @@ class V3Time:
         return cache[2][tidx - a], cache[3][tidx - a]
 
 
+@typed_reads
 class EntityLayout:
     """What planning a read of one entity needs, computed once: its runs and, per column, every
     kind its rows have (from the index, nothing decoded)."""
@@ -96,6 +99,7 @@ class EntityLayout:
         self.kinds = np.bitwise_or.reduce(masks, axis=0) if len(masks) else np.zeros(rows.shape[1], np.int64)
 
 
+@typed_reads
 class V3Column:
     """One column of one entity: what loaders ask of a column before and while decoding it."""
 
@@ -119,6 +123,7 @@ class V3Column:
         return read_rows(self.reader, self.eid, self.column, lo, hi)
 
 
+@typed_reads
 class V3Entity:
     """One (source, entity) series of a format 3 trace."""
 

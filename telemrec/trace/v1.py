@@ -30,6 +30,7 @@ from urllib.parse import quote
 import h5py
 import numpy as np
 
+from telemrec.trace._damage import typed_reads
 from telemrec._version import __version__
 from telemrec.record import RawRecord
 from telemrec.trace import _chunkindex, _strings
@@ -304,6 +305,7 @@ def _finite(value):
 
 # -- reading ----------------------------------------------------------------------------------
 
+@typed_reads
 class SourceTimeReader:
     """A source's timestamp table, read slice by slice and cached per chunk range."""
 
@@ -329,6 +331,7 @@ class SourceTimeReader:
         return cache[2][tidx - a], cache[3][tidx - a]
 
 
+@typed_reads
 class EntityReader:
     """One (source, entity) series of a trace (format 1 or 2: the same layout)."""
 
@@ -476,6 +479,7 @@ def index_usable(h5: h5py.File) -> bool:
         return False
 
 
+@typed_reads
 class V1Reader:
     """Read access to a trace of this layout (format 1; ``v2.V2Reader`` for 2) in an open h5py.File."""
 

@@ -29,6 +29,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from telemrec.trace._damage import typed_reads
 from telemrec.errors import TraceCorruptError
 from telemrec.trace import _catalog as C
 from telemrec.trace._codec import ABSENT, INT, STR
@@ -64,6 +65,7 @@ class _StreamCache:
         return value
 
 
+@typed_reads
 class V3Reader:
     """Read access to a format 3 trace (a file, or a live journal's segments)."""
 

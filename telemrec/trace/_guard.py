@@ -1,0 +1,88 @@
+"""A bounded first look at the HDF5 metadata of format 1 and 2 traces.
+
+Formats 1 and 2 keep every entity and field name as a variable-length string attribute:
+those live in HDF5's global heap, which has no checksum, and damage there can make HDF5
+loop forever inside a read (fuzzing found it: zeroed bytes, then `telemrec info` spinning
+at 100 % CPU). A thread stuck in C cannot be interrupted, so before a format 1 or 2 file
+is used, a forked child reads every object's metadata (groups, attributes, dataset
+headers); if it does not finish in time, or dies, the file is damaged and is reported as
+such instead of hanging the caller. Format 3 keeps no variable-length string (its
+metadata is all checksummed), so it needs no such look.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+
+from telemrec.errors import TraceCorruptError
+
+_LOOKED: set[tuple] = set()  # files (device, inode, size, mtime) already looked at by this process
+
+
+def look_first(path: str, timeout: float | None = None) -> None:
+    """Read every object's metadata of ``path`` in a child process; TraceCorruptError if it hangs or dies."""
+    if not hasattr(os, "fork"):
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # the caller's open reports it
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _LOOKED:
+        return
+    limit = timeout if timeout is not None else 10.0 + st.st_size / 10e6
+    pid = _fork()
+    if pid == 0:  # the child: walk, then leave without running the parent's exit handlers
+        code = 3
+        try:
+            _walk(path)
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + limit
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TraceCorruptError(f"{path}: reading its HDF5 metadata does not finish (after {limit:.0f} s): "
+                                    "the file is damaged", "Restore it from a copy; `telemrec check` says the same.",
+                                    path=path)
+        time.sleep(0.005)
+    if os.WIFSIGNALED(status):
+        raise TraceCorruptError(f"{path}: reading its HDF5 metadata crashed the HDF5 library "
+                                f"(signal {os.WTERMSIG(status)}): the file is damaged", path=path)
+    if os.WEXITSTATUS(status) == 0:
+        _LOOKED.add(key)
+    # another failure is left to the caller's own reads, which report it as TraceCorruptError
+
+
+def _fork() -> int:
+    import h5py
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12 warns about forking with threads
+        with h5py._objects.phil:  # h5py's lock, held across the fork so the child may use HDF5
+            return os.fork()
+
+
+def _walk(path: str) -> None:
+    import h5py
+
+    def visit(_name, obj) -> None:
+        for key in obj.attrs:
+            obj.attrs[key]
+        if isinstance(obj, h5py.Dataset):
+            obj.shape, obj.dtype, obj.chunks
+            if obj.dtype.kind == "O" and obj.size <= 1:
+                obj[()]
+
+    with h5py.File(path, "r") as h5:
+        for key in h5.attrs:
+            h5.attrs[key]
+        h5.visititems(visit)
