@@ -201,7 +201,7 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
     start_wall, start_mono = time.time_ns(), time.monotonic_ns()
     path = expand_output_path(req.output, wall_ns=start_wall)
     check_output_path(path)
-    command = Command(req.command) if req.command else None  # held at its gate: nothing has run yet
+    command = Command(req.command, req.grace) if req.command else None  # held at its gate: nothing has run yet
     try:
         slots = _open_slots(req, command.pid if command else None)
         try:
@@ -260,8 +260,10 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
             raise
         exit_status = _wait_for(command, console, kill_at)
     finally:
-        if command is not None and command.alive():  # only after an unexpected error: never leave it behind
-            command.end(req.grace)
+        if command is not None:
+            if command.alive():  # only after an unexpected error: never leave it behind
+                command.end(req.grace)
+            command.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return RecordResult(path, stats, exit_status, errors, (stop["mono_ns"] - start_mono) / 1e9,
@@ -366,7 +368,7 @@ class _Stopping:
 
 
 def _watch(command: Command, recorder: Recorder) -> None:
-    command.proc.wait()
+    command.wait()
     recorder.stop()
 
 
