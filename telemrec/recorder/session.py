@@ -21,7 +21,7 @@ from telemrec.recorder.paths import expand_output_path
 from telemrec.recorder.recorder import Recorder, ReaderSlot, reader_info
 from telemrec.recorder.redact import CommandLine, psutil_cmdline_option, redact_reader_info, redaction_record
 from telemrec.redaction import CMDLINE_MODES
-from telemrec.trace._store import LIBVER
+from telemrec.trace._store import LIBVER, _remove_stale_temporaries
 from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
 from telemrec.trace.writer import TraceWriter
 
@@ -201,6 +201,7 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
     start_wall, start_mono = time.time_ns(), time.monotonic_ns()
     path = expand_output_path(req.output, wall_ns=start_wall)
     check_output_path(path)
+    _remove_stale_temporaries(path)  # a recorder or reader killed while creating its journal or trace
     command = Command(req.command, req.grace) if req.command else None  # held at its gate: nothing has run yet
     try:
         slots = _open_slots(req, command.pid if command else None)
