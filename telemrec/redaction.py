@@ -36,7 +36,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["CMDLINE_MODES", "MASK", "RULES", "SECRET_WORDS", "Redacted", "is_secret_name", "redact_argv", "redact_url"]
+__all__ = ["CMDLINE_MODES", "MASK", "RULES", "SECRET_WORDS", "Redacted", "is_secret_name", "redact_argv",
+           "redact_url"]
 
 MASK = "***"
 CMDLINE_MODES = ("redacted", "dropped", "unredacted")
@@ -111,8 +112,8 @@ class _Redactor:
         self.count = 0
         self.rules: set[str] = set()
 
-    def _hit(self, rule: str, n: int = 1) -> None:
-        self.count += n
+    def _hit(self, rule: str) -> None:
+        self.count += 1
         self.rules.add(rule)
 
     def words(self, argv: list[str], depth: int = 0) -> list[str]:

@@ -172,7 +172,8 @@ def test_the_recorder_s_own_command_line_is_redacted_at_the_user_level(tmp_path,
     out = tmp_path / "u.h5"
     proc = subprocess.run([*TELEMREC, "record", "-q", "-d", "0.3", "-i", "0.1", "-O", "levels=user",
                            "-O", f"processes={collector}", "-t", "run=x", "-o", str(out), "--", sys.executable, "-c",
-                           "import time; time.sleep(0.5)", "--token", SECRETS[1]], capture_output=True, text=True, timeout=60)
+                           "import time; time.sleep(0.5)", "--token", SECRETS[1]],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert_no_secret(out, SECRETS[1:2])
     with open_trace(out) as trace:
