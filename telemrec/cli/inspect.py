@@ -56,9 +56,17 @@ def info_command(
             if m.get("imported_from"):
                 lines.append(f"imported     from {m['imported_from'].get('source')}")
             if m.get("command"):
-                argv = shlex.join(m["command"].get("argv", [])).replace("\n", "\\n")
-                argv = argv if len(argv) <= 160 else argv[:157] + "..."
+                if "argv" in m["command"]:
+                    argv = shlex.join(m["command"]["argv"]).replace("\n", "\\n")
+                    argv = argv if len(argv) <= 160 else argv[:157] + "..."
+                else:
+                    argv = f"(pid {m['command'].get('pid')}; command line not kept (--no-cmdline))"
                 lines.append(f"command      {argv} -> exit {m['command'].get('exit_status')}")
+            redaction = m.get("redaction") or {}
+            if redaction.get("argv_values_redacted") or redaction.get("reader_values_redacted"):
+                lines.append(f"redacted     {redaction.get('argv_values_redacted', 0)} value(s) of the command line, "
+                             f"{redaction.get('reader_values_redacted', 0)} of reader settings "
+                             f"(shown as {redaction.get('marker', '***')})")
             if m.get("slurm"):
                 lines.append(f"slurm        job {m['slurm'].get('job_id')}")
             for gpu in m.get("gpus") or []:

@@ -32,6 +32,12 @@ def record_command(
                                                help="Reader option (repeatable; the options are listed below)."),
     tag: Optional[List[str]] = typer.Option(None, "--tag", "-t", metavar="KEY=VALUE",
                                             help="User tag stored in the manifest (repeatable)."),
+    cmdline: bool = typer.Option(True, "--cmdline/--no-cmdline",
+                                 help="Keep command lines: the command's argv in the manifest and each process's "
+                                      "cmdline (psutil -O cmdline). --no-cmdline keeps none."),
+    redact: bool = typer.Option(True, "--redact/--no-redact",
+                                help="Mask the values of secrets in command lines (--password X, TOKEN=X, "
+                                     "user:X@ in URLs: docs/recording.md); --no-redact keeps them as given."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line and no final summary; warnings stay."),
 ) -> None:
     """Record readers into a trace; with `-- COMMAND ...` record while the command runs and exit with its status.
@@ -49,6 +55,7 @@ def record_command(
                 output=output, readers=reader or ["psutil"], sources=source or [], interval=interval,
                 duration=duration, flush_every=flush_every, command=list(ctx.args),
                 grace=DEFAULT_GRACE if grace is None else grace,
+                cmdline="dropped" if not cmdline else ("redacted" if redact else "unredacted"),
                 options=parse_options(option), tags=parse_options(tag, '--tag', 'experiment=baseline'))
             try:
                 result = record(req, console=console)

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-__all__ = ["CALL_ORDER", "PROCESS_FIELDS", "PROCESS_TUPLES", "USS", "ProcessCollector", "ProcessReading",
-           "UssBudget", "Vanished"]
+__all__ = ["CALL_ORDER", "PROCESS_FIELDS", "PROCESS_TUPLES", "USS", "ProcessCollector",
+           "ProcessReading", "UssBudget", "Vanished", "cmdline_field"]
 
 PROCESS_CPU_TIMES = ("user", "system", "children_user", "children_system", "iowait")
 PROCESS_IO = ("read_count", "write_count", "read_bytes", "write_bytes", "read_chars", "write_chars")
@@ -31,6 +31,16 @@ PROCESS_FIELDS = (*(f"{call}.{attr}" for call, attrs in PROCESS_TUPLES for attr 
                   "cmdline", "levels")
 # the order in which a record's ``error`` names the calls that failed
 CALL_ORDER = (*(call for call, _ in PROCESS_TUPLES), *PROCESS_SCALARS, "cmdline", "memory_full_info")
+
+
+def cmdline_field(argv: list[str], redact: bool) -> str:
+    """The ``cmdline`` field of ``argv``: its words joined with single spaces, secrets masked
+    unless ``redact`` is false (``telemrec.redaction``, the rules the manifest's command shares)."""
+    if redact:
+        from telemrec.redaction import redact_argv
+
+        argv = redact_argv(argv).argv
+    return " ".join(argv)
 
 
 class Vanished(Exception):

@@ -45,9 +45,9 @@ class _Seen:
 class ProcfsCollector:
     """Reads the members of the process levels from ``root`` (a procfs mount or a fake tree)."""
 
-    def __init__(self, root: str, fd_budget: int | None = None):
+    def __init__(self, root: str, fd_budget: int | None = None, *, redact: bool = True):
         self._root = root
-        self._files = ProcessFiles(root, fd_budget)
+        self._files = ProcessFiles(root, fd_budget, redact=redact)
         self._states: dict[int, Proc] = {}
         self._seen: dict[int, _Seen] = {}
         self._memo: dict[int, ProcessReading | None] = {}

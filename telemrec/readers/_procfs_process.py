@@ -25,7 +25,7 @@ from telemrec.readers._procfs import (
     BLKIO_TICKS, CLOCK_TICKS, CSTIME, CUTIME, NUM_THREADS, PAGE_SIZE, PPID, STARTTIME, STATE, STATUS_NAMES, STIME,
     UTIME, cmdline_argv, decode, io_counters, read_fd, read_file, smaps_rollup_uss, smaps_uss, split_stat,
     status_ctx_uid)
-from telemrec.readers._processes import ProcessReading, Vanished
+from telemrec.readers._processes import ProcessReading, Vanished, cmdline_field
 
 __all__ = ["GATE_THREADS", "Proc", "ProcessFiles", "default_fd_budget"]
 
@@ -81,8 +81,9 @@ class Proc:
 class ProcessFiles:
     """Reads processes under ``root``, keeping at most ``fd_budget`` files open."""
 
-    def __init__(self, root: str, fd_budget: int | None = None):
+    def __init__(self, root: str, fd_budget: int | None = None, *, redact: bool = True):
         self._root = root
+        self._redact = redact
         self._budget = default_fd_budget() if fd_budget is None else fd_budget
         self._open = 0
         self._tick = 0
@@ -181,18 +182,23 @@ class ProcessFiles:
             io, problem = self._parse(st, "io", data, _parse_io)
             if problem:
                 problems.append(problem)
-        argv = None
+        argv = cmdline = None
         data = self._file(st, "cmdline", ("cmdline",), problems)
         if data:
-            argv = self._parse(st, "cmdline", data, cmdline_argv)
+            argv, cmdline = self._parse(st, "cmdline", data, self._cmdline)
         elif data is not None:  # empty: a kernel thread, or a zombie (psutil: ZombieProcess)
             if self._zombie(st):
                 problems.append("cmdline: ZombieProcess")
             else:
-                argv = []
+                argv, cmdline = [], ""
         st.argv = argv
-        st.slow = (io, voluntary, involuntary, real_uid, None if argv is None else " ".join(argv))
+        st.slow = (io, voluntary, involuntary, real_uid, cmdline)
         st.problems = [p for p in st.problems if p.startswith("create_time:")] + problems
+
+    def _cmdline(self, data: bytes) -> tuple[list[str], str]:
+        """argv (the name needs argv[0]) and the cmdline field, redacted once per command line."""
+        argv = cmdline_argv(data)
+        return argv, cmdline_field(argv, self._redact)
 
     @staticmethod
     def _parse(st: Proc, name: str, data: bytes, parse):

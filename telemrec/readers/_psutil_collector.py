@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from telemrec.readers._processes import PROCESS_TUPLES, PROCESS_SCALARS, ProcessReading, Vanished
+from telemrec.readers._processes import PROCESS_TUPLES, PROCESS_SCALARS, ProcessReading, Vanished, cmdline_field
 from telemrec.readers._procfs import read_file, status_ppid_uid
 
 __all__ = ["PsutilCollector"]
@@ -23,9 +23,11 @@ class PsutilCollector:
     (psutil's constructor costs two file reads); psutil's own create_time check tells a
     reused pid from the process it replaced."""
 
-    def __init__(self, ps: Any, root: str):
+    def __init__(self, ps: Any, root: str, *, redact: bool = True):
         self._ps = ps
         self._root = root
+        self._redact = redact
+        self._cmdlines: dict[int, tuple[list[str], str]] = {}  # pid -> (argv, its field): redacted once
         self._procs: dict[int, Any] = {}
         self._kthreads: set[int] = set()
         self._children_files: bool | None = None
@@ -33,6 +35,7 @@ class PsutilCollector:
     def close(self) -> None:
         self._procs.clear()
         self._kthreads.clear()
+        self._cmdlines.clear()
 
     # -- membership ----------------------------------------------------------------------
     def collect(self, target: int | None, uid: int | None, slurm_needle: bytes) -> tuple[list[ProcessReading], int]:
@@ -124,6 +127,8 @@ class PsutilCollector:
             cache[pid] = proc
             readings.append(ProcessReading(pid, fields, problems, members[pid]))
         self._procs = cache
+        if len(self._cmdlines) > len(cache):
+            self._cmdlines = {pid: v for pid, v in self._cmdlines.items() if pid in cache}
         return readings
 
     def _read_process(self, proc: Any) -> tuple[dict[str, Any], list[str]]:
@@ -138,8 +143,16 @@ class PsutilCollector:
             for call in PROCESS_SCALARS:
                 fields[call] = self._call(proc, call, problems)
             argv = self._call(proc, "cmdline", problems)
-            fields["cmdline"] = None if argv is None else " ".join(argv)
+            fields["cmdline"] = None if argv is None else self._cmdline(proc.pid, argv)
         return fields, problems
+
+    def _cmdline(self, pid: int, argv: list[str]) -> str:
+        last = self._cmdlines.get(pid)
+        if last is not None and last[0] == argv:
+            return last[1]
+        text = cmdline_field(argv, self._redact)
+        self._cmdlines[pid] = (argv, text)
+        return text
 
     def uss(self, reading: ProcessReading) -> tuple[int | None, str | None]:
         problems: list[str] = []

@@ -32,13 +32,14 @@ import re
 import time
 import zlib
 from typing import Any, Callable, Iterable, NamedTuple
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from telemrec._version import __version__
 from telemrec.errors import SourceError, SourceParseError, UsageError
 from telemrec.readers._options import bool_option, int_option, list_option, positive_float_option, reject_unknown
 from telemrec.readers.base import BaseReader
 from telemrec.record import INT64_MAX, INT64_MIN, RawRecord, ReaderCaps, ReaderConfig
+from telemrec.redaction import redact_url
 
 __all__ = ["Exposition", "PrometheusReader", "format_series", "http_fetch", "parse_exposition", "parse_labels"]
 
@@ -286,7 +287,7 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
         token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    shown = _redact(url)
+    shown = redact_url(url)
     try:
         conn.request("GET", target, headers=headers)
         sock = conn.sock  # kept: getresponse() drops conn.sock when the server closes after the reply
@@ -315,15 +316,6 @@ def http_fetch(url: str, timeout: float, max_bytes: int) -> bytes:
                           "Check that the exporter is running and reachable from this host.") from exc
     finally:
         conn.close()
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class _Rebuild(Exception):
@@ -387,13 +379,13 @@ class PrometheusReader(BaseReader):
             try:
                 parts.port  # noqa: B018 - property access validates the port
             except ValueError:
-                raise UsageError(f"URL {_redact(source)!r} has a bad port",
+                raise UsageError(f"URL {redact_url(source)!r} has a bad port",
                                  "Use e.g. http://localhost:9400/metrics.") from None
             if not parts.hostname:
-                raise UsageError(f"URL {_redact(source)!r} has no host", "Use e.g. http://localhost:9400/metrics.")
+                raise UsageError(f"URL {redact_url(source)!r} has no host", "Use e.g. http://localhost:9400/metrics.")
             self._is_url = True
         elif "://" in source:
-            raise UsageError(f"unsupported URL scheme {scheme!r} in {_redact(source)!r}",
+            raise UsageError(f"unsupported URL scheme {scheme!r} in {redact_url(source)!r}",
                              "Use an http:// or https:// URL, or a plain file path.")
         elif not os.path.isfile(source):
             raise SourceError(f"{source!r} is neither an http(s) URL nor an existing file",
@@ -572,6 +564,6 @@ class PrometheusReader(BaseReader):
             "identity_labels": sorted(self._identity_labels),
             "varying_identity_labels": varying,
         }
-        return {"targets": {_redact(self._source): target},
+        return {"targets": {redact_url(self._source): target},
                 "entities": {e: dict(sorted(ls.items())) for e, ls in sorted(self._identity.items())},
                 "types": dict(sorted(self._types.items()))}

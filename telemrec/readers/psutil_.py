@@ -28,8 +28,14 @@ the tick. ``collector`` reports this reader's own cost for the tick.
 Options (Python values or the CLI's ``-O key=value`` strings): ``levels``, ``pid``,
 ``uid`` (number or user name; default the recorder's), ``slurm_job`` (default
 ``$SLURM_JOB_ID``), ``per_cpu`` (default true), ``uss`` (true, false or
-``every-tick``; default true), ``uss_budget`` (default 0.0005) and ``processes``
-(``procfs``, the default, or ``psutil``).
+``every-tick``; default true), ``uss_budget`` (default 0.0005), ``processes``
+(``procfs``, the default, or ``psutil``) and ``cmdline`` (true, false or
+``unredacted``; default true).
+
+Command lines: each process's ``cmdline`` has the values of secrets masked
+(``--password ***``; the rules of ``telemrec.redaction``, docs/recording.md);
+``cmdline=false`` records no command lines at all, ``cmdline=unredacted`` records
+them as the kernel gives them.
 
 The members of the process levels are read by one of two collectors giving the same
 fields and values: ``procfs`` (``_procfs_collector``: procfs read directly, few reads
@@ -73,6 +79,7 @@ from telemrec.readers._options import (bool_option, choice_option, int_option, l
                                        positive_float_option, reject_unknown)
 from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
                                          UssBudget, Vanished)
+from telemrec.redaction import MASK
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
 
@@ -97,6 +104,8 @@ OPTIONS = {
     "disk_exclude": f"regular expression of block devices left out (default {DISK_EXCLUDE}: loop, ram, zram, "
                     "floppy, as node_exporter); empty keeps every device",
     "processes": "procfs/psutil: how the process levels are read (default procfs; psutil is the portable reference)",
+    "cmdline": "true/false/unredacted: record each process's command line with the values of secrets "
+               "(--password X, TOKEN=X, user:X@ in URLs) masked (default true), not at all, or as it is",
 }
 COLLECTORS = ("procfs", "psutil")
 DEFAULT_USS_BUDGET = 0.0005
@@ -244,6 +253,18 @@ def _parse_uss(options: dict[str, Any]) -> tuple[bool, float | None]:
     return True, share
 
 
+def parse_cmdline_option(value: Any) -> str:
+    """``cmdline``'s value as one of ``telemrec.redaction.CMDLINE_MODES``: true is redacted, false dropped."""
+    if isinstance(value, str) and value.strip().lower() in ("unredacted", "redacted"):
+        return value.strip().lower()
+    try:
+        return "redacted" if bool_option("cmdline", value) else "dropped"
+    except UsageError:
+        raise UsageError(f"option cmdline={value!r} is not true, false or unredacted",
+                         f"Pass -O cmdline=true (secrets masked as {MASK}), -O cmdline=false (no command lines) "
+                         "or -O cmdline=unredacted.") from None
+
+
 def _parse_uid(value: Any) -> int:
     if isinstance(value, str) and not value.strip().isdigit():
         import pwd
@@ -318,16 +339,16 @@ class PsutilReader(BaseReader):
     @property
     def caps(self) -> ReaderCaps:
         if self._caps is None:
-            self._caps = self._build_caps(LEVELS, uss=True)
+            self._caps = self._build_caps(LEVELS, uss=True, cmdline=True)
         return self._caps
 
     @staticmethod
-    def _build_caps(levels: tuple[str, ...], uss: bool) -> ReaderCaps:
+    def _build_caps(levels: tuple[str, ...], uss: bool, cmdline: bool) -> ReaderCaps:
         fields: list[str] = list(COLLECTOR)
         if "system" in levels:
             fields += [*SYSTEM_FIELDS, *DEVICE_FIELDS]
         if any(level in levels for level in PROCESS_LEVELS):
-            fields += [*PROCESS_FIELDS, *([USS] if uss else [])]
+            fields += [*(f for f in PROCESS_FIELDS if cmdline or f != "cmdline"), *([USS] if uss else [])]
         names = frozenset(fields)
         return ReaderCaps(kind="psutil", fields=names,
                           units={k: v for k, v in _UNITS.items() if k in names},
@@ -350,6 +371,7 @@ class PsutilReader(BaseReader):
         self._per_cpu = bool_option("per_cpu", options.get("per_cpu", True))
         self._disk_exclude = _regex_option("disk_exclude", options.get("disk_exclude", DISK_EXCLUDE))
         self._processes = choice_option("processes", options.get("processes", "procfs"), COLLECTORS)
+        self._cmdline = parse_cmdline_option(options.get("cmdline", True))
         self._check_level_options(options)
         self._uid = _parse_uid(options["uid"]) if options.get("uid") is not None else os.getuid()
         job = options.get("slurm_job")
@@ -361,20 +383,21 @@ class PsutilReader(BaseReader):
         self._slurm_needle = f"\0SLURM_JOB_ID={job}\0".encode() if job else b""
         self._system = "system" in self._levels
         self._scoped = tuple(level for level in self._levels if level in PROCESS_LEVELS)
-        self._caps = self._build_caps(self._levels, self._uss)
+        self._caps = self._build_caps(self._levels, self._uss, self._cmdline != "dropped")
         self._identity = self._read_identity(ps)
         if self._scoped:
             self._collector = self._make_collector(ps)
         self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
 
     def _make_collector(self, ps: Any) -> ProcessCollector:
+        redact = self._cmdline == "redacted"
         if self._processes == "psutil":
             from telemrec.readers._psutil_collector import PsutilCollector
 
-            return PsutilCollector(ps, self._root)
+            return PsutilCollector(ps, self._root, redact=redact)
         from telemrec.readers._procfs_collector import ProcfsCollector
 
-        return ProcfsCollector(self._root)
+        return ProcfsCollector(self._root, redact=redact)
 
     def _check_level_options(self, options: dict[str, Any]) -> None:
         if "process" in self._levels:
@@ -416,6 +439,7 @@ class PsutilReader(BaseReader):
             "uss_budget": self._uss_budget if self._uss else None,
             "per_cpu": self._per_cpu,
             "processes": self._processes if self._scoped else None,
+            "cmdline": self._cmdline if self._scoped else None,
         }
 
     def _close(self) -> None:
@@ -498,7 +522,11 @@ class PsutilReader(BaseReader):
             gone = self._read_uss(readings)
             if gone:
                 readings = [r for r in readings if r.pid not in gone]
+        dropped = self._cmdline == "dropped"
         for r in readings:
+            if dropped:
+                r.fields.pop("cmdline", None)
+                r.problems = [p for p in r.problems if not p.startswith("cmdline:")]
             r.fields["levels"] = " ".join(r.levels)
             records.append(self._record(mono, wall, f"pid:{r.pid}", r.fields, r.error()))
         return found

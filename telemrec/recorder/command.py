@@ -6,6 +6,17 @@ the user's program yet: a tiny Python gate waits for ``go`` on a pipe, then ``ex
 command in the same process (same pid). If opening a reader or the trace fails, the gate
 is killed and the command never ran; if telemrec dies first, the pipe closes and the gate
 exits without running it.
+
+Once released, the command must not outlive telemrec: a recorder that is SIGKILLed (by hand,
+by the OOM killer) can no longer stop it, and it would run on under init. A watchdog
+(``_watchdog.py``), a second tiny Python process started with the gate, holds the read end of
+a pipe only the recorder writes: when the recorder ends the normal way it writes ``x`` once
+the command has been reaped, and the watchdog exits; when the recorder dies the pipe reads
+end-of-file and the watchdog does what the recorder would have done on SIGTERM: SIGTERM to
+the command, up to ``grace`` seconds to exit, then SIGKILL. It addresses the command through a pidfd the
+recorder opened while the command was its unreaped child, so a reused pid is never
+signalled. PR_SET_PDEATHSIG alone could send one signal only: SIGKILL would deny the
+command the grace the recorder promises, SIGTERM could be ignored for good.
 """
 
 from __future__ import annotations
@@ -15,10 +26,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from typing import Sequence
 
 from telemrec.errors import UsageError
 
+_WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_watchdog.py")
 GATE_EXIT = 125
 _GATE = (
     "import os,sys\n"
@@ -54,9 +67,10 @@ def check_executable(argv: Sequence[str]) -> str:
 
 
 class Command:
-    """The user's command, held at the gate until ``release()``."""
+    """The user's command, held at the gate until ``release()``, watched so that it ends (SIGTERM,
+    ``grace`` seconds, SIGKILL) if telemrec dies without stopping it; ``close()`` once done."""
 
-    def __init__(self, argv: Sequence[str]):
+    def __init__(self, argv: Sequence[str], grace: float):
         self.argv = list(argv)
         check_executable(self.argv)
         read_end, self._go = os.pipe()
@@ -70,6 +84,13 @@ class Command:
             os.close(read_end)
         self.released = False
         self.signalled: list[int] = []
+        self._lock = threading.Lock()
+        try:
+            self._watchdog, self._alarm = _start_watchdog(self.proc.pid, grace)
+        except OSError as exc:
+            self.abort()
+            raise UsageError(f"cannot start the watchdog of {self.argv[0]!r}: {exc.strerror}",
+                             "The system is out of processes or memory; try again.") from exc
 
     @property
     def pid(self) -> int:
@@ -90,9 +111,28 @@ class Command:
             self.released = True  # the pipe is closed: nothing more to release
         self.proc.kill()
         self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        """Stand the watchdog down: the command has been reaped (or is left to the caller)."""
+        with self._lock:
+            alarm, self._alarm = getattr(self, "_alarm", None), None
+        if alarm is None:
+            return
+        try:
+            os.write(alarm, b"x")
+        except OSError:  # the watchdog is gone already
+            pass
+        finally:
+            os.close(alarm)
+        try:
+            self._watchdog.wait(5)
+        except subprocess.TimeoutExpired:  # cannot happen unless stopped (SIGSTOP): leave it no work
+            self._watchdog.kill()
+            self._watchdog.wait()
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc.poll() is None  # no close() here: signal handlers call this
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` if the command still runs (safe from a signal handler: one kill(2))."""
@@ -105,9 +145,11 @@ class Command:
 
     def wait(self, timeout: float | None = None) -> int | None:
         try:
-            return self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self.close()
+        return status
 
     def end(self, grace: float) -> int:
         """SIGTERM (unless it already had one), up to ``grace`` seconds to exit, then SIGKILL; the exit status."""
@@ -116,8 +158,29 @@ class Command:
                 self.signal(signal.SIGTERM)
             if self.wait(grace) is None:
                 self.signal(signal.SIGKILL)
-        return self.proc.wait()
+        return self.wait()
 
     @property
     def returncode(self) -> int | None:
         return self.proc.returncode
+
+
+def _start_watchdog(pid: int, grace: float) -> tuple[subprocess.Popen, int]:
+    """The watchdog process and the write end of its pipe (see the module's docstring)."""
+    try:
+        pidfd = os.pidfd_open(pid)  # the gate is our unreaped child: this is the right process
+    except (AttributeError, OSError):  # Python < 3.9, Linux < 5.3, another OS: the pid will do
+        pidfd = -1
+    read_end, alarm = os.pipe()
+    try:
+        fds = (read_end,) if pidfd < 0 else (read_end, pidfd)
+        proc = subprocess.Popen([sys.executable, "-I", "-S", _WATCHDOG, str(read_end), str(pidfd), str(pid),
+                                 repr(float(grace))], pass_fds=fds, stdin=subprocess.DEVNULL)
+    except BaseException:
+        os.close(alarm)
+        raise
+    finally:
+        os.close(read_end)
+        if pidfd >= 0:
+            os.close(pidfd)
+    return proc, alarm

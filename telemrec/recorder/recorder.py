@@ -18,6 +18,7 @@ from typing import Any
 from telemrec.errors import ReaderError, TelemrecError, TraceWriteError
 from telemrec.readers.base import BaseReader
 from telemrec.record import ReaderConfig
+from telemrec.recorder.redact import redact_reader_info
 from telemrec.trace.v1 import TICK_LATE, TICK_MISSED, TICK_OK
 from telemrec.trace.writer import TraceWriter
 
@@ -265,7 +266,16 @@ class Recorder:
             self._caps_written[slot.label] = info
 
 
-def reader_info(slot: ReaderSlot) -> dict:
+def reader_info(slot: ReaderSlot, *, redact: bool = True) -> dict:
+    """The manifest's entry of a reader; with ``redact``, URL passwords and secret-named options masked
+    (``redact.redact_reader_info``, which says how many)."""
+    info = _reader_info(slot)
+    if redact:
+        redact_reader_info(info)
+    return info
+
+
+def _reader_info(slot: ReaderSlot) -> dict:
     reader = slot.reader
     try:
         caps = reader.caps.to_dict()

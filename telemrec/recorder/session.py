@@ -19,7 +19,9 @@ from telemrec.recorder.command import Command
 from telemrec.recorder.console import Console
 from telemrec.recorder.paths import expand_output_path
 from telemrec.recorder.recorder import Recorder, ReaderSlot, reader_info
-from telemrec.trace._store import LIBVER
+from telemrec.recorder.redact import CommandLine, psutil_cmdline_option, redact_reader_info, redaction_record
+from telemrec.redaction import CMDLINE_MODES
+from telemrec.trace._store import LIBVER, _remove_stale_temporaries
 from telemrec.trace._version import CURRENT_FORMAT_VERSION, FORMAT_NAME
 from telemrec.trace.writer import TraceWriter
 
@@ -42,6 +44,7 @@ class RecordRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     queue_limit: int = 200_000
     grace: float = DEFAULT_GRACE
+    cmdline: str = "redacted"  # command lines in the trace: redacted, dropped or unredacted (CMDLINE_MODES)
 
 
 @dataclass
@@ -76,6 +79,8 @@ def _validate(req: RecordRequest) -> None:
                          "Give one --source per --reader, in the same order (use '' for the default).")
     if not req.readers:
         raise UsageError("no reader given", "Add --reader psutil (see `telemrec readers`).")
+    if req.cmdline not in CMDLINE_MODES:
+        raise UsageError(f"unknown command-line mode {req.cmdline!r}", f"Choose among {', '.join(CMDLINE_MODES)}.")
     if not (math.isfinite(req.grace) and 0 <= req.grace <= 3600):
         raise UsageError(f"--grace must be a number of seconds from 0 to 3600, got {req.grace}",
                          f"The default, {DEFAULT_GRACE:g} s, fits Slurm's default KillWait of 30 s.")
@@ -89,6 +94,9 @@ def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int,
     gpus = []
     for slot in slots:
         gpus.extend(slot.reader.identity().get("gpus", []) if slot.reader.name == "nvml" else [])
+    readers = [reader_info(slot, redact=False) for slot in slots]
+    masked = sum(redact_reader_info(info) for info in readers)
+    command = CommandLine.of(req.command, req.cmdline) if req.command else None
     return json.loads(json.dumps({
         "format": FORMAT_NAME,
         "format_version": CURRENT_FORMAT_VERSION,
@@ -96,14 +104,15 @@ def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int,
         "libraries": {**library_versions(), "hdf5_libver": list(LIBVER)},
         "host": host,
         "gpus": gpus,
-        "readers": [reader_info(slot) for slot in slots],
+        "readers": readers,
         "interval_seconds": req.interval,
         "flush_every_seconds": req.flush_every,
         "start": {"wall_ns": start_wall, "mono_ns": start_mono},
         "stop": None,
         "slurm": slurm_info(),
         "env": allowed_env(),
-        "command": {"argv": list(req.command), "pid": command_pid, "exit_status": None} if req.command else None,
+        "command": command.record(command_pid, None) if command else None,
+        "redaction": redaction_record(command, req.cmdline, readers, masked),
         "tags": dict(req.tags),
         "closed_cleanly": False,
         "stats": {},
@@ -134,6 +143,8 @@ def _open_slots(req: RecordRequest, command_pid: int | None) -> list[ReaderSlot]
         for i, name in enumerate(req.readers):
             source = req.sources[i] if i < len(req.sources) and req.sources[i] else None
             options = reader_options(req.options, name, req.readers)
+            if name == "psutil":
+                psutil_cmdline_option(options, req.cmdline)
             if name == "psutil" and command_pid is not None:
                 options.setdefault("pid", str(command_pid))
                 levels = options.get("levels", "system")
@@ -190,7 +201,8 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
     start_wall, start_mono = time.time_ns(), time.monotonic_ns()
     path = expand_output_path(req.output, wall_ns=start_wall)
     check_output_path(path)
-    command = Command(req.command) if req.command else None  # held at its gate: nothing has run yet
+    _remove_stale_temporaries(path)  # a recorder or reader killed while creating its journal or trace
+    command = Command(req.command, req.grace) if req.command else None  # held at its gate: nothing has run yet
     try:
         slots = _open_slots(req, command.pid if command else None)
         try:
@@ -243,14 +255,16 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
         kill_at = stopping.until if received else None  # a signalled command gets the grace, no more
         try:
             _finish(path, writer, recorder, console, stop, stats, errors,
-                    {"argv": list(req.command), "pid": command.pid, "exit_status": exit_status} if command else None)
+                    CommandLine.of(req.command, req.cmdline).record(command.pid, exit_status) if command else None)
         except TraceWriteError as exc:
             exc.exit_status = _wait_for(command, console, kill_at)
             raise
         exit_status = _wait_for(command, console, kill_at)
     finally:
-        if command is not None and command.alive():  # only after an unexpected error: never leave it behind
-            command.end(req.grace)
+        if command is not None:
+            if command.alive():  # only after an unexpected error: never leave it behind
+                command.end(req.grace)
+            command.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return RecordResult(path, stats, exit_status, errors, (stop["mono_ns"] - start_mono) / 1e9,
@@ -365,7 +379,7 @@ class _Stopping:
 
 
 def _watch(command: Command, recorder: Recorder) -> None:
-    command.proc.wait()
+    command.wait()
     recorder.stop()
 
 

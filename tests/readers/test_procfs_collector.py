@@ -312,13 +312,13 @@ def fake_root(tmp_path):
     return root
 
 
-def read_both(root, target=None, uid=None, needle=b""):
+def read_both(root, target=None, uid=None, needle=b"", redact=True):
     """The two collectors on the same fake tree (psutil told to read it), readings (with USS) by pid."""
     saved = psutil.PROCFS_PATH
     psutil.PROCFS_PATH = str(root)
     out = []
     try:
-        for collector in (PsutilCollector(psutil, str(root)), ProcfsCollector(str(root))):
+        for collector in (PsutilCollector(psutil, str(root), redact=redact), ProcfsCollector(str(root), redact=redact)):
             readings = collector.collect(target, uid, needle)[0]
             for r in readings:
                 value, problem = collector.uss(r)
@@ -349,6 +349,54 @@ def test_fake_tree_edge_cases_read_as_psutil_reads_them(fake_root, case):
     for pid in ref:
         assert new[pid].fields == ref[pid].fields, pid
         assert new[pid].error() == ref[pid].error()
+
+
+SECRET_ARGV = b"python3\0app.py\0--password\0hunter2\0--data\0s3://me:pw@bucket/x\0HF_TOKEN=abc\0"
+
+
+@pytest.mark.parametrize("redact", [True, False])
+def test_both_collectors_redact_secrets_in_command_lines_alike(fake_root, redact):
+    fake_process(fake_root, 100, cmdline=SECRET_ARGV)
+    ref, new = read_both(fake_root, target=100, redact=redact)
+    assert new[100].fields["cmdline"] == ref[100].fields["cmdline"]
+    if redact:
+        assert new[100].fields["cmdline"] == "python3 app.py --password *** --data s3://me:***@bucket/x HF_TOKEN=***"
+    else:
+        assert new[100].fields["cmdline"] == SECRET_ARGV.replace(b"\0", b" ").decode().strip()
+
+
+@pytest.mark.parametrize("option,expected", [
+    (None, "python3 app.py --password *** --data s3://me:***@bucket/x HF_TOKEN=***"),
+    ("true", "python3 app.py --password *** --data s3://me:***@bucket/x HF_TOKEN=***"),
+    ("unredacted", "python3 app.py --password hunter2 --data s3://me:pw@bucket/x HF_TOKEN=abc"),
+    ("false", None),
+])
+@pytest.mark.parametrize("processes", ["procfs", "psutil"])
+def test_the_cmdline_option_masks_keeps_or_drops_command_lines(fake_root, option, expected, processes):
+    fake_process(fake_root, 100, cmdline=SECRET_ARGV)
+    fake_process(fake_root, 101, state="Z", cmdline=b"")  # its cmdline call fails: ZombieProcess
+    reader = PsutilReader(procfs_root=str(fake_root))
+    options = {"levels": "user", "uid": 0, "uss": "false", "processes": processes,
+               **({} if option is None else {"cmdline": option})}
+    reader.open(ReaderConfig(options=options))
+    try:
+        records = {r.entity: r for r in reader.read()}
+    finally:
+        reader.close()
+    assert records["pid:100"].fields.get("cmdline") == expected
+    assert ("cmdline" in reader.caps.fields) == (expected is not None)
+    assert reader.identity()["cmdline"] == {"false": "dropped", "unredacted": "unredacted"}.get(option, "redacted")
+    if expected is None:
+        assert "cmdline" not in records["pid:101"].fields and not records["pid:101"].error
+    else:
+        assert records["pid:101"].error == "cmdline: ZombieProcess"
+
+
+def test_a_bad_cmdline_option_is_a_usage_error(fake_root):
+    from telemrec.errors import UsageError
+
+    with pytest.raises(UsageError, match="cmdline='masked' is not true, false or unredacted"):
+        PsutilReader(procfs_root=str(fake_root)).open(ReaderConfig(options={"cmdline": "masked"}))
 
 
 def test_fake_tree_stat_without_blkio_ticks_and_missing_io(fake_root):
