@@ -12,7 +12,7 @@ from telemrec.cli._common import is_tty, parse_options, reported_errors
 
 def record_command(
     ctx: typer.Context,
-    output: str = typer.Option(..., "--output", "-o", help="Trace path; %h host, %j Slurm job id, %t start time."),
+    output: str = typer.Option(..., "--output", "-o", help="Trace path; %h host, %j job id, %a array task, %s step, %r requeue count, %n node index, %u unique id, %t start time (docs/slurm.md)."),
     reader: Optional[List[str]] = typer.Option(None, "--reader", "-r", help="Reader name (repeatable). Default: psutil."),
     source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Source of the reader at the same position (repeatable)."),
     interval: float = typer.Option(1.0, "--interval", "-i", help="Seconds between ticks."),

@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 from telemrec._version import __version__
 from telemrec.errors import TelemrecError, TraceWriteError, UsageError
+from telemrec.identity import new_trace_id
 from telemrec.readers import get_reader
 from telemrec.record import ReaderConfig
 from telemrec.recorder.host import allowed_env, host_info, library_versions, slurm_info
@@ -72,7 +73,7 @@ def _validate(req: RecordRequest) -> None:
 
 
 def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int, start_mono: int,
-                   command_pid: int | None) -> dict:
+                   command_pid: int | None, trace_id: str | None = None) -> dict:
     import json
 
     host = host_info()
@@ -83,6 +84,7 @@ def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int,
         "format": FORMAT_NAME,
         "format_version": CURRENT_FORMAT_VERSION,
         "telemrec_version": __version__,
+        "trace_id": trace_id or new_trace_id(),
         "libraries": {**library_versions(), "hdf5_libver": list(LIBVER)},
         "host": host,
         "gpus": gpus,
@@ -148,7 +150,8 @@ def record(req: RecordRequest, *, progress: Callable[[Recorder, float, TraceWrit
     """Record until the duration ends, the command ends, every reader ends, or SIGINT/SIGTERM."""
     _validate(req)
     start_wall, start_mono = time.time_ns(), time.monotonic_ns()
-    path = expand_output_path(req.output, wall_ns=start_wall)
+    trace_id = new_trace_id()  # once per recording: the manifest's and what %u expands to
+    path = expand_output_path(req.output, wall_ns=start_wall, trace_id=trace_id)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"output directory {directory} does not exist", "Create it first or choose another -o path.")
@@ -170,7 +173,8 @@ def record(req: RecordRequest, *, progress: Callable[[Recorder, float, TraceWrit
         raise
     writer = None
     try:
-        writer = TraceWriter(path, build_manifest(req, slots, start_wall, start_mono, child.pid if child else None))
+        writer = TraceWriter(path, build_manifest(req, slots, start_wall, start_mono, child.pid if child else None,
+                                           trace_id))
     except BaseException:
         for slot in slots:
             slot.reader.close()
