@@ -16,7 +16,7 @@ import re
 import uuid
 from typing import Iterable, Mapping
 
-__all__ = ["new_trace_id", "provenance", "trace_id", "trace_keys"]
+__all__ = ["has_trace_id", "new_trace_id", "provenance", "trace_id", "trace_keys"]
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -25,24 +25,29 @@ def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
-def trace_id(manifest: Mapping) -> str:
-    """The manifest's ``trace_id``, or a stable id derived from its provenance."""
+def has_trace_id(manifest: Mapping) -> bool:
     stored = manifest.get("trace_id")
-    if isinstance(stored, str) and _ID.match(stored):
-        return stored
+    return isinstance(stored, str) and bool(_ID.match(stored))
+
+
+def trace_id(manifest: Mapping, first_wall_ns: int | None = None) -> str:
+    """The manifest's ``trace_id``, or a stable id derived from its provenance and, where given,
+    the wall time of its first sample (two runs whose manifests say the same still differ there)."""
+    if has_trace_id(manifest):
+        return manifest["trace_id"]
     host = manifest.get("host") or {}
     basis = {
         "host": host.get("hostname"), "boot": host.get("boot_time_wall_ns"),
         "start": manifest.get("start"), "slurm": manifest.get("slurm"),
         "argv": (manifest.get("command") or {}).get("argv"),
         "readers": [r.get("label") for r in manifest.get("readers") or []],
-        "imported_from": manifest.get("imported_from"), "tags": manifest.get("tags"),
+        "imported_from": manifest.get("imported_from"), "tags": manifest.get("tags"), "first": first_wall_ns,
     }
     text = json.dumps(basis, sort_keys=True, default=str).encode()
     return hashlib.blake2b(text, digest_size=16, person=b"telemrec-trace").hexdigest()
 
 
-def provenance(manifest: Mapping) -> dict:
+def provenance(manifest: Mapping, first_wall_ns: int | None = None) -> dict:
     """Where and when the recording ran: one flat dict (strings or None; ``start_wall_ns`` an int)."""
     host = manifest.get("host") or {}
     slurm = manifest.get("slurm") or {}
@@ -53,8 +58,8 @@ def provenance(manifest: Mapping) -> dict:
         return None if value is None else str(value)
 
     return {
-        "trace_id": trace_id(manifest),
-        "trace_id_stored": bool(isinstance(manifest.get("trace_id"), str) and _ID.match(manifest["trace_id"])),
+        "trace_id": trace_id(manifest, first_wall_ns),
+        "trace_id_stored": has_trace_id(manifest),
         "host": host.get("hostname"),
         "job_id": pick("job_id", "SLURM_JOB_ID"),
         "array_job_id": pick("array_job_id", "SLURM_ARRAY_JOB_ID"),

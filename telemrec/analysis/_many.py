@@ -64,7 +64,9 @@ def keyed_long(frame: pd.DataFrame, host: str, key: str, dtypes: dict, text: boo
     data["value"] = frame["value"]
     data["none"] = frame["none"]
     if text:
-        data["text"] = frame["text"] if "text" in frame else pd.Series([None] * n, dtype=object, index=frame.index)
+        # object, as pandas would not infer the same dtype for every trace's texts
+        data["text"] = (frame["text"].astype(object) if "text" in frame
+                        else pd.Series([None] * n, dtype=object, index=frame.index))
     out = pd.DataFrame(data, index=frame.index)
     return out
 

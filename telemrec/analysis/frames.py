@@ -207,7 +207,8 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
 
 def describe_trace(trace: Trace, host: str) -> dict:
     """What ``attrs["traces"]`` says about one trace: path, host, format, clean close, identity."""
-    prov = identity.provenance(trace.manifest)
+    stored = identity.has_trace_id(trace.manifest)
+    prov = identity.provenance(trace.manifest, None if stored else trace.time_span()[0])
     info = {"path": trace.path, "host": host, "format_version": trace.format_version,
             "closed_cleanly": trace.closed_cleanly}
     info.update({k: v for k, v in prov.items() if k != "host"})

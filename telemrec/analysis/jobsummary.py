@@ -50,7 +50,9 @@ class TracesSummary:
         hosts = t["host"].nunique() if len(t) else 0
         lines = [f"{len(t)} traces from {hosts} hosts, {int(t['values'].sum()) if len(t) else 0:,} values; "
                  f"{int((~t['closed_cleanly']).sum()) if len(t) else 0} not closed cleanly", ""]
-        for title, frame in (("traces", t), ("overall (counters as rates)", self.overall),
+        shown_traces = t.assign(**{c: [None if v is None or pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S")
+                                        for v in t[c]] for c in ("first", "last")})
+        for title, frame in (("traces", shown_traces), ("overall (counters as rates)", self.overall),
                              ("per host (counters as rates)", self.hosts)):
             shown = frame if max_rows is None else frame.head(max_rows)
             lines += [title, _one._table(shown)]

@@ -1,0 +1,120 @@
+"""Many traces: keyed by trace (never merged or dropped), the dask engine equal to pandas, and
+the summary per host and overall."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from telemrec.analysis import load
+from telemrec.analysis.jobsummary import summarize_traces
+from telemrec.errors import UsageError
+
+from .conftest import N, build_node_trace
+
+pytest.importorskip("dask.dataframe")
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    """node-a twice (two runs 100 s apart), node-b once, and a byte copy of node-a's first run."""
+    d = tmp_path_factory.mktemp("many")
+    build_node_trace(d / "a1.h5", host="node-a")
+    build_node_trace(d / "a2.h5", host="node-a", wall_shift=100 * 10**9)
+    build_node_trace(d / "b.h5", host="node-b", wall_shift=300_000_000)
+    shutil.copy(d / "a1.h5", d / "copy_of_a1.h5")
+    return d
+
+
+def test_a_copy_is_a_second_trace_not_a_duplicate(traces):
+    one = load(traces / "a1.h5")
+    both = load([traces / "a1.h5", traces / "copy_of_a1.h5"])
+    assert len(both) == 2 * len(one)
+    keys = list(both.index.get_level_values("trace").unique())
+    assert len(keys) == 2 and keys[1] == keys[0] + "#2"
+    for key in keys:
+        pd.testing.assert_frame_equal(both.xs(("node-a", key), level=["host", "trace"]), one, check_like=False)
+    long = load([traces / "a1.h5", traces / "copy_of_a1.h5"], form="long")
+    assert len(long) == 2 * len(load(traces / "a1.h5", form="long"))
+
+
+def test_two_runs_on_one_node_stay_two_series(traces):
+    df = load([traces / "a1.h5", traces / "a2.h5"], entities="gpu0", fields="utilization.gpu")
+    per_trace = df.groupby(level="trace").size()
+    assert list(per_trace) == [N, N]
+    assert df.attrs["traces"][0]["trace_id"] != df.attrs["traces"][1]["trace_id"]
+    assert [t["trace"] for t in df.attrs["traces"]] == list(per_trace.index)
+
+
+def _equal_to_pandas(paths, **kw):
+    ddf = load(paths, engine="dask", **kw)
+    assert ddf.known_divisions
+    pdf = load(paths, form="long", **kw)
+    got = ddf.compute()
+    assert ddf.npartitions == got["trace"].nunique()  # one per trace that has rows in the selection
+    pd.testing.assert_frame_equal(got, pdf)
+    assert got.attrs == pdf.attrs
+    pd.testing.assert_frame_equal(ddf._meta, pdf.iloc[:0], check_index_type=False)
+    return got
+
+
+def test_dask_equals_pandas(traces):
+    paths = sorted(str(p) for p in traces.glob("*.h5"))
+    _equal_to_pandas(paths)
+    _equal_to_pandas(paths, rates=True, entities=["gpu*", "disk:*"])
+    _equal_to_pandas(paths, fields=["name", "_wall_ns", "utilization.gpu"], start=pd.Timedelta("3s"),
+                     end=pd.Timedelta("9s"))
+
+
+def test_dask_on_a_distributed_cluster(traces):
+    distributed = pytest.importorskip("distributed")
+    paths = sorted(str(p) for p in traces.glob("*.h5"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                                  processes=True) as cluster, distributed.Client(cluster) as client:
+        got = _equal_to_pandas(paths, rates=True)
+        workers = client.run(lambda: __import__("os").getpid())
+        assert len(workers) == 2 and len(got) > 0
+        summary = summarize_traces(str(traces))
+    pandas_summary = summarize_traces(str(traces), engine="pandas")
+    for name in ("traces", "hosts", "overall"):
+        pd.testing.assert_frame_equal(getattr(summary, name), getattr(pandas_summary, name))
+
+
+def test_the_summary_per_host_and_overall(traces):
+    s = summarize_traces(str(traces / "*.h5"))
+    assert list(s.traces["host"]) == ["node-a", "node-a", "node-b", "node-a"]  # a1, a2, b, copy_of_a1
+    util = s.overall.set_index(["source", "field"]).loc[("nvml", "utilization.gpu")]
+    assert util["hosts"] == 2 and util["samples"] == 4 * 2 * N
+    assert util["mean"] == pytest.approx(65.0) and util["max"] == 80.0  # gpu0 at 50 %, gpu1 at 80 %
+    per_host = s.hosts.set_index(["host", "source", "field"])
+    assert per_host.loc[("node-b", "nvml", "utilization.gpu"), "samples"] == 2 * N
+    assert per_host.loc[("node-a", "nvml", "temperature.gpu"), "n/a"] == 3  # the N/A at tick 3, in 3 traces
+    json.loads(s.to_json())
+
+
+def test_the_cli_summarises_a_directory(traces, cli):
+    proc = cli("summary", str(traces), "-e", "gpu*", check=True)
+    assert "4 traces from 2 hosts" in proc.stdout and "per host" in proc.stdout
+    data = json.loads(cli("summary", str(traces), "--json", "--engine", "pandas", "-f", "power.usage",
+                          check=True).stdout)
+    assert {r["host"] for r in data["hosts"]} == {"node-a", "node-b"}
+    each = cli("summary", str(traces), "--each", check=True).stdout
+    assert each.count("trace      ") == 4
+
+
+def test_dask_bad_arguments_and_missing_extra(traces):
+    with pytest.raises(UsageError, match="long form"):
+        load(traces, engine="dask", form="wide")
+    with pytest.raises(UsageError, match="engine"):
+        load(traces, engine="spark")
+    code = ("import sys; sys.modules['dask'] = None\n"
+            "from telemrec.errors import MissingDependencyError\nimport telemrec\n"
+            f"try:\n    telemrec.load({str(traces)!r}, engine='dask')\n"
+            "except MissingDependencyError as e:\n    print('extra', e.extra, e.remediation)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "extra dask pip install 'telemrec[dask]'" in out.stdout, out.stderr
