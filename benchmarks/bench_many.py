@@ -122,7 +122,73 @@ class PeakRSS:
         self._thread.join()
 
 
-QUERY = dict(readers=["psutil", "dcgmi"], entities=["system", "gpu*"], rates=True)
+QUERY = dict(entities=["system", "gpu*"])
+
+
+def _query(paths: list[str], engine: str):
+    from telemrec.analysis.jobsummary import summarize_traces
+
+    return summarize_traces(paths, engine=engine, **QUERY)
+
+
+def run_benchmark(paths: list[str], *, workers: int, subset: int) -> dict:
+    import psutil
+    from distributed import Client, LocalCluster
+
+    me = os.getpid()
+    result: dict = {"traces": len(paths), "bytes": sum(os.path.getsize(p) for p in paths), "workers": workers}
+    # the baseline first, in a fresh process state: pandas on the subset in this process
+    small = paths[:subset]
+    base_rss = psutil.Process(me).memory_info().rss
+    with PeakRSS({"client": me}) as peak:
+        t0 = time.perf_counter()
+        base = _query(small, "pandas")
+        result["pandas_subset_s"] = time.perf_counter() - t0
+    result["pandas_subset_traces"] = len(small)
+    result["pandas_subset_peak_growth_mb"] = (peak.peak["client"] - base_rss) / 1e6
+    with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      processes=True, memory_limit=0) as cluster, Client(cluster) as client:
+        pids = client.run(os.getpid)
+        watch = {"client": me, **{f"worker{i}": pid for i, pid in enumerate(pids.values())}}
+        t0 = time.perf_counter()
+        small_dask = _query(small, "dask")
+        result["dask_subset_s"] = time.perf_counter() - t0
+        import pandas as pd
+
+        for name in ("hosts", "overall", "traces"):
+            pd.testing.assert_frame_equal(getattr(small_dask, name), getattr(base, name))
+        client.run(_reset_peak)
+        start_rss = {name: psutil.Process(pid).memory_info().rss for name, pid in watch.items()}
+        with PeakRSS(watch) as peak:
+            t0 = time.perf_counter()
+            full = _query(paths, "dask")
+            result["dask_all_s"] = time.perf_counter() - t0
+        result["peak_rss_mb"] = {name: v / 1e6 for name, v in peak.peak.items()}
+        result["start_rss_mb"] = {name: v / 1e6 for name, v in start_rss.items()}
+        result["worker_peak_rss_mb_self_reported"] = {str(k): v / 1e6 for k, v in client.run(_peak_rss).items()}
+    result["hosts"] = int(full.traces["host"].nunique())
+    result["values"] = int(full.traces["values"].sum())
+    result["rows_per_host_table"] = len(full.hosts)
+    result["ratio_dask_vs_pandas_per_trace"] = (result["dask_all_s"] / len(paths)) / (
+        result["pandas_subset_s"] / len(small))
+    return result
+
+
+def _reset_peak() -> None:
+    """Linux: reset the process's peak RSS (VmHWM) so the query's peak is what is reported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     paths = generate(items, args.cache, args.build_jobs)
     if args.generate_only:
         return 0
-    from bench_many_query import run_benchmark
-
     result = run_benchmark(paths, workers=args.workers, subset=args.subset)
     text = json.dumps(result, indent=2)
     print(text)
