@@ -2,7 +2,7 @@
 
 Everything lives in one temporary directory: munge's key, socket and pid file, slurm.conf, the
 controller's state, the node's spool and the logs. The daemons listen on 127.0.0.1 only
-(``CommunicationParameters=NoInAddrAny``, the node's address is 127.0.0.1) on free ports, run in
+(``CommunicationParameters=NoInAddrAny,NoCtldInAddrAny``, the node's address is 127.0.0.1) on free ports, run in
 the foreground as children of the test and are stopped by it. The configuration is what a small
 cluster without cgroups or accounting runs (``proctrack/linuxproc``, ``task/none``); the only
 settings turned down for speed are ``KillWait`` (the grace between SIGTERM and SIGKILL),
@@ -77,7 +77,7 @@ ClusterName=telemrec
 SlurmctldHost={self.node}(127.0.0.1)
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
-CommunicationParameters=NoInAddrAny
+CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
