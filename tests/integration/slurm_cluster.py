@@ -5,8 +5,9 @@ controller's state, the node's spool and the logs. The daemons listen on 127.0.0
 (``CommunicationParameters=NoInAddrAny,NoCtldInAddrAny``, the node's address is 127.0.0.1) on free ports, run in
 the foreground as children of the test and are stopped by it. The configuration is what a small
 cluster without cgroups or accounting runs (``proctrack/linuxproc``, ``task/none``); the only
-settings turned down for speed are ``KillWait`` (the grace between SIGTERM and SIGKILL),
-``cred_expire`` (how long a requeued job is held) and ``MinJobAge``.
+settings turned down for speed are ``KillWait`` (the grace between SIGTERM and SIGKILL) and
+``cred_expire`` (how long a requeued job is held); ``MinJobAge`` is raised so that finished jobs
+stay visible to ``scontrol`` without accounting.
 """
 
 from __future__ import annotations
