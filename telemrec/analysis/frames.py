@@ -112,7 +112,8 @@ class _Part:
 
 
 def load(path, readers=None, entities=None, fields=None, start=None, end=None, rates: bool = False,
-         form: str | None = None, resample: str | None = None, align: str = "tick", engine: str = "pandas"):
+         form: str | None = None, resample: str | None = None, align: str = "tick", engine: str = "pandas",
+         split=None):
     """Load one or many traces into a DataFrame (the module docstring describes both forms).
 
     ``path``: a trace file or open ``Trace``; or a list of them, a directory (its
@@ -133,11 +134,13 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
     ``resample``: a pandas frequency such as ``"10s"`` (wide form only).
     ``engine="dask"``: a lazy dask DataFrame of the long form, one partition per
     trace, equal to the pandas long frame once computed (``telemrec.analysis.dask_frames``;
-    needs ``pip install 'telemrec[dask]'``).
+    needs ``pip install 'telemrec[dask]'``); ``split="6h"``: a partition per 6 hours of each trace.
     """
     if engine not in ENGINES:
         raise UsageError(f"engine={engine!r} is not one of {', '.join(ENGINES)}",
                          "Use engine='pandas' (a DataFrame in this process) or engine='dask' (lazy, for many traces).")
+    if split is not None and engine != "dask":
+        raise UsageError("split applies to engine='dask' only", "Drop split=..., or add engine='dask'.")
     if engine == "dask":
         from telemrec.analysis.dask_frames import load_dask
 
@@ -145,7 +148,8 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
             raise UsageError("engine='dask' gives the long form only (a dask DataFrame has no (host, trace, time) "
                              "row index for the wide form)",
                              "Use form='long' with engine='dask', then pivot what you need after a groupby.")
-        return load_dask(path, readers=readers, entities=entities, fields=fields, start=start, end=end, rates=rates)
+        return load_dask(path, readers=readers, entities=entities, fields=fields, start=start, end=end, rates=rates,
+                         split=split)
     form = "wide" if form is None else form
     if form not in FORMS:
         raise UsageError(f"form={form!r} is not one of {', '.join(FORMS)}", "Use form='wide' or form='long'.")
@@ -177,16 +181,20 @@ def expand(path) -> tuple[list, bool]:
 
 # -- one trace ------------------------------------------------------------------------------------
 
-def select(trace: Trace, selection: dict, start, end) -> list[_Entity]:
-    """The selected entities and their rows in [start, end): metadata only, no values."""
-    manifest = trace.manifest
-    origin = (manifest.get("start") or {}).get("wall_ns")
+def bounds(trace: Trace, start, end) -> tuple[int | None, int | None]:
+    """``start``/``end`` as wall-clock ns for this trace (offsets count from its start or last sample)."""
+    origin = (trace.manifest.get("start") or {}).get("wall_ns")
     if origin is None:
         origin = trace.time_span()[0]
     last = functools.cache(lambda: trace.time_span()[1])  # read only for an offset back from the end
-    start_ns = _select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last)
-    end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last)
-    return _select_entities(trace, selection, _select.source_caps(manifest), start_ns, end_ns)
+    return (_select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last),
+            _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last))
+
+
+def select(trace: Trace, selection: dict, start, end) -> list[_Entity]:
+    """The selected entities and their rows in [start, end): metadata only, no values."""
+    start_ns, end_ns = bounds(trace, start, end)
+    return _select_entities(trace, selection, _select.source_caps(trace.manifest), start_ns, end_ns)
 
 
 def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: str, resample, align: str) -> _Part:

@@ -72,6 +72,23 @@ def test_dask_equals_pandas(traces):
                      end=pd.Timedelta("9s"))
 
 
+def test_dask_partitions_by_time_range(traces):
+    paths = sorted(str(p) for p in traces.glob("*.h5"))
+    ddf = load(paths, engine="dask", split="5s", rates=True)
+    assert ddf.npartitions == 4 * len(paths)             # 20 s traces in 5 s ranges
+    pdf = load(paths, form="long", rates=True)
+    got = ddf.compute()
+    pd.testing.assert_frame_equal(got, pdf)              # rates across the range boundaries too
+    assert got.attrs == pdf.attrs
+    bounded = load(paths, engine="dask", split="4s", start=pd.Timedelta("3s"), end=pd.Timedelta("13s"))
+    pd.testing.assert_frame_equal(bounded.compute(), load(paths, form="long", start=pd.Timedelta("3s"),
+                                                          end=pd.Timedelta("13s")))
+    with pytest.raises(UsageError, match="split"):
+        load(paths, engine="dask", split="-1h")
+    with pytest.raises(UsageError, match="split"):
+        load(paths, split="1h")
+
+
 def test_dask_on_a_distributed_cluster(traces, cli):
     distributed = pytest.importorskip("distributed")
     paths = sorted(str(p) for p in traces.glob("*.h5"))
