@@ -48,7 +48,7 @@ class TracesSummary:
     def to_text(self, max_rows: int | None = None) -> str:
         t = self.traces
         hosts = t["host"].nunique() if len(t) else 0
-        lines = [f"{len(t)} traces from {hosts} hosts, {int(t['values'].sum()) if len(t) else 0:,} values; "
+        lines = [f"{len(t)} trace{'' if len(t) == 1 else 's'} from {hosts} host{'' if hosts == 1 else 's'}, {int(t['values'].sum()) if len(t) else 0:,} values; "
                  f"{int((~t['closed_cleanly']).sum()) if len(t) else 0} not closed cleanly", ""]
         shown_traces = t.assign(**{c: [None if v is None or pd.isna(v) else v.strftime("%Y-%m-%d %H:%M:%S")
                                         for v in t[c]] for c in ("first", "last")})

@@ -62,8 +62,8 @@ def expand_output_path(pattern: str, *, wall_ns: int | None = None, environ=None
 
             value = trace_id = new_trace_id()
         if value is None:
-            known = ", ".join(f"%{c} ({what})" for c, what in PATTERNS.items())
-            raise UsageError(f"unknown pattern %{code} in output path {pattern!r}", f"Use {known}.")
+            known = "; ".join(f"%{c} {what}" for c, what in PATTERNS.items())
+            raise UsageError(f"unknown pattern %{code} in output path {pattern!r}", f"Patterns (docs/slurm.md): {known}.")
         out.append(str(value))
         i += 2
     return "".join(out)
