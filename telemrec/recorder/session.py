@@ -173,8 +173,8 @@ def record(req: RecordRequest, *, progress: Callable[[Recorder, float, TraceWrit
         raise
     writer = None
     try:
-        writer = TraceWriter(path, build_manifest(req, slots, start_wall, start_mono, child.pid if child else None,
-                                           trace_id))
+        manifest = build_manifest(req, slots, start_wall, start_mono, child.pid if child else None, trace_id)
+        writer = TraceWriter(path, manifest)
     except BaseException:
         for slot in slots:
             slot.reader.close()
