@@ -139,3 +139,7 @@ def test_time_limit_ends_the_recording_within_kill_wait(slurm):
     assert manifest["stop"]["reason"] == "signal SIGTERM"
     assert manifest["command"]["exit_status"] == -15
     assert info.get("TimeLimit") == "00:01:00"
+    # EndTime (local time, whole seconds) is when the limit fired: the trace was closed before SIGKILL
+    fired = time.mktime(time.strptime(info["EndTime"], "%Y-%m-%dT%H:%M:%S"))
+    closed = manifest["stop"]["wall_ns"] / 1e9
+    assert -1 <= closed - fired <= KILL_WAIT + 1, (closed - fired)
