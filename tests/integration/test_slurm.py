@@ -44,6 +44,14 @@ def slurm():
                                    "--array=0-1"),
             "srun": cluster.sbatch(
                 f"#!/bin/bash\nsrun --ntasks-per-node=1 {RECORD} -o {out}/node-%j-%n-%h-%s.h5 -- sleep 2\n"),
+            "beside": cluster.sbatch(  # docs/slurm.md: recorders as their own step, stopped by a signal to it
+                "#!/bin/bash\n"
+                f"srun --ntasks-per-node=1 --overlap --job-name=telemrec {RECORD} -o {out}/beside-%j-%h-%s.h5 &\n"
+                "srun --ntasks=1 sleep 3\n"
+                "STEP=$(squeue --steps --noheader --format='%i %j' --jobs \"$SLURM_JOB_ID\" |"
+                " awk '$2==\"telemrec\" {print $1}')\n"
+                'scancel --signal=TERM "$STEP"\n'
+                "wait\n"),
             "cancel": cluster.sbatch(f"#!/bin/bash\nexec {RECORD} -o {out}/cancel-%j.h5 -- sleep 600\n"),
             "requeue": cluster.sbatch(
                 "#!/bin/bash\n"
@@ -94,6 +102,14 @@ def test_one_recorder_per_node_through_srun(slurm):
     assert manifest["slurm"]["step_id"] == "0" and manifest["slurm"]["node_id"] == "0"
     assert manifest["stop"]["reason"] == "command exited" and manifest["command"]["exit_status"] == 0
     assert len(list(slurm.out.glob(f"node-{job}-*.h5"))) == 1  # one node, one recorder
+
+
+def test_recorders_beside_the_workload_stop_on_a_signal_to_their_step(slurm):
+    job = slurm.jobs["beside"]
+    slurm.wait_state(job, ("COMPLETED",), 60)
+    (path,) = slurm.out.glob(f"beside-{job}-*.h5")
+    manifest = _clean(path)
+    assert manifest["stop"]["reason"] == "signal SIGTERM" and manifest["slurm"]["step_id"] == path.stem.rsplit("-", 1)[1]
 
 
 def test_scancel_leaves_a_clean_trace(slurm):
