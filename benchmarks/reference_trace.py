@@ -462,9 +462,9 @@ class _Node:
 class _Clock:
     """The recorder's 1 s grid and the moments each reader actually samples."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, wall_shift_ns: int = 0):
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-        self.offset = T0_WALL_NS - T0_MONO_NS
+        self.offset = T0_WALL_NS - T0_MONO_NS + wall_shift_ns
 
     def _late(self) -> int:
         rng = self.rng
@@ -498,10 +498,10 @@ def _ticks(hours: float) -> int:
     return n
 
 
-def _reference(hours: float, seed: int) -> Iterator[tuple[dict, list[RawRecord]]]:
-    """(clock facts, records) per tick."""
+def _reference(hours: float, seed: int, wall_shift_ns: int = 0) -> Iterator[tuple[dict, list[RawRecord]]]:
+    """(clock facts, records) per tick; ``wall_shift_ns`` moves the wall clock (another day, same node)."""
     node = _Node(seed)
-    clock = _Clock(seed)
+    clock = _Clock(seed, wall_shift_ns)
     prev_ps = prev_dc = None
     gpu_names = [f"gpu{g}" for g in range(N_GPUS)]
     cpu_names = [f"cpu{c}" for c in range(N_CPUS)]
@@ -576,25 +576,31 @@ def reference_manifest(hours: float = 24, seed: int = 0) -> dict:
 
 
 def build_reference_trace(path: str, hours: float = 24, seed: int = 0, *, overwrite: bool = True,
-                          on_tick: Callable[[list[RawRecord]], None] | None = None) -> dict:
+                          on_tick: Callable[[list[RawRecord]], None] | None = None, wall_shift_ns: int = 0,
+                          manifest: dict | None = None) -> dict:
     """Write the reference trace to ``path`` through ``TraceWriter``.
 
     Returns counts and the seconds spent inside TraceWriter (``write_s``: write and
     write_ticks calls; ``close_s``: close, which folds the journal into HDF5), so a
     benchmark can tell the writer's cost from the generator's. ``on_tick`` gets each
     tick's records too (off the clock), e.g. to write baselines from the same data.
+    ``wall_shift_ns`` moves every wall time (the start too); ``manifest`` updates top-level
+    manifest keys (another host name, a trace_id), for sets of node traces.
     """
     from telemrec.trace import TraceWriter
 
     if overwrite and os.path.exists(path):
         os.unlink(path)
-    writer = TraceWriter(path, reference_manifest(hours, seed))
+    head = reference_manifest(hours, seed)
+    head["start"]["wall_ns"] += wall_shift_ns
+    head.update(manifest or {})
+    writer = TraceWriter(path, head)
     clock = time.perf_counter
     write_s = 0.0
     records = values = ticks = 0
     tick_rows: dict[str, list] = {"dcgmi": [], "psutil": []}
     last = None
-    for ck, recs in _reference(hours, seed):
+    for ck, recs in _reference(hours, seed, wall_shift_ns):
         tick_rows["dcgmi"].append({"tick": ticks, "scheduled_mono_ns": ck["scheduled"],
                                    "start_mono_ns": ck["dc_start"], "end_mono_ns": ck["dc_end"],
                                    "start_wall_ns": ck["dc_start_wall"], "status": 0, "records": N_GPUS,

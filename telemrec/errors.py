@@ -6,6 +6,7 @@ builtin that matches their meaning, so ``except FileNotFoundError`` keeps workin
 
     TelemrecError(Exception)
     ├── UsageError(ValueError)                    bad argument or option value
+    ├── MissingDependencyError(ImportError)       an optional extra is not installed
     ├── ReaderError(RuntimeError)                 a reader could not produce data
     │   ├── ReaderNotFoundError(LookupError)      no reader registered under that name
     │   ├── ReaderUnavailableError                library, device or binary missing here
@@ -33,6 +34,7 @@ from __future__ import annotations
 __all__ = [
     "IntegrationUnavailableError",
     "ManifestValidationError",
+    "MissingDependencyError",
     "ReaderClosedError",
     "ReaderError",
     "ReaderNotFoundError",
@@ -86,6 +88,16 @@ def _rebuild(cls, message, remediation, context):
 
 class UsageError(TelemrecError, ValueError):
     """An argument or option has a value telemrec cannot use."""
+
+
+class MissingDependencyError(TelemrecError, ImportError):
+    """A feature needs an optional extra that is not installed (``extra``: its name)."""
+
+    def __init__(self, message: str, remediation: str | None = None, **context: object) -> None:
+        extra = context.get("extra")
+        if remediation is None and extra:
+            remediation = f"pip install 'telemrec[{extra}]'"
+        super().__init__(message, remediation, **context)
 
 
 class ReaderError(TelemrecError, RuntimeError):

@@ -7,6 +7,7 @@ or a Parquet file is written.
 
 from telemrec.analysis.export import export
 from telemrec.analysis.frames import load, read_series
+from telemrec.analysis.jobsummary import TracesSummary, summarize_traces
 from telemrec.analysis.jumper import export_jumper
 from telemrec.analysis.offline import NodeInfo, OfflineMonitor
 from telemrec.analysis.plot import plot_trace
@@ -21,6 +22,7 @@ __all__ = [
     "Snapshot",
     "Summary",
     "SystemStats",
+    "TracesSummary",
     "counter_rate",
     "export",
     "export_jumper",
@@ -30,4 +32,5 @@ __all__ = [
     "read_series",
     "snapshot",
     "summarize",
+    "summarize_traces",
 ]

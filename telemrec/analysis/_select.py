@@ -80,6 +80,18 @@ def as_patterns(value, what: str) -> list[str] | None:
     return items
 
 
+def selection(readers, entities, fields) -> dict:
+    """The ``readers``/``entities``/``fields`` arguments of ``load`` as lists of patterns."""
+    return dict(readers=as_patterns(readers, "readers"), entities=as_patterns(entities, "entities"),
+                fields=as_patterns(fields, "fields"))
+
+
+def check_matched(paths: list, matched: bool, selection: dict) -> None:
+    """A selection that matches nothing in any trace is a mistake, not an empty frame."""
+    if not matched and any(v is not None for v in selection.values()):
+        raise nothing_matches(paths, **selection)
+
+
 def matches(name: str, patterns: list[str] | None) -> bool:
     return patterns is None or any(name == p or fnmatchcase(name, p) for p in patterns)
 

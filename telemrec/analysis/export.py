@@ -2,8 +2,8 @@
 capture or OpenMetrics (``telemrec export``).
 
 CSV and Parquet hold the frame ``load()`` returns. Wide form: a ``time`` column
-(ISO 8601, UTC) and one column per ``source/entity/field`` (``host/...`` first
-when several traces are exported). Long form: ``load(form="long")``'s columns.
+(ISO 8601, UTC; after ``host`` and ``trace`` when several traces are exported)
+and one column per ``source/entity/field``. Long form: ``load(form="long")``'s columns.
 Units, descriptions and counters go to ``OUT.meta.json`` next to a CSV, and into
 the Parquet file's metadata (pandas keeps ``DataFrame.attrs`` there). Parquet
 needs pyarrow (``pip install 'telemrec[parquet]'``). ``dmon`` and ``openmetrics`` are written by

@@ -52,7 +52,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from telemrec.analysis import _select, _timeline
+from telemrec import identity
+from telemrec.analysis import _many, _select, _timeline
 from telemrec.trace.columnar import NumericJob, Prefilled, decode_numeric, empty_block
 from telemrec.analysis.rates import counter_rate, counter_rates, rate_unit
 from telemrec.errors import UsageError
@@ -60,9 +61,10 @@ from telemrec.trace import Trace
 from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
 from telemrec.trace.v1 import META_COLUMNS
 
-__all__ = ["FORMS", "load", "read_series"]
+__all__ = ["ENGINES", "FORMS", "load", "read_series"]
 
 FORMS = ("wide", "long")
+ENGINES = ("pandas", "dask")
 _NUM, _STR, _OBJ = "num", "str", "obj"
 _LEVELS = ["source", "entity", "field"]
 
@@ -106,15 +108,19 @@ class _Part:
     counters: dict = field(default_factory=dict)
     trace_info: dict = field(default_factory=dict)
     matched: bool = True
+    align: str = "exact"
 
 
 def load(path, readers=None, entities=None, fields=None, start=None, end=None, rates: bool = False,
-         form: str = "wide", resample: str | None = None, align: str = "tick") -> pd.DataFrame:
+         form: str | None = None, resample: str | None = None, align: str = "tick", engine: str = "pandas",
+         split=None):
     """Load one or many traces into a DataFrame (the module docstring describes both forms).
 
     ``path``: a trace file or open ``Trace``; or a list of them, a directory (its
-    ``*.h5`` files) or a glob, which adds a leading ``host`` column level (wide)
-    or a ``host`` column (long) from each manifest's ``host.hostname``.
+    ``*.h5`` files) or a glob: the frame is then keyed by trace, with the host
+    first (wide: rows indexed by ``host``, ``trace``, ``time``; long: ``host`` and
+    ``trace`` columns), and the rows of distinct traces are never merged
+    (``telemrec.analysis._many``).
     ``readers``, ``entities``, ``fields``: names or glob patterns (``"gpu*"``,
     ``"cpu_times.*"``) selecting record sources (or reader labels), entities and
     fields; only the selected columns are read. Meta columns (``_mono_ns``,
@@ -124,9 +130,27 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
     nanoseconds (int), or a timedelta from the start of the recording (when
     negative, back from its last sample); only the chunks that hold it are read. ``rates``: counters (listed in the readers'
     caps) become per-second rates (``telemrec.analysis.rates``). ``form``:
-    ``"wide"`` or ``"long"``; ``align``: ``"tick"`` or ``"exact"``;
+    ``"wide"`` (the default) or ``"long"``; ``align``: ``"tick"`` or ``"exact"``;
     ``resample``: a pandas frequency such as ``"10s"`` (wide form only).
+    ``engine="dask"``: a lazy dask DataFrame of the long form, one partition per
+    trace, equal to the pandas long frame once computed (``telemrec.analysis.dask_frames``;
+    needs ``pip install 'telemrec[dask]'``); ``split="6h"``: a partition per 6 hours of each trace.
     """
+    if engine not in ENGINES:
+        raise UsageError(f"engine={engine!r} is not one of {', '.join(ENGINES)}",
+                         "Use engine='pandas' (a DataFrame in this process) or engine='dask' (lazy, for many traces).")
+    if split is not None and engine != "dask":
+        raise UsageError("split applies to engine='dask' only", "Drop split=..., or add engine='dask'.")
+    if engine == "dask":
+        from telemrec.analysis.dask_frames import load_dask
+
+        if form not in (None, "long") or resample is not None:
+            raise UsageError("engine='dask' gives the long form only (a dask DataFrame has no (host, trace, time) "
+                             "row index for the wide form)",
+                             "Use form='long' with engine='dask', then pivot what you need after a groupby.")
+        return load_dask(path, readers=readers, entities=entities, fields=fields, start=start, end=end, rates=rates,
+                         split=split)
+    form = "wide" if form is None else form
     if form not in FORMS:
         raise UsageError(f"form={form!r} is not one of {', '.join(FORMS)}", "Use form='wide' or form='long'.")
     if resample is not None and form != "wide":
@@ -134,23 +158,21 @@ def load(path, readers=None, entities=None, fields=None, start=None, end=None, r
     if align not in _timeline.ALIGNS:
         raise UsageError(f"align={align!r} is not one of {', '.join(_timeline.ALIGNS)}",
                          "Use align='tick' (rows are recorder ticks) or align='exact' (rows are distinct timestamps).")
-    items, many = _expand(path)
+    items, many = expand(path)
     if not items:
         raise UsageError("no trace to load: the list is empty", "Pass a trace path, a list of them, a directory or a glob.")
-    selection = dict(readers=_select.as_patterns(readers, "readers"), entities=_select.as_patterns(entities, "entities"),
-                     fields=_select.as_patterns(fields, "fields"))
+    selection = _select.selection(readers, entities, fields)
     parts = []
     for item in items:
         with _select.opened(item) as trace:
             parts.append(_load_trace(trace, selection, start, end, rates, form, resample, align))
-    if not any(p.matched for p in parts) and any(v is not None for v in selection.values()):
-        raise _select.nothing_matches((p.trace_info["path"] for p in parts), **selection)
+    _select.check_matched([p.trace_info["path"] for p in parts], any(p.matched for p in parts), selection)
     if not many:
         return parts[0].frame
-    return _combine(parts, form)
+    return _many.combine(parts, form)
 
 
-def _expand(path) -> tuple[list, bool]:
+def expand(path) -> tuple[list, bool]:
     """(traces or paths to load, whether the result gets a host level)."""
     if isinstance(path, Trace):
         return [path], False
@@ -161,32 +183,49 @@ def _expand(path) -> tuple[list, bool]:
 
 # -- one trace ------------------------------------------------------------------------------------
 
-def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: str, resample, align: str) -> _Part:
-    manifest = trace.manifest
-    caps = _select.source_caps(manifest)
-    origin = (manifest.get("start") or {}).get("wall_ns")
+def bounds(trace: Trace, start, end) -> tuple[int | None, int | None]:
+    """``start``/``end`` as wall-clock ns for this trace (offsets count from its start or last sample)."""
+    origin = (trace.manifest.get("start") or {}).get("wall_ns")
     if origin is None:
         origin = trace.time_span()[0]
     last = functools.cache(lambda: trace.time_span()[1])  # read only for an offset back from the end
-    start_ns = _select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last)
-    end_ns = _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last)
-    ents = _select_entities(trace, selection, caps, start_ns, end_ns)
+    return (_select.to_wall_ns(start, origin_ns=origin, what="start", last_ns=last),
+            _select.to_wall_ns(end, origin_ns=origin, what="end", last_ns=last))
+
+
+def select(trace: Trace, selection: dict, start, end) -> list[_Entity]:
+    """The selected entities and their rows in [start, end): metadata only, no values."""
+    start_ns, end_ns = bounds(trace, start, end)
+    return _select_entities(trace, selection, _select.source_caps(trace.manifest), start_ns, end_ns)
+
+
+def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: str, resample, align: str) -> _Part:
+    ents = select(trace, selection, start, end)
     grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
     _read_times(ents)
-    host = _select.hostname(manifest, fallback=trace.path)
-    info = {"path": trace.path, "host": host, "format_version": trace.format_version,
-            "closed_cleanly": trace.closed_cleanly}
-    units, descriptions, counters = _metadata(ents, caps, rates)
+    host = _select.hostname(trace.manifest, fallback=trace.path)
+    info = describe_trace(trace, host)
+    units, descriptions, counters = metadata(ents, _select.source_caps(trace.manifest), rates)
     frame = _wide(ents, rates, grid) if form == "wide" else _long(ents, rates)
     if resample is not None:
         frame = _resample(frame, resample, raw_counters=not rates, counters=counters)
+    aligned = ("tick" if grid is not None else "exact") if form == "wide" else "exact"
     frame.attrs.update({"units": units, "descriptions": descriptions, "counters": counters, "rates": bool(rates),
-                        "align": ("tick" if grid is not None else "exact") if form == "wide" else "exact",
-                        "traces": [info]})
-    return _Part(frame, host, units, descriptions, counters, info, matched=bool(ents))
+                        "align": aligned, "traces": [info]})
+    return _Part(frame, host, units, descriptions, counters, info, matched=bool(ents), align=aligned)
 
 
-def _metadata(ents: list[_Entity], caps: dict, rates: bool) -> tuple[dict, dict, dict]:
+def describe_trace(trace: Trace, host: str) -> dict:
+    """What ``attrs["traces"]`` says about one trace: path, host, format, clean close, identity."""
+    stored = identity.has_trace_id(trace.manifest)
+    prov = identity.provenance(trace.manifest, None if stored else trace.time_span()[0])
+    info = {"path": trace.path, "host": host, "format_version": trace.format_version,
+            "closed_cleanly": trace.closed_cleanly}
+    info.update({k: v for k, v in prov.items() if k != "host"})
+    return info
+
+
+def metadata(ents: list[_Entity], caps: dict, rates: bool) -> tuple[dict, dict, dict]:
     units, descriptions, counters = {}, {}, {}
     for source in sorted({e.source for e in ents}):
         c = _select.caps_for(caps, source)
@@ -318,8 +357,7 @@ def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start
                 end_ns: int | None = None, rates: bool = False) -> list[_Entity]:
     """The selected entities decoded on their own timelines (no alignment): ``.wall``,
     ``.mono`` and ``.get(field)``. The building block of the offline monitor, snapshots and summaries."""
-    selection = dict(readers=_select.as_patterns(readers, "readers"), entities=_select.as_patterns(entities, "entities"),
-                     fields=_select.as_patterns(fields, "fields"))
+    selection = _select.selection(readers, entities, fields)
     ents = _select_entities(trace, selection, _select.source_caps(trace.manifest), start_ns, end_ns)
     _read_times(ents)
     jobs = []
@@ -502,46 +540,4 @@ def _long_frame(pieces: list, has_text: bool) -> pd.DataFrame:
     return frame
 
 
-# -- many traces ----------------------------------------------------------------------------------
-
-def _combine(parts: list[_Part], form: str) -> pd.DataFrame:
-    units: dict = {}
-    descriptions: dict = {}
-    counters: dict = {}
-    for p in parts:
-        for table, src in ((units, p.units), (descriptions, p.descriptions)):
-            for source, values in src.items():
-                table.setdefault(source, {}).update(values)
-        for source, values in p.counters.items():
-            counters[source] = sorted(set(counters.get(source, [])) | set(values))
-    attrs = {"units": units, "descriptions": descriptions, "counters": counters,
-             "rates": bool(parts[0].frame.attrs.get("rates")), "traces": [p.trace_info for p in parts]}
-    if form == "long":
-        frames = []
-        for p in parts:
-            f = p.frame.copy()
-            f.insert(1, "host", p.host)
-            frames.append(f)
-        out = pd.concat(frames, ignore_index=True)
-        out["host"] = out["host"].astype("category")
-        for name in ("source", "entity", "field"):
-            out[name] = out[name].astype("category")
-        out = out.sort_values("time", kind="stable", ignore_index=True)
-        out.attrs.update(attrs)
-        return out
-    by_host: dict[str, list[pd.DataFrame]] = {}
-    for p in parts:
-        by_host.setdefault(p.host, []).append(p.frame)
-    frames = []
-    for host, fs in by_host.items():
-        f = fs[0] if len(fs) == 1 else pd.concat(fs, axis=0, sort=False).sort_index(kind="stable")
-        if not f.index.is_unique:
-            f = f[~f.index.duplicated(keep="last")]
-        f = f.copy(deep=False)
-        f.columns = pd.MultiIndex.from_tuples([(host, *c) for c in f.columns], names=["host", *_LEVELS])
-        frames.append(f)
-    out = frames[0] if len(frames) == 1 else pd.concat(frames, axis=1, sort=True)
-    out.index.name = "time"
-    out.attrs.clear()
-    out.attrs.update(attrs)
-    return out
+# -- many traces: telemrec.analysis._many ---------------------------------------------------------

@@ -31,31 +31,59 @@ def _time(value: Optional[str]):
 
 
 def summary_command(
-    paths: List[str] = typer.Argument(..., help="Trace file(s)."),
+    paths: List[str] = typer.Argument(..., help="Trace file(s), a directory or a glob."),
     readers: Optional[List[str]] = _READERS,
     entities: Optional[List[str]] = _ENTITIES,
     fields: Optional[List[str]] = _FIELDS,
     start: Optional[str] = _START,
     end: Optional[str] = _END,
-    show_all: bool = typer.Option(False, "--all", help="List every field (default: the first 40)."),
+    show_all: bool = typer.Option(False, "--all", help="List every row (default: the first 40 of each table)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    each: bool = typer.Option(False, "--each", help="Several traces: one full summary per trace instead of one "
+                              "summary per host and overall."),
+    engine: str = typer.Option("dask", "--engine", help="Several traces: dask (lazy, trace by trace) or pandas."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Several traces: a dask scheduler address "
+                                            "(tcp://HOST:8786) whose workers see the traces; default: threads here."),
 ) -> None:
-    """Per field min/mean/p50/p95/max, GPU busy time and energy, peak memory, and gaps (missed ticks, holes)."""
+    """One trace: per field min/mean/p50/p95/max, GPU busy time and energy, peak memory, and gaps.
+    Several (a directory, a glob, a list): per host and overall, and a table of the traces."""
     import json
 
-    from telemrec.analysis.summary import summarize
-
     with reported_errors():
-        from telemrec.analysis._select import trace_paths
+        from telemrec.analysis._select import is_collection, trace_paths
 
         found = trace_paths(paths)
-        results = [summarize(p, readers=readers, entities=entities, fields=fields, start=_time(start), end=_time(end))
-                   for p in found]
+        times = dict(start=_time(start), end=_time(end))
+        many = len(found) > 1 or (len(paths) == 1 and is_collection(paths[0]))
+        if many and not each:
+            _summary_of_many(found, readers, entities, fields, times, engine, scheduler, json_out, show_all)
+            return
+        from telemrec.analysis.summary import summarize
+
+        results = [summarize(p, readers=readers, entities=entities, fields=fields, **times) for p in found]
         if json_out:
             payload = [r.to_dict() for r in results]
             typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, allow_nan=False))
             return
         typer.echo("\n\n".join(r.to_text(max_fields=None if show_all else 40) for r in results))
+
+
+def _summary_of_many(found, readers, entities, fields, times, engine, scheduler, json_out, show_all) -> None:
+    from contextlib import nullcontext
+
+    from telemrec.analysis.jobsummary import summarize_traces
+
+    client = nullcontext()
+    if scheduler is not None:
+        from telemrec.analysis.dask_frames import require_dask
+
+        require_dask()
+        from distributed import Client
+
+        client = Client(scheduler)
+    with client:
+        result = summarize_traces(found, readers=readers, entities=entities, fields=fields, engine=engine, **times)
+    typer.echo(result.to_json() if json_out else result.to_text(max_rows=None if show_all else 40))
 
 
 def plot_command(

@@ -14,7 +14,8 @@ from telemrec.errors import TelemrecError
 def record_command(
     ctx: typer.Context,
     output: str = typer.Option(..., "--output", "-o", metavar="PATH",
-                               help="Trace path; %h host, %j Slurm job id, %t start time."),
+                               help="Trace path; %h host, %j job id, %a array task, %s step, %r requeue count, "
+                                    "%n node index, %u unique id, %t start time (docs/slurm.md)."),
     reader: Optional[List[str]] = typer.Option(None, "--reader", "-r", metavar="NAME",
                                                help="Reader to run (repeatable; `telemrec readers`). Default: psutil."),
     source: Optional[List[str]] = typer.Option(None, "--source", "-s", metavar="SOURCE",

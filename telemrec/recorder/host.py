@@ -24,14 +24,20 @@ def allowed_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def slurm_info(environ: Mapping[str, str] | None = None) -> dict | None:
+    """The job's provenance (a batch script has no SLURM_STEP_ID: no ``step_id``; the first run of
+    a job has no SLURM_RESTART_COUNT: ``restart_count`` 0)."""
     env = os.environ if environ is None else environ
     if "SLURM_JOB_ID" not in env:
         return None
     keys = {"job_id": "SLURM_JOB_ID", "step_id": "SLURM_STEP_ID", "node_id": "SLURM_NODEID",
             "proc_id": "SLURM_PROCID", "array_job_id": "SLURM_ARRAY_JOB_ID",
             "array_task_id": "SLURM_ARRAY_TASK_ID", "node_name": "SLURMD_NODENAME",
-            "nodelist": "SLURM_JOB_NODELIST", "cluster": "SLURM_CLUSTER_NAME"}
-    return {name: env[var] for name, var in keys.items() if var in env}
+            "nodelist": "SLURM_JOB_NODELIST", "cluster": "SLURM_CLUSTER_NAME",
+            "restart_count": "SLURM_RESTART_COUNT", "job_name": "SLURM_JOB_NAME", "partition": "SLURM_JOB_PARTITION",
+            "nnodes": "SLURM_NNODES", "local_id": "SLURM_LOCALID"}
+    info = {name: env[var] for name, var in keys.items() if var in env}
+    info.setdefault("restart_count", "0")
+    return info
 
 
 def _cpu_model(procfs: str = "/proc") -> str | None:

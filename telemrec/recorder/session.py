@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 from telemrec._version import __version__
 from telemrec.errors import TelemrecError, TraceWriteError, UsageError
+from telemrec.identity import new_trace_id
 from telemrec.readers import get_reader
 from telemrec.record import ReaderConfig
 from telemrec.recorder.host import allowed_env, host_info, library_versions, slurm_info
@@ -87,7 +88,7 @@ def _validate(req: RecordRequest) -> None:
 
 
 def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int, start_mono: int,
-                   command_pid: int | None) -> dict:
+                   command_pid: int | None, trace_id: str | None = None) -> dict:
     import json
 
     host = host_info()
@@ -101,6 +102,7 @@ def build_manifest(req: RecordRequest, slots: list[ReaderSlot], start_wall: int,
         "format": FORMAT_NAME,
         "format_version": CURRENT_FORMAT_VERSION,
         "telemrec_version": __version__,
+        "trace_id": trace_id or new_trace_id(),
         "libraries": {**library_versions(), "hdf5_libver": list(LIBVER)},
         "host": host,
         "gpus": gpus,
@@ -199,7 +201,8 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
     _validate(req)
     console = console or Console(quiet=True)
     start_wall, start_mono = time.time_ns(), time.monotonic_ns()
-    path = expand_output_path(req.output, wall_ns=start_wall)
+    trace_id = new_trace_id()  # once per recording: the manifest's and what %u expands to
+    path = expand_output_path(req.output, wall_ns=start_wall, trace_id=trace_id)
     check_output_path(path)
     _remove_stale_temporaries(path)  # a recorder or reader killed while creating its journal or trace
     command = Command(req.command, req.grace) if req.command else None  # held at its gate: nothing has run yet
@@ -207,7 +210,7 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
         slots = _open_slots(req, command.pid if command else None)
         try:
             writer = TraceWriter(path, build_manifest(req, slots, start_wall, start_mono,
-                                                      command.pid if command else None))
+                                                      command.pid if command else None, trace_id))
         except BaseException:
             for slot in slots:
                 slot.reader.close()

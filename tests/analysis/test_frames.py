@@ -156,16 +156,19 @@ def test_resample_bins_rows(node_trace):
     assert last == 5000 + 4 * 10
 
 
-def test_many_traces_get_a_host_level(node_trace, node_trace_b, tmp_path):
+def test_many_traces_are_keyed_by_host_and_trace(node_trace, node_trace_b, tmp_path):
     df = load([node_trace, node_trace_b], entities="gpu0", fields="utilization.gpu")
-    assert list(df.columns.names) == ["host", "source", "entity", "field"]
-    assert set(df.columns.get_level_values("host")) == {"node-a", "node-b"}
-    assert len(df) == 2 * N               # 300 ms apart: rows interleave
+    assert list(df.index.names) == ["host", "trace", "time"]
+    assert list(df.columns.names) == ["source", "entity", "field"]
+    assert list(df.index.get_level_values("host").unique()) == ["node-a", "node-b"]
+    assert len(df) == 2 * N               # every row of each trace, under its own key
     gridded = load([node_trace, node_trace_b], entities="gpu0", fields="utilization.gpu", resample="1s")
-    assert len(gridded) == N and gridded.notna().all().all()
+    side_by_side = gridded[("nvml", "gpu0", "utilization.gpu")].unstack(["host", "trace"])
+    assert len(side_by_side) == N and side_by_side.notna().all().all()   # resampled hosts share rows
     long = load([node_trace, node_trace_b], entities="gpu0", fields="utilization.gpu", form="long")
     assert set(long["host"]) == {"node-a", "node-b"}
     assert [t["host"] for t in df.attrs["traces"]] == ["node-a", "node-b"]
+    assert [t["trace"] for t in df.attrs["traces"]] == list(df.index.get_level_values("trace").unique())
 
 
 def test_directory_and_glob(node_trace, tmp_path):
@@ -176,7 +179,7 @@ def test_directory_and_glob(node_trace, tmp_path):
     by_dir = load(str(d), entities="gpu0", fields="utilization.gpu")
     by_glob = load(str(d / "*.h5"), entities="gpu0", fields="utilization.gpu")
     pd.testing.assert_frame_equal(by_dir, by_glob)
-    assert set(by_dir.columns.get_level_values("host")) == {"h1", "h2"}
+    assert set(by_dir.index.get_level_values("host")) == {"h1", "h2"}
 
 
 def test_bad_arguments(node_trace):
