@@ -9,14 +9,8 @@ the Parquet file's metadata (pandas keeps ``DataFrame.attrs`` there). Parquet
 needs pyarrow (``pip install 'telemrec[parquet]'``). ``dmon`` and ``openmetrics`` are written by
 ``telemrec.emulate`` (docs/replay/dcgmi.md, docs/replay/openmetrics.md).
 
-HDF5 (``format="hdf5"``) is for people without telemrec (MATLAB's ``h5read``, HDFView, h5py,
-Slurm's sh5util users): the wide frame as plain datasets, explained by attributes, nothing to
-decode. ``/time`` (float64 seconds since 1970-01-01 UTC, an HDF5 dimension scale) and
-``/time_ns`` (int64, exact); one dataset per field at ``/<source>/<entity>/<field>`` (with
-``/<host>/`` first for several traces), float64 (NaN where the field has no sample), int64
-(every sample a whole number) or UTF-8 text, attached to ``/time``, with attributes ``units``,
-``description``, ``counter`` and the original ``source``, ``entity`` and ``field`` names ("/"
-in a name is written %2F, "%" as %25).
+HDF5 (``format="hdf5"``) is the wide frame as plain datasets for people without telemrec
+(MATLAB, HDFView, h5py): see ``telemrec.analysis._export_hdf5``.
 """
 
 from __future__ import annotations
@@ -93,62 +87,6 @@ def _export_emulated(path, format: str, out: str, form: str, load_args: dict) ->
     return out
 
 
-def _name(text: str) -> str:
-    """An HDF5 link name for a source, entity or field name (one level: "/" escaped)."""
-    return str(text).replace("%", "%25").replace("/", "%2F") or "%"
-
-
-def _to_hdf5(frame: pd.DataFrame, meta: dict, target: str) -> None:
-    import datetime as dt
-
-    import h5py
-    import numpy as np
-
-    from telemrec._version import __version__
-
-    wall = frame.index.get_level_values(-1) if isinstance(frame.index, pd.MultiIndex) else frame.index
-    time_ns = np.asarray(wall.as_unit("ns").asi8, dtype=np.int64)
-    units, descriptions = meta.get("units") or {}, meta.get("descriptions") or {}
-    counters = {source: set(names) for source, names in (meta.get("counters") or {}).items()}
-    with h5py.File(target, "w", libver="earliest") as h5:
-        h5.attrs["title"] = "telemetry exported by telemrec"
-        h5.attrs["description"] = ("Plain export of telemrec trace(s): /time, then one dataset per field at "
-                                   "/<source>/<entity>/<field> (/<host>/... for several traces), a value per time.")
-        h5.attrs["exported_by"] = f"telemrec {__version__}"
-        h5.attrs["exported_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        h5.attrs["traces"] = json.dumps(meta.get("traces") or [], default=str)
-        h5.attrs["rates"] = bool(meta.get("rates"))
-        h5.attrs["rows"] = ("a row per recorder tick" if meta.get("align") == "tick" else "a row per timestamp")
-        seconds = h5.create_dataset("time", data=time_ns / 1e9)
-        seconds.attrs["units"] = "seconds since 1970-01-01 00:00:00 UTC"
-        seconds.attrs["long_name"] = "sample time (UTC wall clock)"
-        seconds.make_scale("time")
-        exact = h5.create_dataset("time_ns", data=time_ns)
-        exact.attrs["units"] = "nanoseconds since 1970-01-01 00:00:00 UTC"
-        for column in frame.columns:
-            parts = column if isinstance(column, tuple) else (column,)
-            source, entity, field = parts[-3:]
-            values = frame[column]
-            if values.dtype.kind in "fiub":
-                data = values.to_numpy(dtype=np.float64)
-                finite = data[np.isfinite(data)]
-                if len(finite) == len(data) and len(data) and np.all(finite == np.round(finite)) \
-                        and np.all(np.abs(finite) < 2**63):
-                    data = data.astype(np.int64)
-                opts = {"compression": "gzip", "shuffle": True} if len(data) > 1 else {}
-                ds = h5.create_dataset("/".join(_name(p) for p in parts), data=data, **opts)
-            else:
-                text = [v if isinstance(v, str) else "" for v in values.to_numpy(dtype=object)]
-                ds = h5.create_dataset("/".join(_name(p) for p in parts), data=text, dtype=h5py.string_dtype())
-            ds.attrs["units"] = str((units.get(source) or {}).get(field) or "")
-            ds.attrs["description"] = str((descriptions.get(source) or {}).get(field) or "")
-            ds.attrs["counter"] = field in counters.get(source, ())
-            ds.attrs["source"], ds.attrs["entity"], ds.attrs["field"] = str(source), str(entity), str(field)
-            if len(parts) == 4:
-                ds.attrs["host"] = str(parts[0])
-            ds.dims[0].attach_scale(seconds)
-
-
 def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **load_args) -> str:
     """Write trace(s) ``path`` to ``out`` as ``format`` (csv, parquet, jumper, hdf5); return ``out``.
     ``out="-"`` writes CSV or Parquet to standard output.
@@ -184,7 +122,9 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
         if format == "csv":
             table.to_csv(tmp, index=False)
         elif format == "hdf5":
-            _to_hdf5(frame, meta, tmp)
+            from telemrec.analysis._export_hdf5 import write_hdf5
+
+            write_hdf5(frame, meta, tmp)
         else:
             _to_parquet(table, meta, tmp)
         os.replace(tmp, out)

@@ -17,6 +17,7 @@
 #include "structmember.h"
 
 #include "libdeflate.h"
+#include "_ccodec_common.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -547,23 +548,6 @@ static void delta_w0(int order, const uint64_t *first, int64_t a, int64_t b, uin
         if (i >= a)
             out[i - a] = x;
     }
-}
-
-/* int64 -> float64 in place, divided by 10**scale when asked: the conversion and the IEEE
- * division NumPy does, so the bits agree; cloned for wider vector units where the compiler can. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__clang__) && __GNUC__ >= 12
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) /* needs glibc's ifunc */
-#endif
-static void to_double(uint64_t *buf, int64_t n, double divisor)
-{
-    const int64_t *v = (const int64_t *)buf;
-    double *o = (double *)buf;
-    if (divisor != 1.0)
-        for (int64_t i = 0; i < n; i++)
-            o[i] = (double)v[i] / divisor;
-    else
-        for (int64_t i = 0; i < n; i++)
-            o[i] = (double)v[i];
 }
 
 /* Rows [a, b) of run k (its first row is ``start``) into out (int64 packed values, or float64 with

@@ -37,6 +37,7 @@ static Py_ssize_t product(Py_ssize_t a, Py_ssize_t b)
 
 /* Inflating one chunk: libdeflate, built from third_party/libdeflate (twice zlib's speed here). */
 #include "libdeflate.h"
+#include "_ccodec_common.h"
 #define INFLATER_NAME "libdeflate " LIBDEFLATE_VERSION_STRING
 typedef struct libdeflate_decompressor Inflater;
 
@@ -115,23 +116,6 @@ INLINE void xor_rows(const uint8_t *p, Py_ssize_t plane, const int width, int ac
         if (j >= skip)
             out[j - skip] = acc;
     }
-}
-
-/* int64 -> float64 in place, divided by 10**scale when asked: the conversion and the IEEE
- * division NumPy does, so the bits agree; cloned for wider vector units where the compiler can. */
-#if defined(__x86_64__) && defined(__GLIBC__) && !defined(__clang__) && __GNUC__ >= 12
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) /* needs glibc's ifunc */
-#endif
-static void to_double(void *buf, Py_ssize_t n, double divisor)
-{
-    const int64_t *v = (const int64_t *)buf;
-    double *o = (double *)buf;
-    if (divisor != 0.0)
-        for (Py_ssize_t i = 0; i < n; i++)
-            o[i] = (double)v[i] / divisor;
-    else
-        for (Py_ssize_t i = 0; i < n; i++)
-            o[i] = (double)v[i];
 }
 
 #define WIDTHS(call, ...) \

@@ -241,6 +241,33 @@ class Column:
         return out, numeric
 
 
+class EntityReads:
+    """Reading one entity's columns by name: the same for the entity readers of every format
+    (``v1.EntityReader``, ``_v3entity.V3Entity``), which provide ``meta_column``, ``field_column``,
+    ``timestamps`` and the names of their meta columns (``META_NAMES``)."""
+
+    META_NAMES: frozenset = frozenset()
+
+    def column(self, name: str):
+        """A stored column: meta (``_seq``, ``_tidx``, ...) first, then fields."""
+        return self.meta_column(name) if name in self.META_NAMES else self.field_column(name)
+
+    def read(self, name: str, lo: int = 0, hi: int | None = None) -> "Column":
+        """Rows [lo, hi) of a meta column (``_mono_ns`` and ``_wall_ns`` included) or else a field."""
+        if name in ("_mono_ns", "_wall_ns"):
+            mono, wall = self.timestamps(lo, hi)
+            values = mono if name == "_mono_ns" else wall
+            return Column(np.full(len(values), INT, np.uint8), values, values.astype(np.float64), None)
+        return self.column(name).read(lo, hi)
+
+    def read_field(self, name: str, lo: int = 0, hi: int | None = None) -> "Column":
+        """Rows [lo, hi) of the field ``name``, even one named like a meta column."""
+        return self.field_column(name).read(lo, hi)
+
+    def ints(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        return self.read(name, lo, hi).ints
+
+
 @typed_reads
 class ColumnReader:
     """Random access to one on-disk column.

@@ -20,6 +20,7 @@ from telemrec._version import __version__
 from telemrec.errors import TraceCorruptError, TraceWriteError
 from telemrec.trace import _catalog as C
 from telemrec.trace._version import FORMAT_NAME
+from telemrec.trace.journal import unlink_quietly
 
 FORMAT_VERSION = 3
 LIBVER = ("v110", "v110")
@@ -73,7 +74,7 @@ def write_trace(out: str, state, manifest: dict, *, exclusive: bool = False) -> 
         plan.copy_streams(tmp, offset, out)
         durable_rename(tmp, out, exclusive=exclusive)
     except BaseException:
-        _unlink(tmp)
+        unlink_quietly(tmp)
         raise
 
 
@@ -95,13 +96,6 @@ def _check_room(out: str, size: int) -> None:
         raise TraceWriteError(f"cannot write {out}: it needs {need / 1e6:.1f} MB, and this process may write "
                               f"files of {limit / 1e6:.1f} MB at most (ulimit -f)",
                               "Raise the file size limit, or open the trace where it may be written.", path=out, errno=27)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 class _Plan:

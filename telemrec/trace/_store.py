@@ -60,13 +60,6 @@ def durable_rename(tmp: str, out: str, *, exclusive: bool = False) -> None:
     _journal._fsync_dir(out)
 
 
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 class Trace:
     """A trace opened for reading. Use ``open_trace(path)``; close it (or use ``with``)."""
 
@@ -261,7 +254,7 @@ def _remove_stale_temporaries(path: str) -> None:
     for tmp in glob.glob(glob.escape(path) + ".tmp-*") + glob.glob(glob.escape(path) + ".journal.tmp-*"):
         pid = tmp.rsplit("-", 1)[-1]
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            _unlink_quietly(tmp)
+            _journal.unlink_quietly(tmp)
 
 
 def _open_file(path: str, recovered: bool = False) -> Trace:

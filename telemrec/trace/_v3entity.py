@@ -13,7 +13,7 @@ import numpy as np
 from telemrec.trace._damage import typed_reads
 from telemrec.trace import _catalog as C
 from telemrec.trace._codec import INT
-from telemrec.trace._columns import Column
+from telemrec.trace._columns import Column, EntityReads
 from telemrec.trace._tables import concat_columns, packed, packed_column
 
 BLOCK_ROWS = 8192
@@ -124,8 +124,10 @@ class V3Column:
 
 
 @typed_reads
-class V3Entity:
+class V3Entity(EntityReads):
     """One (source, entity) series of a format 3 trace."""
+
+    META_NAMES = frozenset(_META)
 
     chunk_rows = BLOCK_ROWS
 
@@ -176,25 +178,8 @@ class V3Entity:
             col = self._cols[(True, name)] = V3Column(self.reader, self.eid, _META[name])
         return col
 
-    def column(self, name: str) -> V3Column:
-        return self.meta_column(name) if name in _META else self.field_column(name)
-
-    def read(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
-        """Rows [lo, hi) of a meta column (``_mono_ns`` and ``_wall_ns`` included) or else a field."""
-        if name in ("_mono_ns", "_wall_ns"):
-            mono, wall = self.timestamps(lo, hi)
-            values = mono if name == "_mono_ns" else wall
-            return Column(np.full(len(values), INT, np.uint8), values, values.view(np.float64), None)
-        return self.column(name).read(lo, hi)
-
-    def read_field(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
-        return self.field_column(name).read(lo, hi)
-
     def timestamps(self, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.time.gather(read_rows(self.reader, self.eid, _META["_tidx"], lo, hi).ints)
-
-    def ints(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
-        return self.read(name, lo, hi).ints
 
     def row_range(self, start_wall_ns: int | None, end_wall_ns: int | None) -> tuple[int, int]:
         """Rows [lo, hi) whose wall_ns lies in [start, end); decodes only the runs that can hold them."""

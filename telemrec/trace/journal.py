@@ -333,6 +333,13 @@ def scan_v1(path: str, result: ScanResult) -> Iterator[dict]:
         result.torn_bytes = size - result.valid_bytes
 
 
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:

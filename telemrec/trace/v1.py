@@ -35,7 +35,7 @@ from telemrec._version import __version__
 from telemrec.record import RawRecord
 from telemrec.trace import _chunkindex, _strings
 from telemrec.trace._codec import INT as INT_KIND
-from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader
+from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader, EntityReads
 from telemrec.trace._version import FORMAT_NAME
 
 FORMAT_VERSION = 1
@@ -332,8 +332,10 @@ class SourceTimeReader:
 
 
 @typed_reads
-class EntityReader:
+class EntityReader(EntityReads):
     """One (source, entity) series of a trace (format 1 or 2: the same layout)."""
+
+    META_NAMES = frozenset(STORED_META)
 
     def __init__(self, source: str, group: h5py.Group, time: SourceTimeReader, use_index: bool = False):
         self.source = source
@@ -405,28 +407,9 @@ class EntityReader:
             col = self._cols[(True, name)] = ColumnReader(self.group[name], self._meta[name])
         return col
 
-    def column(self, name: str) -> ColumnReader:
-        """A stored column: meta (``_seq``, ``_tidx``, ...) first, then fields."""
-        return self.meta_column(name) if name in STORED_META else self.field_column(name)
-
-    def read(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
-        """Rows [lo, hi) of a meta column (``_mono_ns`` and ``_wall_ns`` included) or else a field."""
-        if name in ("_mono_ns", "_wall_ns"):
-            mono, wall = self.timestamps(lo, hi)
-            values = mono if name == "_mono_ns" else wall
-            return Column(np.full(len(values), INT_KIND, np.uint8), values, values.astype(np.float64), None)
-        return self.column(name).read(lo, hi)
-
-    def read_field(self, name: str, lo: int = 0, hi: int | None = None) -> Column:
-        """Rows [lo, hi) of the field ``name``, even one named like a meta column."""
-        return self.field_column(name).read(lo, hi)
-
     def timestamps(self, lo: int = 0, hi: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mono_ns, wall_ns) of rows [lo, hi)."""
         return self.time.gather(self.meta_column("_tidx").read(lo, hi).ints)
-
-    def ints(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
-        return self.read(name, lo, hi).ints
 
     def block_ranges(self, lo: int, hi: int, rows: int | None = None):
         """[a, b) ranges covering rows [lo, hi), cut at chunk boundaries, about ``rows`` rows each

@@ -53,9 +53,21 @@ def test_names_with_slashes_and_several_hosts(node_trace, node_trace_b, tmp_path
         assert ds.attrs["field"] == 'node_filesystem_avail_bytes{fstype="ext4",mountpoint="/"}'
         assert ds.attrs["entity"] == "device=/dev/vda" and ds.attrs["units"] == "bytes"
     both = export([node_trace, node_trace_b], "hdf5", tmp_path / "both.h5", entities="gpu0", fields="power.usage")
+    frame = load([node_trace, node_trace_b], entities="gpu0", fields="power.usage")
     with h5py.File(both, "r") as h5:
-        assert sorted(h5) == ["node-a", "node-b", "time", "time_ns"]
-        assert h5["node-b/nvml/gpu0/power.usage"].attrs["host"] == "node-b"
+        assert sorted(h5) == ["node-a", "node-b"]
+        for (host, trace), part in frame.groupby(level=["host", "trace"]):
+            group = h5[f"{host}/{trace}"]
+            assert group.attrs["host"] == host and group.attrs["trace"] == trace
+            assert group.attrs["path"].endswith(f"{host}.h5")
+            times = part.index.get_level_values("time").as_unit("ns").asi8
+            np.testing.assert_array_equal(group["time_ns"][()], times)
+            ds = group["nvml/gpu0/power.usage"]
+            np.testing.assert_array_equal(ds[()], part[("nvml", "gpu0", "power.usage")].to_numpy())
+            assert ds.dims[0][0].name == f"/{host}/{trace}/time"
+        # node-b starts 300 ms later: each trace keeps its own time axis
+        a, b = (h5[f"{host}"][next(iter(h5[host]))]["time_ns"][0] for host in ("node-a", "node-b"))
+        assert b - a == 300_000_000
 
 
 def test_h5dump_reads_units_and_the_dimension_scale(node_trace, tmp_path):
