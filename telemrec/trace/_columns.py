@@ -241,6 +241,28 @@ class Column:
         return out, numeric
 
 
+class TimeGather:
+    """A source's timestamps looked up by row, one span of rows read and kept at a time: the same
+    for every format's time table, which provides ``_read_span(lo, hi) -> (a, mono, wall)``
+    (rows from ``a`` covering ``lo..hi``)."""
+
+    _cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
+
+    def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(tidx):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lo, hi = int(tidx.min()), int(tidx.max()) + 1
+        cache = self._cache
+        if cache is None or lo < cache[0] or hi > cache[1]:
+            a, mono, wall = self._read_span(lo, hi)
+            cache = self._cache = (a, a + len(mono), mono, wall)
+        a = cache[0]
+        return cache[2][tidx - a], cache[3][tidx - a]
+
+    def _read_span(self, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
 class EntityReads:
     """Reading one entity's columns by name: the same for the entity readers of every format
     (``v1.EntityReader``, ``_v3entity.V3Entity``), which provide ``meta_column``, ``field_column``,

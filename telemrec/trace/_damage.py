@@ -53,6 +53,7 @@ def _wrap(name: str, function):
                 raise
             except LOW_LEVEL as exc:
                 raise corrupt(self, name, exc) from exc
+        generator._typed_reads = True
         return generator
 
     @functools.wraps(function)
@@ -63,12 +64,19 @@ def _wrap(name: str, function):
             raise
         except LOW_LEVEL as exc:
             raise corrupt(self, name, exc, args) from exc
+    method._typed_reads = True
     return method
 
 
 def typed_reads(cls):
-    """Class decorator: every public method and property (and ``__init__``) raises only typed errors."""
-    for name, value in list(vars(cls).items()):
+    """Class decorator: every public method and property (and ``__init__``), its own or inherited from
+    a mixin, raises only typed errors."""
+    members: dict = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        members.update(vars(klass))
+    for name, value in members.items():
+        if getattr(getattr(value, "fget", value), "_typed_reads", False):
+            continue
         if name.startswith("_") and name != "__init__":
             continue
         if isinstance(value, property):

@@ -13,7 +13,7 @@ import numpy as np
 from telemrec.trace._damage import typed_reads
 from telemrec.trace import _catalog as C
 from telemrec.trace._codec import INT
-from telemrec.trace._columns import Column, EntityReads
+from telemrec.trace._columns import Column, EntityReads, TimeGather
 from telemrec.trace._tables import concat_columns, packed, packed_column
 
 BLOCK_ROWS = 8192
@@ -50,7 +50,7 @@ def read_rows(reader, eid: int, column: int, lo: int = 0, hi: int | None = None)
 
 
 @typed_reads
-class V3Time:
+class V3Time(TimeGather):
     """A source's timestamps (its time table), looked up by row (``_tidx``)."""
 
     def __init__(self, reader, eid: int):
@@ -59,22 +59,13 @@ class V3Time:
         self.mono = V3Column(reader, eid, 0)
         self.wall = V3Column(reader, eid, 1)
         self.rows = self.mono.rows
-        self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
 
-    def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not len(tidx):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        lo, hi = int(tidx.min()), int(tidx.max()) + 1
-        cache = self._cache
-        if cache is None or lo < cache[0] or hi > cache[1]:
-            if lo < 0 or hi > self.rows:
-                from telemrec.errors import TraceCorruptError
-                raise TraceCorruptError(f"{self.reader.what}: a record points at timestamp row {hi - 1} of "
-                                        f"{self.rows}", path=self.reader.what)
-            cache = self._cache = (lo, hi, read_rows(self.reader, self.eid, 0, lo, hi).ints,
-                                   read_rows(self.reader, self.eid, 1, lo, hi).ints)
-        a = cache[0]
-        return cache[2][tidx - a], cache[3][tidx - a]
+    def _read_span(self, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+        if lo < 0 or hi > self.rows:
+            from telemrec.errors import TraceCorruptError
+            raise TraceCorruptError(f"{self.reader.what}: a record points at timestamp row {hi - 1} of "
+                                    f"{self.rows}", path=self.reader.what)
+        return lo, read_rows(self.reader, self.eid, 0, lo, hi).ints, read_rows(self.reader, self.eid, 1, lo, hi).ints
 
 
 @typed_reads

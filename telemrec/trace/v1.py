@@ -35,7 +35,7 @@ from telemrec._version import __version__
 from telemrec.record import RawRecord
 from telemrec.trace import _chunkindex, _strings
 from telemrec.trace._codec import INT as INT_KIND
-from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader, EntityReads
+from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader, EntityReads, TimeGather
 from telemrec.trace._version import FORMAT_NAME
 
 FORMAT_VERSION = 1
@@ -306,7 +306,7 @@ def _finite(value):
 # -- reading ----------------------------------------------------------------------------------
 
 @typed_reads
-class SourceTimeReader:
+class SourceTimeReader(TimeGather):
     """A source's timestamp table, read slice by slice and cached per chunk range."""
 
     def __init__(self, group: h5py.Group, use_index: bool = False):
@@ -316,19 +316,11 @@ class SourceTimeReader:
         parts = _read_index(group, [len(self.mono.descriptors), len(self.wall.descriptors)]) if use_index else None
         if parts is not None:
             self.mono.where, self.wall.where = parts
-        self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None
 
-    def gather(self, tidx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not len(tidx):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        lo, hi = int(tidx.min()), int(tidx.max()) + 1
-        cache = self._cache
-        if cache is None or lo < cache[0] or hi > cache[1]:
-            cr = self.mono.chunk_rows
-            a, b = lo // cr * cr, min(-(-hi // cr) * cr, self.mono.rows)
-            cache = self._cache = (a, b, self.mono.read(a, b).ints, self.wall.read(a, b).ints)
-        a = cache[0]
-        return cache[2][tidx - a], cache[3][tidx - a]
+    def _read_span(self, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+        cr = self.mono.chunk_rows  # whole chunks: each is decoded once whichever rows are asked for
+        a, b = lo // cr * cr, min(-(-hi // cr) * cr, self.mono.rows)
+        return a, self.mono.read(a, b).ints, self.wall.read(a, b).ints
 
 
 @typed_reads
