@@ -22,7 +22,8 @@ import sys
 import pandas as pd
 
 from telemrec.analysis.frames import load
-from telemrec.errors import ReaderUnavailableError, TraceWriteError, UsageError
+from telemrec._atomic import atomic_path
+from telemrec.errors import ReaderUnavailableError, UsageError
 
 __all__ = ["FORMATS", "export", "flat_columns"]
 
@@ -117,8 +118,7 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
     if out == "-":
         _to_stdout(table, format, meta)
         return out
-    tmp = f"{out}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(out) as tmp:
         if format == "csv":
             table.to_csv(tmp, index=False)
         elif format == "hdf5":
@@ -127,15 +127,7 @@ def export(path, format: str, out: str | os.PathLike, *, form: str = "wide", **l
             write_hdf5(frame, meta, tmp)
         else:
             _to_parquet(table, meta, tmp)
-        os.replace(tmp, out)
-        if format == "csv":  # written only once the data is in place, so a failure leaves nothing behind
-            with open(f"{out}.meta.json", "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2, default=str)
-    except OSError as exc:
-        raise TraceWriteError(f"cannot write {out}: {exc.strerror or exc}",
-                              "Check that the output directory exists and is writable, and that the disk is not full.",
-                              path=out) from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if format == "csv":  # written only once the data is in place, so a failure leaves nothing behind
+        with atomic_path(f"{out}.meta.json") as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, default=str)
     return out

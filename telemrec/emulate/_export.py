@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator, TextIO
 
-from telemrec.errors import TraceWriteError
+from telemrec._atomic import atomic_path
 
 __all__ = ["atomic_text", "source_names", "wall_window"]
 
@@ -45,15 +44,5 @@ def source_names(trace, patterns) -> list[str] | None:
 @contextlib.contextmanager
 def atomic_text(path: str) -> Iterator[TextIO]:
     """A UTF-8 text file with "\\n" line ends that appears at ``path`` only once complete."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise TraceWriteError(f"cannot write {path}: {exc.strerror or exc}",
-                              "Check that the output directory exists and is writable, and that the disk is not full.",
-                              path=path) from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        yield fh
