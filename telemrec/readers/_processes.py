@@ -98,8 +98,9 @@ class UssBudget:
         self._last_ns: int | None = None
         self._last_read: dict[tuple, int] = {}
 
-    def plan(self, readings: Iterable[ProcessReading], now_ns: int) -> list[ProcessReading]:
-        """The readings in the order their USS should be read (levels already set)."""
+    def plan(self, readings: Iterable[ProcessReading], now_ns: int, first: int | None = None) -> list[ProcessReading]:
+        """The readings in the order their USS should be read (levels already set): oldest USS
+        first; among equals the job's processes, its root (pid ``first``) before its descendants."""
         readings = list(readings)
         if self.share is None:
             return readings
@@ -112,8 +113,8 @@ class UssBudget:
         if len(self._last_read) > 2 * len(readings):  # forget the processes that are gone
             alive = {r.key for r in readings}
             self._last_read = {k: v for k, v in self._last_read.items() if k in alive}
-        # the job's own processes first among equals
-        return sorted(readings, key=lambda r: (self._last_read.get(r.key, -math.inf), "process" not in r.levels))
+        return sorted(readings, key=lambda r: (self._last_read.get(r.key, -math.inf), "process" not in r.levels,
+                                               r.pid != first))
 
     def affordable(self) -> bool:
         return self.share is None or self._tokens > 0

@@ -537,7 +537,7 @@ class PsutilReader(BaseReader):
         gone: set[int] = set()
         now = time.monotonic_ns()
         cpu0 = time.thread_time_ns()
-        for reading in plan.plan(readings, now):
+        for reading in plan.plan(readings, now, first=self._target):
             if not plan.affordable():
                 break
             try:
