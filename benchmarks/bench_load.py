@@ -1,6 +1,7 @@
 """Benchmark: the reference trace into pandas, against Parquet and CSV of the same frame (issue "format 3").
 
     python benchmarks/bench_load.py [--hours 1 24] [--cache DIR] [--repeat 5] [--pairs 5] [--compare-v2 H=PATH ...]
+                                    [--baseline-python PYTHON]
 
 For each length (the dense GPU node of benchmarks/reference_trace.py, 1 Hz), the trace is
 built once through ``TraceWriter`` and cached with its frame written as Parquet (zstd)
@@ -10,7 +11,9 @@ and CSV. Timed, in this process, best and median of ``--repeat``:
   speed drifts within minutes);
 - one field of one entity for one hour (``load(trace, entities="gpu3", fields=..., start,
   end)``);
-- with ``--compare-v2 24=/path/to/same_data_in_format_2.h5``, ``load`` of that file too.
+- with ``--compare-v2 24=/path/to/same_data_in_format_2.h5``, ``load`` of that file too; with
+  ``--baseline-python`` also by the telemrec before format 3 (in that interpreter), then format
+  3 again.
 
 Targets: 1 h >= 3x faster than ``read_parquet``; 24 h wide frame <= 0.2 s and >= 10x
 ``read_csv``; one field of one entity for one hour <= 15 ms.
@@ -75,7 +78,31 @@ def _cached(cache: str, hours: float) -> tuple[str, str, str]:
     return trace, parquet, csv
 
 
-def run(hours: float, cache: str, repeat: int, pairs: int, v2: str | None) -> dict:
+_BASELINE_LOAD = """
+import gc, json, sys, time
+import telemrec
+times = []
+for _ in range(int(sys.argv[2])):
+    gc.collect()
+    t = time.perf_counter()
+    frame = telemrec.load(sys.argv[1])
+    times.append(time.perf_counter() - t)
+    del frame
+print(json.dumps(times))
+"""
+
+
+def _baseline_load(python: str, path: str, repeat: int) -> list[float]:
+    """``load(path)`` timed in another interpreter (the baseline install), ``repeat`` times."""
+    import json
+    import subprocess
+
+    out = subprocess.run([python, "-c", _BASELINE_LOAD, path, str(repeat)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(hours: float, cache: str, repeat: int, pairs: int, v2: str | None, baseline: str | None = None) -> dict:
     import pandas as pd
 
     import telemrec
@@ -101,6 +128,9 @@ def run(hours: float, cache: str, repeat: int, pairs: int, v2: str | None) -> di
     if v2:
         out["load_v2"] = _timed(lambda: telemrec.load(v2), repeat)
         out["v2_bytes"] = os.path.getsize(v2)
+        if baseline:
+            out["load_v2_baseline"] = _baseline_load(baseline, v2, repeat)
+            out["load_again"] = _timed(load, repeat)  # the machine may have drifted meanwhile
     return out
 
 
@@ -116,18 +146,24 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--compare-v2", nargs="*", default=[], metavar="HOURS=PATH",
                         help="the same data in format 2 (e.g. written by telemrec 0.1.0 before format 3)")
+    parser.add_argument("--baseline-python", metavar="PYTHON",
+                        help="with --compare-v2: also time load() of the format 2 file in this interpreter "
+                             "(the telemrec before format 3)")
     args = parser.parse_args(argv)
     from telemrec.trace.columnar import DECODER
 
     v2 = dict(item.split("=", 1) for item in args.compare_v2)
     print(f"decoder: {DECODER}; load average {os.getloadavg()[0]:.2f}")
     for hours in args.hours:
-        r = run(hours, args.cache, args.repeat, args.pairs, v2.get(f"{hours:g}"))
+        r = run(hours, args.cache, args.repeat, args.pairs, v2.get(f"{hours:g}"), args.baseline_python)
         print(f"## {hours:g} h: frame {r['shape'][0]} x {r['shape'][1]}, {r['values'] / 1e6:.1f} M values, "
               f"trace {r['bytes'] / 1e6:.1f} MB = {r['bytes'] / r['values']:.3f} B/value")
         print(f"load (format 3)      {_fmt(r['load'])}")
         if "load_v2" in r:
             print(f"load (format 2)      {_fmt(r['load_v2'])}  ({r['v2_bytes'] / 1e6:.1f} MB)")
+        if "load_v2_baseline" in r:
+            print(f"load (format 2, baseline telemrec) {_fmt(r['load_v2_baseline'])}; "
+                  f"format 3 again {_fmt(r['load_again'])}")
         print(f"read_parquet (zstd)  {_fmt(r['read_parquet'])}; load is {r['vs_parquet']:.1f}x faster (median of pairs)")
         print(f"read_csv             {_fmt(r['read_csv'])}; load is {r['vs_csv']:.1f}x faster (median of pairs)")
         print(f"one field, one entity, one hour: {_fmt(r['one_field_hour'])}")

@@ -6,6 +6,7 @@ error p99 <= 2 ms at 10 Hz.
 
     python benchmarks/bench_replay.py [--hours 3] [--trace reference|synthetic] [--cache DIR]
                                       [--pacing-seconds 10] [--skip-cli]
+                                      [--compare TRACE [--baseline-python PYTHON]]
 
 The trace is built once through ``TraceWriter`` and cached in ``--cache``: ``reference``
 is benchmarks/reference_trace.py (8 GPUs x 23 DCGM fields, 64 CPUs x 10 counters and
@@ -138,16 +139,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_phase(name: str, path: str) -> dict:
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--phase", name, path],
+def run_phase(name: str, path: str, python: str = sys.executable) -> dict:
+    out = subprocess.run([python, os.path.abspath(__file__), "--phase", name, path],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_cli(path: str) -> dict:
+def run_cli(path: str, python: str = sys.executable) -> dict:
     """`telemrec replay --speed max` into a pipe that only counts lines."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "telemrec", "replay", path, "--speed", "max"],
+    proc = subprocess.Popen([python, "-m", "telemrec", "replay", path, "--speed", "max"],
                             stdout=subprocess.PIPE)
     lines = 0
     while chunk := proc.stdout.read(1 << 20):
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cli", action="store_true", help="do not time `telemrec replay --speed max`")
     parser.add_argument("--compare", metavar="TRACE", help="time the same phases on this trace too, in the same run "
                                                            "(e.g. the same data in an older format)")
+    parser.add_argument("--baseline-python", metavar="PYTHON",
+                        help="run the --compare trace's phases with this interpreter (an older telemrec: the "
+                             "baseline; it must read that trace)")
     parser.add_argument("--phase", nargs=2, metavar=("NAME", "TRACE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
@@ -219,16 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "reference" and not os.path.exists(os.path.join(HERE, "reference_trace.py")):
         kind = "synthetic"
     path = cached_trace(args.cache, kind, args.hours, args.seed)
-    for trace in [path] + ([args.compare] if args.compare else []):
-        from telemrec.trace import open_trace
-
-        with open_trace(trace) as t:
-            version = t.format_version
-        print(f"trace: {trace} (format {version}, {os.path.getsize(trace) / 1e6:.1f} MB); "
+    runs = [(path, sys.executable)]
+    if args.compare:
+        runs.append((args.compare, args.baseline_python or sys.executable))
+    for trace, python in runs:
+        version = subprocess.run([python, "-c", "import sys; from telemrec.trace import open_trace\n"
+                                  "with open_trace(sys.argv[1]) as t: print(t.format_version)", trace],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        print(f"trace: {trace} (format {version}, {os.path.getsize(trace) / 1e6:.1f} MB) read by {python}; "
               f"load average {os.getloadavg()[0]:.2f}")
-        phases = [run_phase(name, trace) for name in ("records", "iter_replay", "reader", "batches")]
+        phases = [run_phase(name, trace, python) for name in ("records", "iter_replay", "reader", "batches")]
         if not args.skip_cli:
-            phases.append(run_cli(trace))
+            phases.append(run_cli(trace, python))
         print(f"{'phase':<16} {'records':>9} {'rec/s wall':>11} {'rec/s cpu':>11} {'Mval/s wall':>12} "
               f"{'Mval/s cpu':>11} {'peak RSS MB':>12}")
         for p in phases:
