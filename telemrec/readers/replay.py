@@ -359,8 +359,7 @@ class Replay:
             yield group
 
     def __iter__(self) -> Iterator[RawRecord]:
-        for group in self.paced():
-            yield from group
+        return chain.from_iterable(self.paced())
 
 
 class Pacer:

@@ -754,44 +754,103 @@ static int slot_offsets(PyTypeObject *cls, const char *const *names, int count, 
     return 0;
 }
 
+/* One column of build_records' input: a list of n objects, or a float64/int64 array whose items
+ * become Python objects here, a repeated value sharing the object of the row before (telemetry
+ * repeats itself: zero counters, constant clocks), which spares an allocation and a free. */
+typedef struct {
+    PyObject *list;  /* borrowed, or NULL for an array */
+    Py_buffer view;
+    char kind;       /* 'L' list, 'd' float64, 'q' int64 */
+    PyObject *last;  /* owned: the object made for the row before, when an array */
+    uint64_t last_bits;
+} column_t;
+
+static int column_open(column_t *c, PyObject *obj, Py_ssize_t n, const char *what)
+{
+    memset(c, 0, sizeof(*c));
+    if (PyList_Check(obj)) {
+        c->kind = 'L', c->list = obj;
+        if (PyList_GET_SIZE(obj) == n)
+            return 0;
+    } else if (PyObject_GetBuffer(obj, &c->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        const char *f = c->view.format ? c->view.format : "B";
+        if (*f == '<' || *f == '=' || *f == '@')
+            f++;
+        c->kind = (f[0] == 'd' && !f[1]) ? 'd' : ((f[0] == 'q' || f[0] == 'l') && !f[1]) ? 'q' : 0;
+        if (c->kind && c->view.itemsize == 8 && c->view.len == 8 * n)
+            return 0;
+    } else {
+        return -1;
+    }
+    if (c->view.obj)
+        PyBuffer_Release(&c->view);
+    PyErr_Format(PyExc_ValueError, "build_records: %s is not a list or float64/int64 array of n items", what);
+    return -1;
+}
+
+/* Row i's object, a new reference. */
+static PyObject *column_item(column_t *c, Py_ssize_t i)
+{
+    if (c->kind == 'L')
+        return Py_NewRef(PyList_GET_ITEM(c->list, i));
+    uint64_t bits = ((const uint64_t *)c->view.buf)[i];
+    if (!c->last || bits != c->last_bits) {
+        double d;
+        memcpy(&d, &bits, 8);
+        PyObject *made = c->kind == 'd' ? PyFloat_FromDouble(d) : PyLong_FromLongLong((long long)bits);
+        if (!made)
+            return NULL;
+        Py_XSETREF(c->last, made);
+        c->last_bits = bits;
+    }
+    return Py_NewRef(c->last);
+}
+
+static void column_close(column_t *c)
+{
+    Py_CLEAR(c->last);
+    if (c->view.obj)
+        PyBuffer_Release(&c->view);
+}
+
 /* build_records(cls, mono, wall, entity, names, values, present, source, versions, errors) -> list
  * n records of the slotted class ``cls`` (RawRecord: mono_ns, wall_ns, entity, fields, source,
- * source_version, error), from lists of n items (mono, wall, versions, errors), one list of values
- * per field name and, per field, None (every record has it) or bytes/bool array (which do). Returns
- * None when ``cls`` is not such a class (the caller builds them in Python). */
+ * source_version, error): mono and wall lists or int64 arrays of n items, versions and errors
+ * lists of n items, one column of values per field name (a list, or a float64/int64 array) and,
+ * per field, None (every record has it) or a bytes/bool array (which do). Returns None when
+ * ``cls`` is not such a class (the caller builds them in Python). */
 static PyObject *build_records(PyObject *Py_UNUSED(self), PyObject *args)
 {
     static const char *const attrs[7] = {"mono_ns", "wall_ns", "entity", "fields", "source", "source_version", "error"};
     PyTypeObject *cls;
-    PyObject *mono, *wall, *entity, *names, *values, *present, *source, *versions, *errors;
-    if (!PyArg_ParseTuple(args, "O!O!O!OO!O!O!OO!O!", &PyType_Type, &cls, &PyList_Type, &mono, &PyList_Type, &wall,
-                          &entity, &PyTuple_Type, &names, &PyList_Type, &values, &PyList_Type, &present, &source,
+    PyObject *mono_o, *wall_o, *entity, *names, *values, *present, *source, *versions, *errors;
+    if (!PyArg_ParseTuple(args, "O!OOOO!O!O!OO!O!", &PyType_Type, &cls, &mono_o, &wall_o, &entity,
+                          &PyTuple_Type, &names, &PyList_Type, &values, &PyList_Type, &present, &source,
                           &PyList_Type, &versions, &PyList_Type, &errors))
         return NULL;
     Py_ssize_t offsets[7];
     if (slot_offsets(cls, attrs, 7, offsets) < 0 || cls->tp_alloc == NULL)
         Py_RETURN_NONE;
-    Py_ssize_t n = PyList_GET_SIZE(mono), k = PyTuple_GET_SIZE(names);
-    if (PyList_GET_SIZE(wall) != n || PyList_GET_SIZE(versions) != n || PyList_GET_SIZE(errors) != n
-        || PyList_GET_SIZE(values) != k || PyList_GET_SIZE(present) != k) {
+    Py_ssize_t n = PyList_GET_SIZE(versions), k = PyTuple_GET_SIZE(names);
+    if (PyList_GET_SIZE(errors) != n || PyList_GET_SIZE(values) != k || PyList_GET_SIZE(present) != k) {
         PyErr_SetString(PyExc_ValueError, "build_records: the lists do not have matching lengths");
         return NULL;
     }
     Py_buffer *masks = calloc((size_t)(k ? k : 1), sizeof(Py_buffer));
-    PyObject **cols = malloc((size_t)(k ? k : 1) * sizeof(PyObject *));
+    column_t *cols = calloc((size_t)k + 2, sizeof(column_t)), *mono = cols + k, *wall = cols + k + 1;
     PyObject *out = NULL;
-    Py_ssize_t got = 0;
+    Py_ssize_t got = 0, opened = 0;
     if (!masks || !cols) {
         PyErr_NoMemory();
         goto done;
     }
+    if (column_open(mono, mono_o, n, "mono") < 0 || column_open(wall, wall_o, n, "wall") < 0)
+        goto done;
     for (; got < k; got++) {
-        PyObject *col = PyList_GET_ITEM(values, got), *mask = PyList_GET_ITEM(present, got);
-        if (!PyList_Check(col) || PyList_GET_SIZE(col) != n) {
-            PyErr_SetString(PyExc_ValueError, "build_records: a value list does not have n items");
+        PyObject *mask = PyList_GET_ITEM(present, got);
+        if (column_open(&cols[got], PyList_GET_ITEM(values, got), n, "a value column") < 0)
             goto done;
-        }
-        cols[got] = col;
+        opened = got + 1;
         if (mask != Py_None) {
             if (PyObject_GetBuffer(mask, &masks[got], PyBUF_C_CONTIGUOUS) < 0)
                 goto done;
@@ -813,9 +872,15 @@ static PyObject *build_records(PyObject *Py_UNUSED(self), PyObject *args)
         for (Py_ssize_t f = 0; f < k; f++) {
             if (masks[f].obj && !((const uint8_t *)masks[f].buf)[i])
                 continue;
-            PyObject *value = PyList_GET_ITEM(cols[f], i);
+            PyObject *value = column_item(&cols[f], i);
+            if (!value) {
+                Py_DECREF(fields);
+                goto fail;
+            }
             atomic &= !PyObject_IS_GC(value);
-            if (PyDict_SetItem(fields, PyTuple_GET_ITEM(names, f), value) < 0) {
+            int bad = PyDict_SetItem(fields, PyTuple_GET_ITEM(names, f), value);
+            Py_DECREF(value);
+            if (bad < 0) {
                 Py_DECREF(fields);
                 goto fail;
             }
@@ -826,16 +891,16 @@ static PyObject *build_records(PyObject *Py_UNUSED(self), PyObject *args)
         if (atomic)
             PyObject_GC_UnTrack(fields);
         PyObject *rec = cls->tp_alloc(cls, 0);
-        if (!rec) {
+        PyObject *m = column_item(mono, i), *w = column_item(wall, i);
+        if (!rec || !m || !w) {
+            Py_XDECREF(rec), Py_XDECREF(m), Py_XDECREF(w);
             Py_DECREF(fields);
             goto fail;
         }
-        PyObject *items[7] = {PyList_GET_ITEM(mono, i), PyList_GET_ITEM(wall, i), entity, fields, source,
-                              PyList_GET_ITEM(versions, i), PyList_GET_ITEM(errors, i)};
-        for (int a = 0; a < 7; a++) {
-            PyObject **slot = (PyObject **)((char *)rec + offsets[a]);
-            Py_XSETREF(*slot, a == 3 ? items[a] : Py_NewRef(items[a]));
-        }
+        PyObject *items[7] = {m, w, Py_NewRef(entity), fields, Py_NewRef(source),
+                              Py_NewRef(PyList_GET_ITEM(versions, i)), Py_NewRef(PyList_GET_ITEM(errors, i))};
+        for (int a = 0; a < 7; a++)
+            Py_XSETREF(*(PyObject **)((char *)rec + offsets[a]), items[a]);
         PyList_SET_ITEM(out, i, rec);
     }
     goto done;
@@ -845,6 +910,11 @@ done:
     for (Py_ssize_t f = 0; f < got && masks; f++)
         if (masks[f].obj)
             PyBuffer_Release(&masks[f]);
+    if (cols) {
+        for (Py_ssize_t f = 0; f < opened; f++)
+            column_close(&cols[f]);
+        column_close(mono), column_close(wall);
+    }
     free(masks), free(cols);
     return out;
 }

@@ -208,8 +208,9 @@ class _Block:
         return new
 
     def records(self, i: int, j: int) -> list[RawRecord]:
-        """Records of rows [i, j), built column by column: in C (``_ccodec.build_records``) where
-        it is built, else one Python loop per field over the rows.
+        """Records of rows [i, j), built column by column: in C (``_ccodec.build_records``, which
+        makes the numbers' objects itself, sharing one between equal neighbours) where it is built,
+        else one Python loop per field over the rows.
 
         Where most fields are present (the usual case), each row's dict starts as a copy of a
         template holding every field (no resizing) and absent fields are deleted afterwards;
@@ -218,8 +219,9 @@ class _Block:
         n = j - i
         ent = self.ent
         if _ccodec is not None:
-            recs = _ccodec.build_records(RawRecord, self.mono[i:j].tolist(), self.wall[i:j].tolist(), ent.name,
-                                         self.names_tuple, [values[i:j].tolist() for values in self.cols],
+            recs = _ccodec.build_records(RawRecord, self.mono[i:j], self.wall[i:j], ent.name, self.names_tuple,
+                                         [values[i:j] if values.dtype.kind in "if" and values.itemsize == 8
+                                          else values[i:j].tolist() for values in self.cols],
                                          [None if p is None else p[i:j] for p in self.present], ent.source,
                                          self.ver[i:j].tolist(), self.err[i:j].tolist())
             if recs is not None:
