@@ -170,3 +170,17 @@ def test_reproducer_command_runs_the_real_cli(tmp_path):
     assert "mutation set@1=0: byte 1 set to 0" in proc.stdout
     assert "telemrec: error:" in proc.stdout and "-> exit 2" in proc.stdout
     assert (tmp_path / "info" / "trace.h5").read_bytes()[1] == 0
+
+
+def _warns():
+    import warnings
+
+    warnings.warn("overflow in a garbage column", RuntimeWarning)
+    return 0
+
+
+def test_a_run_warns_as_a_fresh_interpreter_does_even_under_pytest(tmp_path):
+    # pytest's filterwarnings=error is in force here: the child must not inherit it
+    [(job, outcome)] = list(_runner.ForkRunner().run([_runner.Job("w", _warns, str(tmp_path / "w"), 10)]))
+    assert (outcome.status, outcome.code) == ("exit", 0)
+    assert "RuntimeWarning: overflow in a garbage column" in outcome.stderr

@@ -151,6 +151,7 @@ class ForkRunner:
             os.setsid()
             os.chdir(job.rundir)
             _redirect(job.rundir)
+            _default_warnings()
             if self.memory_limit:
                 resource.setrlimit(resource.RLIMIT_AS, (self.memory_limit, self.memory_limit))
             faulthandler.enable(file=sys.stderr, all_threads=True)
@@ -189,6 +190,24 @@ def _exit_status(func: Callable[[], int | None]) -> int:
         return code & 0xFF
     print(code, file=sys.stderr)
     return 1
+
+
+def _default_warnings() -> None:
+    """The warning filters and display of a fresh interpreter: a parent under pytest (which turns
+    warnings into errors and records them) must not change what a run does or prints."""
+    import warnings
+
+    warnings.resetwarnings()
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category, append=True)
+    warnings.showwarning = getattr(warnings, "_showwarning_orig", warnings.showwarning)
+
+    def show(msg) -> None:
+        sys.stderr.write(warnings.formatwarning(msg.message, msg.category, msg.filename, msg.lineno, msg.line))
+
+    if hasattr(warnings, "_showwarnmsg_impl"):  # catch_warnings(record=True) replaces it with list.append
+        warnings._showwarnmsg_impl = show
 
 
 def _redirect(rundir: str) -> None:
