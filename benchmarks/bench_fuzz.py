@@ -2,7 +2,7 @@
 
     python benchmarks/bench_fuzz.py [--mutants 150] [--seed 1] [--input v2/psutil_workload.h5 ...]
                                     [--kinds rename,zero-large | --kinds structure] [--timeout 8]
-                                    [--workers 2] [--out fuzz-out]
+                                    [--workers 2] [--lenient 1,2] [--out fuzz-out]
 
 Mutants of every sample trace (sample_traces/v1, v2, v3), of the crashed journals of
 sample_traces/corrupt (journal versions 1 and 2) and of a journal written by TraceWriter and
@@ -14,7 +14,8 @@ Prints runs, typed errors, accepted, silently altered, tracebacks, hangs and cra
 per command, then the failures grouped by root cause, each with the command that reproduces it.
 ``--out`` keeps: ``summary.txt`` (what was printed), ``failures.jsonl`` (every failing run: input,
 mutation spec, description, command, class, signature, stderr tail, reproducer) and ``mutants/``
-(the bytes of each root cause's first example, named after its input and spec).
+(the bytes of each root cause's first example, named after its input and spec). ``lost`` runs
+(typed errors on a journal whose undamaged leading frames hold records) are listed too.
 
 A run is a hang when it takes longer than ``--timeout`` seconds and ten times what the original
 took; on a shared machine keep it at several seconds.
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", help="comma-separated kinds or families (bytes, structure)")
     parser.add_argument("--timeout", type=float, default=8.0, help="seconds before a run counts as a hang")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--lenient", default="", help="trace format versions judged for tracebacks, hangs and "
+                                                      "crashes only, e.g. 1,2 (they checksum no names)")
     parser.add_argument("--out", default="fuzz-out")
     args = parser.parse_args(argv)
 
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
     os.makedirs(os.path.join(out, "mutants"), exist_ok=True)
     work = tempfile.mkdtemp(prefix="telemrec-fuzz-")
     cache = os.path.join(work, "inputs")
-    campaign = fuzz.Campaign(os.path.join(work, "runs"), workers=args.workers, min_timeout=args.timeout)
+    campaign = fuzz.Campaign(os.path.join(work, "runs"), workers=args.workers, min_timeout=args.timeout,
+                             lenient_versions=tuple(int(v) for v in args.lenient.split(",") if v))
     inputs = [(p, n) for p, n in fuzz.sample_inputs(os.path.join(ROOT, "sample_traces"))
               if not args.input or n in args.input]
     paths = {n: os.path.relpath(p, ROOT) if not p.startswith("gen:") else p for p, n in inputs}
@@ -85,14 +89,16 @@ def main(argv=None) -> int:
              fuzz.format_table(fuzz.counts(results, "input"), "input"), "",
              fuzz.format_table(fuzz.counts(results, "command"), "command"), "",
              "root causes (failures grouped by class and innermost telemrec frame):",
-             fuzz.format_causes(fuzz.causes(results), paths) or "none"]
+             fuzz.format_causes(fuzz.causes(results), paths) or "none", "",
+             "typed errors that refused a journal whose leading frames hold records (recoverable, not recovered):",
+             fuzz.format_causes(fuzz.causes(results, lost=True), paths) or "none"]
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(out, "failures.jsonl"), "w") as f:
         for r in results:
-            if r.failed:
+            if r.failed or r.lost:
                 row = to_json(r)
                 row["reproducer"] = fuzz.reproducer(paths.get(r.input, r.input), r.mutation, r.command)
                 f.write(json.dumps(row) + "\n")

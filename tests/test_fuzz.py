@@ -24,7 +24,7 @@ from telemrec.testing import fuzz
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sample_traces")
 INPUTS = fuzz.sample_inputs(ROOT, generated=False)
-MUTANTS = int(os.environ.get("TELEMREC_FUZZ_MUTANTS", "18"))  # per trace; journals get twice as many
+MUTANTS = int(os.environ.get("TELEMREC_FUZZ_MUTANTS", "16"))  # per trace; journals get twice as many
 SEED = int(os.environ.get("TELEMREC_FUZZ_SEED", "12"))
 ALL_COMMANDS = os.environ.get("TELEMREC_FUZZ_ALL_COMMANDS") == "1"
 HANG_S = 8.0  # a read that takes 8 s (and 10x its original's time) is a hang: every sample reads in < 0.5 s

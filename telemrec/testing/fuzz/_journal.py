@@ -138,7 +138,7 @@ def frame_json(journal: Journal, data: bytes, rng: random.Random):
     index, obj = rng.choice(picks)
     paths = _json_targets(journal, obj)
     new, path, what = _jsonedit.edit(obj, rng, paths=paths)
-    strict = _strict_json_edit(new, path)
+    strict = _strict_json_edit(obj, new, path, what)
     return _replace(journal, index, encode(journal, "json", new)), \
         f"frame {index} ({_frame_type(obj)}) re-sealed: {what}", strict
 
@@ -226,12 +226,18 @@ def _json_targets(journal: Journal, obj) -> list:
     return structural if structural and len(structural) < len(paths) * 4 else paths
 
 
-def _strict_json_edit(new, path: tuple) -> bool:
+def _strict_json_edit(old, new, path: tuple, what: str) -> bool:
     """Whether a re-sealed JSON frame edit must be refused or read around (what comes back must be
-    what a prefix of the journal holds). Edits of the manifest or a reader entry, and records that
-    still follow the row shape (another value, a swap of two ints), are new content, not damage."""
-    if len(path) > 1 and path[0] in ("manifest", "reader", "stats", "stop", "command"):
+    what a prefix of the journal holds). Edits of the manifest or a reader entry, a name changed to
+    another string, an entity's fields listed in another order, and records that still follow the
+    row shape (another value, a swap of two ints) are new content, not damage."""
+    if _jsonedit.same_type_edit(old, new, path) and path[-1:] != ("t",):
         return False
+    if isinstance(new, dict) and new.get("t") == "def" and len(path) == 3 and path[2] == 2 and what.endswith("swapped"):
+        return False  # ["fields", entity, [field numbers]] in another order: the order of first appearance
+    if path[:1] in (("manifest",), ("reader",), ("stats",), ("stop",), ("command",)) and isinstance(new, dict) and (
+            len(path) > 1 or isinstance(new.get(path[0]), dict)):
+        return False  # a manifest or reader entry with other content, still an object
     if isinstance(new, dict) and new.get("t") == "rec" and path[:1] == ("r",) and len(path) >= 2:
         rows = new.get("r")
         return not (isinstance(rows, list) and all(_valid_v1_row(row) for row in rows))

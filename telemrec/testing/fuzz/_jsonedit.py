@@ -104,6 +104,14 @@ def _apply(root: Any, path: Path, op: str, rng: random.Random) -> tuple[Any, str
     return None
 
 
+def same_type_edit(old_root: Any, new_root: Any, path: Path) -> bool:
+    """True when the edit put a string where a string was (a name changed, not a shape)."""
+    try:
+        return isinstance(get(old_root, path), str) and isinstance(get(new_root, path), str)
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
 def show(path: Path) -> str:
     out = ""
     for key in path:

@@ -43,11 +43,12 @@ def format_table(table: dict[str, Counter], title: str) -> str:
     return "\n".join(lines)
 
 
-def causes(results: list[Result]) -> list[dict]:
-    """Failures grouped by root cause (class and signature), most frequent first within a class."""
+def causes(results: list[Result], *, lost: bool = False) -> list[dict]:
+    """Failures grouped by root cause (class and signature), most frequent first within a class.
+    ``lost``: instead, the typed errors that refused a journal whose leading frames were intact."""
     groups: dict[tuple[str, str], dict] = {}
     for r in results:
-        if r.outcome not in FAILURES:
+        if (not r.lost) if lost else r.outcome not in FAILURES:
             continue
         g = groups.setdefault((r.outcome, r.signature), {
             "class": r.outcome, "signature": r.signature, "runs": 0, "mutants": set(), "inputs": Counter(),
@@ -57,7 +58,7 @@ def causes(results: list[Result]) -> list[dict]:
         g["inputs"][r.input] += 1
         g["commands"][r.command] += 1
         g["kinds"][r.mutation.split(":")[0].split("@")[0]] += 1
-    order = {c: i for i, c in enumerate(FAILURES)}
+    order = {c: i for i, c in enumerate(FAILURES + ("typed",))}
     return sorted(groups.values(), key=lambda g: (order[g["class"]], -g["runs"]))
 
 

@@ -219,8 +219,10 @@ def catalog_edit(data: bytes, lay: dict, rng: random.Random, workdir: str):
         catalog = json.loads(h5["catalog"][()])
         paths = [p for p in _jsonedit.nodes(catalog) if p]
         new, path, what = _jsonedit.edit(catalog, rng, paths=paths)
-        # swapping two entities (or sources) is a consistently different trace, not damage
-        result["strict"] = not (what.endswith("swapped") and path[:1] in (("entities",), ("sources",)))
+        # swapping two entities (or sources), or a name changed to another string, is a consistently
+        # different trace, not damage
+        result["strict"] = not (what.endswith("swapped") and path[:1] in (("entities",), ("sources",))) \
+            and not _jsonedit.same_type_edit(catalog, new, path)
         result["what"] = what
         _put_text(h5, "catalog", json.dumps(new, ensure_ascii=False))
 
@@ -325,7 +327,9 @@ def attrs(data: bytes, lay: dict, rng: random.Random, workdir: str):
             h5.attrs[name] = value
             what["text"] = f"{name} = {value!r}"
 
-    return _rewrite(data, workdir, change), f"root attribute {what['text']}", True
+    # another version this telemrec reads: the same data may legitimately read (or be refused)
+    relabel = name == "format_version" and type(value) is int and value in (1, 2, 3)
+    return _rewrite(data, workdir, change), f"root attribute {what['text']}", not relabel
 
 
 def h5_struct(data: bytes, lay: dict, rng: random.Random, workdir: str):
