@@ -16,11 +16,8 @@ import tempfile
 from telemrec.testing.fuzz import COMMANDS, GENERATED, Input, apply, make_crashed_journal, resolve_input
 from telemrec.testing.fuzz import _probes, _trace
 
-_CACHE = os.path.join(tempfile.gettempdir(), "telemrec-fuzz-inputs")
-
-
 def _mutant(input_path: str, spec: str, workdir: str):
-    path = resolve_input(input_path, _CACHE)
+    path = resolve_input(input_path, os.path.join(workdir, "input"))  # gen:* made afresh, as the benchmark does
     name = GENERATED.get(input_path) or None
     inp = Input.from_path(path, name)
     if inp.kind == "trace":
