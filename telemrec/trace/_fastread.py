@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from telemrec.errors import TelemrecError
+from telemrec.trace._damage import LOW_LEVEL, corrupt
 from telemrec.trace._kernels import decode_into, scratch
 from telemrec.trace import _chunkindex, _codec
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
@@ -335,12 +337,23 @@ def _decode_columns(fd: int, specs: list, jobs: list) -> list:
 
 def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = True, compiled: bool = True) -> None:
     """Fill every job's ``out``: numbers as float64, NaN for None, absent and str rows.
+    Damage (HDF5's own checksums failing, a chunk that does not decode) is a TraceCorruptError.
 
     ``raw=False`` reads every chunk through h5py's filter pipeline (the reference path);
     ``compiled=False`` decodes with the NumPy kernels even when ``_cdecode`` is built.
     With ``threads``, batches of ~64 chunks go to a small pool as soon as they are
     planned (one task per chunk costs more in executor overhead than it saves).
     """
+    try:
+        _decode_numeric(jobs, threads, raw, compiled)
+    except TelemrecError:
+        raise
+    except LOW_LEVEL as exc:
+        raise corrupt(next((j.col for j in jobs if not isinstance(j.col, Prefilled)), None), "decoding columns",
+                      exc) from exc
+
+
+def _decode_numeric(jobs: list[NumericJob], threads: bool, raw: bool, compiled: bool) -> None:
     pool = ThreadPoolExecutor(_WORKERS) if threads and _WORKERS > 1 else None
     futures = []
     batch, size = [], 0

@@ -23,9 +23,10 @@ def read_v1_journal(path: str, name: str | None = None) -> JournalState:
     tables = TableWriter(state.catalog)
     pieces: dict[int, list] = {}
     offset = len(_journal.HEADER_V1)
+    last_mono: dict[tuple[str, str], int] = {}
     for frame in _journal.scan_v1(path, state.scan):
         try:
-            _apply_v1(state, tables, frame)
+            _apply_v1(state, tables, frame, last_mono)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecordError) as exc:
             # a frame that passed its CRC but does not hold what a version 1 frame holds: the journal
             # ends there, like at a torn frame, and the reason is kept
@@ -50,7 +51,8 @@ def read_v1_journal(path: str, name: str | None = None) -> JournalState:
     return state
 
 
-def _apply_v1(state: JournalState, tables: TableWriter, frame: dict) -> None:
+def _apply_v1(state: JournalState, tables: TableWriter, frame: dict, last: dict) -> None:
+    """Apply one frame; ``last``: each (source, entity)'s latest mono_ns so far."""
     kind = frame["t"]
     if kind == "start":
         if state.manifest is not None or not isinstance(frame["manifest"], dict):
@@ -59,7 +61,14 @@ def _apply_v1(state: JournalState, tables: TableWriter, frame: dict) -> None:
     elif state.manifest is None:
         raise ValueError("the first frame is not the start frame")
     elif kind == "rec":
-        tables.add_records([validate_record(_journal.decode_record_v1(row)) for row in frame["r"]])
+        records = [validate_record(_journal.decode_record_v1(row)) for row in frame["r"]]
+        for record in records:  # version 1 frames carry no sequence numbers: the clock tells a repeated frame
+            key = (record.source, record.entity)
+            if record.mono_ns <= last.get(key, -1 << 63):
+                raise ValueError(f"{record.source}/{record.entity}: a record not after the one before it "
+                                 "(a frame repeated or out of order)")
+            last[key] = record.mono_ns
+        tables.add_records(records)
     elif kind == "ticks":
         if not isinstance(frame["label"], str):
             raise TypeError("a tick label is not a string")

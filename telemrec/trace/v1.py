@@ -33,6 +33,7 @@ import numpy as np
 from telemrec.trace._damage import typed_reads
 from telemrec._version import __version__
 from telemrec.record import RawRecord
+from telemrec.errors import TraceCorruptError
 from telemrec.trace import _chunkindex, _strings
 from telemrec.trace._codec import INT as INT_KIND
 from telemrec.trace._columns import Column, ColumnBuilder, ColumnReader, EntityReads, TimeGather
@@ -454,6 +455,17 @@ def index_usable(h5: h5py.File) -> bool:
         return False
 
 
+def _named(key: str, group: h5py.Group, what: str, name: str | None = None) -> str:
+    """The name a group stores, which must be the one its link was made from: formats 1 and 2 keep
+    names in HDF5's unchecksummed global heap, so the two copies are what tells a flipped letter."""
+    name = _strings.load(group.attrs["name"]) if name is None else name
+    if h5name(name) != key:
+        raise TraceCorruptError(f"{group.file.filename}: the {what} named {name!r} is stored under {key!r}: "
+                                "one of the two copies of its name is damaged",
+                                "Restore the trace from a copy.", path=group.file.filename)
+    return name
+
+
 @typed_reads
 class V1Reader:
     """Read access to a trace of this layout (format 1; ``v2.V2Reader`` for 2) in an open h5py.File."""
@@ -467,18 +479,19 @@ class V1Reader:
     def entities(self) -> dict[tuple[str, str], EntityReader]:
         if self._entities is None:
             found = {}
-            for sgroup in self.h5["records"].values():
-                source = _strings.load(sgroup.attrs["name"])
+            for skey, sgroup in self.h5["records"].items():
+                source = _named(skey, sgroup, "source")
                 time = SourceTimeReader(sgroup[TIME_GROUP], self.use_index)
                 for key, egroup in sgroup.items():
                     if key != TIME_GROUP:
                         reader = EntityReader(source, egroup, time, self.use_index)
+                        _named(key, egroup, f"entity of {source!r}", reader.name)
                         found[(source, reader.name)] = reader
             self._entities = found
         return self._entities
 
     def tick_labels(self) -> list[str]:
-        return [_strings.load(g.attrs["name"]) for g in self.h5["ticks"].values()]
+        return [_named(key, g, "tick label") for key, g in self.h5["ticks"].items()]
 
     def tick_columns(self, label: str, lo: int = 0, hi: int | None = None, columns=None) -> dict[str, Column]:
         group = self.h5["ticks"][h5name(label)]

@@ -214,8 +214,39 @@ class V3Reader:
             kinds = self.index.run_kinds
             if ((at < -1) | ((at >= 0) & (at + n > len(kinds)))).any() or (len(kinds) and ((kinds <= 0) | (kinds >= 32)).any()):
                 problem = "the per-run kinds index is not valid"
+        if problem is None and len(streams) and not self._fields_fit_runs():
+            problem = "a stream holds values of an entity that does not have its field"
         if problem:
             raise TraceCorruptError(f"{self.what}: {problem}", path=self.what)
+
+    def _fields_fit_runs(self) -> bool:
+        """Entities that list their own fields have no values in the columns of the others: the
+        catalog's field lists and the index's per-run kinds are two records of the same fact."""
+        entities = self.catalog.entities
+        explicit = [eid for eid, e in enumerate(entities) if e.fields is not None]
+        if not explicit:
+            return True
+        seg, runs, streams, kinds = self.index.segments, self.index.runs, self.index.streams, self.index.run_kinds
+        seg_of_run = np.repeat(np.arange(len(seg)), seg[:, C.SEG_RUNS])
+        chosen = np.flatnonzero(np.isin(runs[:, C.RUN_ENTITY], explicit))
+        if not len(chosen):
+            return True
+        g = seg_of_run[chosen]
+        per = seg[g, C.SEG_STREAMS]
+        pair_run = np.repeat(chosen, per)
+        starts = np.repeat(seg[g, C.SEG_STREAM0] - np.concatenate([[0], np.cumsum(per[:-1])]), per)
+        pair_stream = starts + np.arange(len(pair_run))
+        eid = runs[pair_run, C.RUN_ENTITY]
+        meta = np.array([len(t.meta) for t in self.catalog.tables], np.int64)
+        field = streams[pair_stream, C.ST_COLUMN] - meta[seg[seg_of_run[pair_run], C.SEG_TABLE]]
+        at = streams[pair_stream, C.ST_RUNKINDS]
+        position = pair_run - seg[seg_of_run[pair_run], C.SEG_RUN0]
+        run_kinds = np.where(at >= 0, kinds[np.where(at >= 0, at + position, 0)] if len(kinds) else 0,
+                             streams[pair_stream, C.ST_KINDS])
+        width = max(len(t.fields) for t in self.catalog.tables) + 1
+        listed = np.array([e * width + f for e in explicit for f in entities[e].fields], np.int64)
+        has = np.isin(eid * width + field, listed)
+        return not ((field >= 0) & ~has & (run_kinds != 1 << ABSENT)).any()
 
     def _layout_runs(self) -> None:
         """Per entity: its runs (segment, first row in the segment, rows) in row order."""

@@ -120,7 +120,19 @@ def rename(data: bytes, lay: dict, rng: random.Random):
     out = bytearray(data)
     out[at + i] = ord(new)
     renamed = (raw[:i] + new.encode() + raw[i + 1:]).decode("utf-8", "replace")
-    return bytes(out), f"name {name!r} -> {renamed!r} at byte {at} ({len(spots)} occurrence(s))", True
+    return (bytes(out), f"name {name!r} -> {renamed!r} at byte {at} ({len(spots)} occurrence(s))",
+            not _unsealed_manifest(lay, at))
+
+
+def _unsealed_manifest(lay: dict, at: int | None = None) -> bool:
+    """Whether a change at ``at`` (anywhere: None) lands in a manifest no checksum covers: formats 1 and
+    2 keep it as free JSON text with no second copy, so no reader can tell a changed letter there from
+    the original (their names are another matter: each is stored twice and cross-checked). Format 3
+    seals its manifest."""
+    region = lay.get("manifest")
+    if (lay.get("version") or 1) >= 3 or not region:
+        return False
+    return at is None or region[0] <= at < region[0] + region[1]
 
 
 def text_char(which: str):
@@ -143,7 +155,8 @@ def text_char(which: str):
         out = bytearray(data)
         out[start + i] = ord(new)
         context = text[max(0, i - 12): i + 12].decode("utf-8", "replace").replace("\n", " ")
-        return bytes(out), f"/{which} text byte {start + i}: {old!r} -> {new!r} in {context!r}", True
+        return (bytes(out), f"/{which} text byte {start + i}: {old!r} -> {new!r} in {context!r}",
+                not (which == "manifest" and _unsealed_manifest(lay)))
 
     return mutate
 
