@@ -26,7 +26,8 @@ def layout(path: str) -> dict:
     /streams and index arrays, and names (entities, fields) to aim renames at."""
     import h5py
 
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     out: dict = {"size": len(data), "raw": [], "manifest": None, "catalog": None, "streams": None, "index": {},
                  "names": [], "version": None}
     with h5py.File(path, "r") as h5:
