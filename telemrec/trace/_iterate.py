@@ -309,7 +309,10 @@ class _Cursor:
 
 def _entity_blocks(ent: EntityReader, names: list[str], start_wall_ns, end_wall_ns,
                    fields_selected: bool) -> Iterator[_Block]:
-    for a, b in _row_ranges(ent, start_wall_ns, end_wall_ns):
+    lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
+    # format 3: a block per run, so the entities of a table, moving in step, share decoded streams
+    ranges = ent.block_ranges(lo, hi, join=False) if hasattr(ent, "eid") else ent.block_ranges(lo, hi)
+    for a, b in ranges:
         yield _Block(ent, names, a, b, start_wall_ns, end_wall_ns, fields_selected)
 
 
@@ -400,30 +403,56 @@ def iter_batches(entities, *, start_wall_ns: int | None = None,
                  end_wall_ns: int | None = None, sources: Iterable[str] | None = None,
                  entity_names: Iterable[str] | None = None, fields: Iterable[str] | None = None,
                  batch_values: int = BATCH_VALUES) -> Iterator[Batch]:
-    """Columnar blocks of a ``Trace`` (or its entity mapping), entity after entity (not merged:
-    ``seq`` interleaves them).
+    """Columnar blocks of a ``Trace`` (or its entity mapping), not merged (``seq`` interleaves them).
 
-    A block is whole chunks of one entity, about ``batch_values`` values (at least one
-    chunk): few large reads keep HDF5's per-call cost small. The window is applied to
-    whole rows on ``wall_ns``; ``fields`` only limits which columns are decoded.
+    A block is rows of one entity, about ``batch_values`` values. Formats 1 and 2: whole chunks,
+    entity after entity (few large reads keep HDF5's per-call cost small). Format 3: the entities
+    of a table in step, one segment after the other, a block per entity and segment (its run
+    there), so each stream is decoded once for all the entities it holds. The window is applied
+    to whole rows on ``wall_ns``; ``fields`` only limits which columns are decoded.
     """
     selected = select_entities(entity_map(entities), sources=sources, entity_names=entity_names, fields=fields)
     windowed = start_wall_ns is not None or end_wall_ns is not None
     lo_ns = _INT64_MIN if start_wall_ns is None else start_wall_ns
     hi_ns = _INT64_MAX if end_wall_ns is None else end_wall_ns
+    for ent, names, a, b in _batch_ranges(selected, start_wall_ns, end_wall_ns, batch_values):
+        mono, wall = ent.timestamps(a, b)
+        batch = Batch(ent.source, ent.name, ent.read("_seq", a, b).ints, mono, wall,
+                      {name: ent.read_field(name, a, b) for name in names},
+                      ent.read("_source_version", a, b), ent.read("_error", a, b))
+        if windowed:
+            keep = (wall >= lo_ns) & (wall < hi_ns)
+            if not keep.all():
+                batch = _take(batch, keep)
+        if len(batch.seq):
+            yield batch
+
+
+def _batch_ranges(selected, start_wall_ns, end_wall_ns, batch_values: int):
+    """(entity, names, a, b) of every block ``iter_batches`` yields, in its order."""
+    tables: dict = {}
     for ent, names in selected:
-        lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
-        for a, b in ent.block_ranges(lo, hi, max(1, batch_values // (len(names) + 3))):
-            mono, wall = ent.timestamps(a, b)
-            batch = Batch(ent.source, ent.name, ent.read("_seq", a, b).ints, mono, wall,
-                          {name: ent.read_field(name, a, b) for name in names},
-                          ent.read("_source_version", a, b), ent.read("_error", a, b))
-            if windowed:
-                keep = (wall >= lo_ns) & (wall < hi_ns)
-                if not keep.all():
-                    batch = _take(batch, keep)
-            if len(batch.seq):
-                yield batch
+        if hasattr(ent, "eid"):  # format 3: group the entities that share streams
+            tables.setdefault((id(ent.reader), id(ent.table)), []).append((ent, names))
+        else:
+            lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
+            for a, b in ent.block_ranges(lo, hi, max(1, batch_values // (len(names) + 3))):
+                yield ent, names, a, b
+    for group in tables.values():
+        runs = []  # (segment, order in the group, a, b) of every run inside the window
+        for order, (ent, names) in enumerate(group):
+            lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
+            segments, _, counts = ent.reader.runs_of(ent.eid)
+            ends = np.cumsum(counts)
+            for segment, a, b in zip(segments.tolist(), (ends - counts).tolist(), ends.tolist()):
+                if a < hi and b > lo:
+                    runs.append((segment, order, max(a, lo), min(b, hi)))
+        runs.sort()
+        for _, order, a, b in runs:
+            ent, names = group[order]
+            rows = max(1, batch_values // (len(names) + 3))
+            for at in range(a, b, rows):
+                yield ent, names, at, min(at + rows, b)
 
 
 def _take(batch: Batch, keep: np.ndarray) -> Batch:

@@ -145,11 +145,14 @@ class Trace:
                 sources: Iterable[str] | None = None, entities: Iterable[str] | None = None,
                 fields: Iterable[str] | None = None) -> Iterator[RawRecord]:
         """Records in recorded order, streamed block by block (constant memory)."""
+        from itertools import chain
+
         from telemrec.trace._iterate import iter_records
 
-        for recs in iter_records(self._reader.entities(), start_wall_ns=start_wall_ns, end_wall_ns=end_wall_ns,
-                                 sources=sources, entity_names=entities, fields=fields):
-            yield from recs
+        # chain, not a generator of our own: one Python frame less per record (a fifth of the time)
+        return chain.from_iterable(iter_records(self._reader.entities(), start_wall_ns=start_wall_ns,
+                                                end_wall_ns=end_wall_ns, sources=sources, entity_names=entities,
+                                                fields=fields))
 
     def records_with_seq(self, *, start_wall_ns=None, end_wall_ns=None, sources=None, entities=None,
                          fields=None) -> Iterator[tuple[int, RawRecord]]:

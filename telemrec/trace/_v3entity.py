@@ -134,10 +134,11 @@ class V3Entity(EntityReads):
         self.rows = int(reader.runs_of(eid)[2].sum())
         self._cols: dict[tuple[bool, str], V3Column] = {}
 
-    def block_ranges(self, lo: int, hi: int, rows: int | None = None):
+    def block_ranges(self, lo: int, hi: int, rows: int | None = None, join: bool = True):
         """[a, b) ranges covering rows [lo, hi), cut where the entity's runs end (a run is one
-        decoded stream per column), about ``rows`` rows each: runs are joined up to it, and a run
-        longer than twice that is cut."""
+        decoded stream per column), about ``rows`` rows each: runs are joined up to it (unless not
+        ``join``: readers walking every entity in step keep one segment per table decoded), and a
+        run longer than twice that is cut."""
         rows = rows or BLOCK_ROWS
         ends = np.cumsum(self.reader.runs_of(self.eid)[2])
         cuts = ends[(ends > lo) & (ends < hi)].tolist() + [hi]
@@ -146,7 +147,7 @@ class V3Entity(EntityReads):
             while end - a > 2 * rows:
                 yield a, a + rows
                 a += rows
-            if end - a >= rows or end == hi:
+            if end - a >= rows or end == hi or not join:
                 if end > a:
                     yield a, end
                 a = end

@@ -39,7 +39,8 @@ from telemrec.trace._tables import absent
 
 FORMAT_VERSION = 3
 META_COLUMNS = ("_seq", "_mono_ns", "_wall_ns", "_source_version", "_error")
-_CACHE_BYTES = 64 << 20
+_CACHE_BYTES = 64 << 20      # decoded streams kept at least ...
+_CACHE_MAX_BYTES = 1 << 30   # ... and at most, whatever the segments' sizes
 
 
 class _StreamCache:
@@ -56,13 +57,18 @@ class _StreamCache:
             self.items.move_to_end(key)
             return hit
         value = make()
-        cost = len(value.kinds) * 17 + 64
         self.items[key] = value
-        self.size += cost
+        self.size += _cost(value)
         while self.size > self.limit and len(self.items) > 1:
             _, old = self.items.popitem(last=False)
-            self.size -= len(old.kinds) * 17 + 64
+            self.size -= _cost(old)
         return value
+
+
+def _cost(col: Column) -> int:
+    """Bytes a decoded stream holds (format 3's are packed: floats are a view of ints)."""
+    size = col.kinds.nbytes + col.ints.nbytes + (0 if col.packed else col.floats.nbytes) + 64
+    return size + (8 * len(col.strs) if col.strs is not None else 0)
 
 
 @typed_reads
@@ -87,6 +93,7 @@ class V3Reader:
         self.index_spans: list = []           # where a file's index arrays are in /streams
         self._check_index()
         self._layout_runs()
+        self._cache.limit = min(max(_CACHE_BYTES, self._working_set() * 5 // 4), _CACHE_MAX_BYTES)
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -218,6 +225,16 @@ class V3Reader:
             problem = "a stream holds values of an entity that does not have its field"
         if problem:
             raise TraceCorruptError(f"{self.what}: {problem}", path=self.what)
+
+    def _working_set(self) -> int:
+        """Bytes of the largest segment of every table with all its columns decoded: what reading
+        every entity at once (the record iterator, replay) keeps in use. A cache smaller than that
+        decodes each stream again for every entity of its table."""
+        seg = self.index.segments
+        largest: dict[int, int] = {}
+        for table, rows in zip(seg[:, C.SEG_TABLE].tolist(), (seg[:, C.SEG_ROW_HI] - seg[:, C.SEG_ROW_LO]).tolist()):
+            largest[table] = max(largest.get(table, 0), rows)
+        return sum(rows * 9 * len(self.catalog.tables[t].columns) for t, rows in largest.items())
 
     def _fields_fit_runs(self) -> bool:
         """Entities that list their own fields have no values in the columns of the others: the
