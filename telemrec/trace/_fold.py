@@ -181,20 +181,26 @@ def fold_journal(jpath: str, out: str, *, verify: bool = True, remove: bool = Tr
     remove the journal. Version 1 journals (an older telemrec) are folded record by record.
     ``verify=False`` (the writer's own clean stop) reads segment frames' headers only; the
     streams copied are checked against their CRC-32 either way."""
-    from telemrec.trace import _filewrite
-
     if _journal.journal_version(jpath) == 1:
         from telemrec.trace._legacy import fold_v1_journal
 
         fold_v1_journal(jpath, out)
         return
     state = read_journal(jpath, verify=verify)
+    write_folded(state, out, remove=remove)
+
+
+def write_folded(state: JournalState, out: str, *, remove: bool = True) -> None:
+    """Write the trace of a journal's state (its tail sealed here), then remove the journal."""
+    from telemrec.trace import _filewrite
+
     seal_tail(state)
     manifest = finish_manifest(state)
     _filewrite.write_trace(out, state, manifest)
     if remove:
-        os.unlink(jpath)
+        os.unlink(state.path)
         _journal._fsync_dir(out)
 
 
-__all__ = ["JournalState", "TelemrecError", "finish_manifest", "fold_journal", "read_journal", "seal_tail"]
+__all__ = ["JournalState", "TelemrecError", "finish_manifest", "fold_journal", "read_journal", "seal_tail",
+           "write_folded"]

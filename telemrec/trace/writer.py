@@ -60,7 +60,12 @@ class TraceWriter:
             raise TraceWriteError(f"{self.path} already exists", "Choose another -o path or remove the old trace.",
                                   path=self.path)
         self.journal_path = _journal.journal_path(self.path)
-        self._journal = _journal.JournalWriter(self.journal_path, {"t": "start", "manifest": finite(dict(manifest))})
+        start = {"t": "start", "manifest": finite(dict(manifest))}
+        self._journal = _journal.JournalWriter(self.journal_path, start)
+        # what reading the journal back would give, kept so the stop need not read it back
+        self._start_manifest = _as_journalled(start)["manifest"]
+        self._readers: dict = {}
+        self._sealed: dict[int, list] = {}  # table -> its final segments, offsets in the journal
         self._tables = TableWriter()
         self._state: dict[int, _TableState] = {}
         self._frame_records = max(1, frame_records)
@@ -96,7 +101,9 @@ class TraceWriter:
             self._tables.add_row(C.TICKS, label, row)
 
     def write_reader(self, info: Mapping) -> None:
-        self._journal.append_json({"t": "reader", "reader": finite(dict(info))})
+        frame = {"t": "reader", "reader": finite(dict(info))}
+        self._journal.append_json(frame)
+        self._readers[info.get("label")] = _as_journalled(frame)["reader"]
 
     def annotate(self, label: str, start_wall_ns: int, end_wall_ns: int, start_mono_ns: int | None = None,
                  end_mono_ns: int | None = None) -> None:
@@ -138,16 +145,22 @@ class TraceWriter:
         self._append(state.pieces[-1], final=False)
         state.levels.append((n - 1, n, 0))
         # eight journalled segments of one level become one of the next: a bounded number of
-        # pieces for recovery to merge, each row re-encoded a few times at most
+        # pieces for recovery to merge, each row re-encoded a few times at most; the merged piece
+        # also replaces its parts in memory, so sealing merges a few dozen pieces, not thousands
         while len(state.levels) >= MERGE_FANIN and len({lv for _, _, lv in state.levels[-MERGE_FANIN:]}) == 1:
             group = state.levels[-MERGE_FANIN:]
-            first, end, level = group[0][0], group[-1][1], group[0][2]
-            self._append(merge_pieces(state.pieces[first:end]), final=False)
-            state.levels[-MERGE_FANIN:] = [(first, end, level + 1)]
+            first, level = group[0][0], group[0][2]  # the group ends with the newest piece
+            merged = merge_pieces(state.pieces[first:])
+            self._append(merged, final=False)
+            state.pieces[first:] = [merged]
+            state.levels[-MERGE_FANIN:] = [(first, first + 1, level + 1)]
 
     def _append(self, piece: Piece, final: bool) -> None:
         segment, streams = encode_piece(piece, final)
-        self._journal.append_segment(segment.header(), streams)
+        body = self._journal.append_segment(segment.header(), streams)
+        if final:
+            segment.streams[:, C.ST_OFFSET] += body  # offsets from 0: now where they are in the journal
+            self._sealed.setdefault(segment.table, []).append(segment)
 
     # -- the end ----------------------------------------------------------------------------------
     def close(self, *, stop: Mapping | None = None, command: Mapping | None = None,
@@ -157,17 +170,25 @@ class TraceWriter:
             return
         self._closed = True
         self._write_pieces(seal_all=True)
-        self._journal.append_json(finite({"t": "end", "stop": dict(stop) if stop else None,
-                                          "command": dict(command) if command else None,
-                                          "stats": dict(stats or {}), "clean": clean, "error": error,
-                                          "manifest": dict(manifest_updates or {})}))
+        end = finite({"t": "end", "stop": dict(stop) if stop else None,
+                      "command": dict(command) if command else None,
+                      "stats": dict(stats or {}), "clean": clean, "error": error,
+                      "manifest": dict(manifest_updates or {})})
+        self._journal.append_json(end)
         self._journal.sync()
-        from telemrec.trace._fold import fold_journal
+        from telemrec.trace._fold import JournalState, write_folded
 
-        # the journal stays open, and locked, until the trace is written: a reader meanwhile reads
-        # the journal in place instead of folding it too (docs/format.md section 1, "Locks")
+        # The writer knows what the journal holds: the trace is written from that, not from the
+        # journal read back (a day at 1 Hz is ~70,000 segment frames, superseded provisional ones
+        # included: seconds of the stop). What a reader of the journal would get, exactly: the
+        # texts as journalled, the final segments where they are. The journal stays open, and
+        # locked, until the trace is written: a reader meanwhile reads the journal in place
+        # instead of folding it too (docs/format.md section 1, "Locks").
+        state = JournalState(self.journal_path, manifest=self._start_manifest, end=_as_journalled(end),
+                             readers=dict(self._readers), catalog=self.catalog, segments=self._sealed,
+                             name=self.journal_path)
         try:
-            fold_journal(self.journal_path, self.path, verify=False)
+            write_folded(state, self.path)
         finally:
             self._journal.close()
 
@@ -201,6 +222,13 @@ class TraceWriter:
                 self._write_pieces()
             finally:
                 self._journal.close()
+
+
+def _as_journalled(frame: dict) -> dict:
+    """A JSON frame as a reader of the journal gets it back (tuples as lists, keys as strings)."""
+    import json
+
+    return json.loads(_journal._encoder.encode(frame))
 
 
 def finite(value):

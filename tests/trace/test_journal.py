@@ -97,3 +97,31 @@ def test_a_failed_fold_keeps_the_journal(tmp_path, monkeypatch):
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p], "no half-written temporary left behind"
     with open_trace(path) as trace:
         assert len(list(trace.records())) == 20
+
+
+def test_the_stop_writes_exactly_what_folding_its_journal_writes(tmp_path):
+    """``close()`` writes the trace from what the writer knows instead of reading its journal back;
+    the trace must be the one the journal folds into, byte for byte in its texts and data."""
+    import h5py
+
+    from telemrec.trace._fold import fold_journal
+
+    path = tmp_path / "t.h5"
+    w = TraceWriter(path, dict(import_manifest("t"), tags={"k": (1, 2)}), seal_values=300)
+    w.write_reader({"label": "s", "name": "s", "caps": {"units": {"v": "bytes"}}, "extra": (1, "x")})
+    for tick in range(120):  # flushes: provisional segments merged level by level, and sealed ones
+        w.write(recs(3, 3 * tick) + [RawRecord(tick, 10**18 + tick, f"p{tick // 10}", {"v": tick}, "s")])
+        w.write_ticks("s", [{"wall_ns": tick, "mono_ns": tick}])
+        if tick % 5 == 4:
+            w.flush()
+    w.annotate("phase", 10**18, 10**18 + 50)
+    w.write(recs(7, 999))  # a tail no flush saw
+    os.link(w.journal_path, tmp_path / "copy.h5.journal")  # the same file: it gets the end frame too
+    w.close(stop={"reason": "test", "wall_ns": 1, "mono_ns": 2}, stats={"ticks": 120})
+    fold_journal(str(tmp_path / "copy.h5.journal"), str(tmp_path / "copy.h5"))
+    with h5py.File(path, "r") as a, h5py.File(tmp_path / "copy.h5", "r") as b:
+        for name in ("manifest", "catalog", "streams"):
+            assert a[name][()].tobytes() == b[name][()].tobytes(), name
+    with open_trace(path) as trace:
+        assert trace.closed_cleanly and trace.manifest["stats"]["records"] == 120 * 4 + 7
+        assert len(list(trace.records())) == 120 * 4 + 7
