@@ -45,24 +45,77 @@ class JournalState:
             return os.pread(f.fileno(), size, offset)
 
 
-def read_journal(path: str, *, verify: bool = True, name: str | None = None) -> JournalState:
+@dataclass
+class _Pending:
+    """A segment frame as the scan first sees it: where its rows are, the rest checked only if it
+    is still there at the end (most provisional segments are replaced by a merged one later: a day
+    at 1 Hz journals tens of thousands, and checking each header in full was most of a live open)."""
+
+    table: int
+    row_lo: int
+    row_hi: int
+    final: bool
+    header: dict
+    body: int
+    offset: int
+
+
+def read_journal(path: str, *, verify: bool = True, name: str | None = None, end: int | None = None) -> JournalState:
     """The state of a version 2 journal (``verify``: check every frame's CRC, as recovery does);
-    ``name``: the journal's path when ``path`` is another way to it (/proc/self/fd/N)."""
+    ``name``: the journal's path when ``path`` is another way to it (/proc/self/fd/N); ``end``:
+    the journal is read as if it ended at that byte."""
     state = JournalState(path, name=name or path)
     for frame in _journal.scan(path, state.scan, verify=verify):
+        if end is not None and frame.offset >= end:
+            _cut(state, frame.offset, state.scan.torn_reason)
+            break
         try:
             _apply(state, frame)
         except TraceCorruptError as exc:
             # a frame that passed its checks but does not fit what came before: the journal is
             # treated as ending there, like a torn frame, and the reason is kept
-            state.scan.torn_reason = f"frame at byte {frame.offset}: {exc.message}"
-            state.scan.valid_bytes = frame.offset
-            state.scan.torn_bytes = state.scan.size - frame.offset
+            _cut(state, frame.offset, f"frame at byte {frame.offset}: {exc.message}")
             break
+    try:
+        state.segments = {table: [_segment(p, state.catalog) for p in pending]
+                          for table, pending in state.segments.items()}
+    except _Invalid as bad:  # a segment kept to the end whose header does not hold: the journal ends there
+        state = read_journal(path, verify=verify, name=name, end=bad.pending.offset)
+        _cut(state, bad.pending.offset, f"frame at byte {bad.pending.offset}: {bad.message}")
+        return state
     if state.manifest is None:
         raise TraceCorruptError(f"{state.name} holds no complete start frame: the recorder died before its first "
                                 "flush", "Nothing was recorded; delete the journal and record again.", path=state.name)
     return state
+
+
+class _Invalid(Exception):
+    def __init__(self, pending: _Pending, message: str):
+        super().__init__(message)
+        self.pending, self.message = pending, message
+
+
+def _segment(pending: _Pending, catalog: C.Catalog) -> Segment:
+    try:
+        return Segment.from_header(pending.header, pending.body, catalog)
+    except TraceCorruptError as exc:
+        raise _Invalid(pending, exc.message) from None
+
+
+def _cut(state: JournalState, offset: int, reason: str | None) -> None:
+    state.scan.torn_reason = reason
+    state.scan.valid_bytes = offset
+    state.scan.torn_bytes = state.scan.size - offset
+
+
+def _pending(obj: dict, frame: _journal.Frame) -> _Pending:
+    try:
+        table, (row_lo, row_hi), final = obj["table"], obj["rows"], obj["final"]
+        if type(table) is not int or type(row_lo) is not int or type(row_hi) is not int or type(final) is not bool:
+            raise TypeError("not integers")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TraceCorruptError(f"a segment header is not valid ({exc})") from None
+    return _Pending(table, row_lo, row_hi, final, obj, frame.body, frame.offset)
 
 
 def _apply(state: JournalState, frame: _journal.Frame) -> None:
@@ -70,7 +123,7 @@ def _apply(state: JournalState, frame: _journal.Frame) -> None:
     if frame.kind == _journal.SEGMENT_FRAME:
         if state.manifest is None or state.end is not None:
             raise TraceCorruptError("a segment frame before the start frame or after the end frame")
-        seg = Segment.from_header(obj, frame.body, state.catalog)
+        seg = _pending(obj, frame)
         segs = state.segments.setdefault(seg.table, [])
         # a segment replaces the provisional ones whose rows it holds
         while segs and segs[-1].row_lo >= seg.row_lo:
