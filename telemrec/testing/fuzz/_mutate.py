@@ -76,17 +76,37 @@ def apply(spec: str, inp: Input, workdir: str) -> Mutant | None:
         raise ValueError(f"unknown mutation {spec!r}: KIND:SEED (KIND one of {', '.join(ALL_KINDS)}) or an explicit one")
     rng = random.Random(spec)
     if kind in GENERIC_KINDS:
-        return _generic(kind, data, inp, rng)
+        return _unsealed(_generic(kind, data, inp, rng), inp)
     if inp.kind == "journal":
         mutator = _journal.MUTATORS.get(kind)
         out = mutator(_journal.parse(data), data, rng) if mutator else None
     elif kind in _trace.BYTE_MUTATORS:
         out = _trace.BYTE_MUTATORS[kind](data, inp.layout, rng)
+        return _unsealed(Mutant(*out), inp) if out else None
     elif kind in _trace.RESEAL_MUTATORS:
         out = _trace.RESEAL_MUTATORS[kind](data, inp.layout, rng, workdir)
     else:
         out = None
     return Mutant(*out) if out else None
+
+
+def _unsealed(mutant: Mutant, inp: Input) -> Mutant:
+    """A format 1 or 2 mutant whose every changed byte lies in text no checksum covers (the manifest,
+    HDF5's global heap of variable-length strings: string values, source versions, error texts)
+    cannot be told from a trace that held those texts: judged for tracebacks, hangs and crashes only.
+    (Names live there too, but each is stored twice and cross-checked: a changed one is refused.)"""
+    regions = _trace.unsealed_regions(inp.layout) if inp.kind == "trace" and inp.layout else []
+    if not mutant.strict or not regions or len(mutant.data) != len(inp.data):
+        return mutant
+    import numpy as np
+
+    changed = np.flatnonzero(np.frombuffer(mutant.data, np.uint8) != np.frombuffer(inp.data, np.uint8))
+    inside = np.zeros(len(changed), bool)
+    for a, b in regions:
+        inside |= (changed >= a) & (changed < b)
+    if len(changed) and inside.all():
+        return Mutant(mutant.data, f"{mutant.description} (in unchecksummed text of format {inp.version})", False)
+    return mutant
 
 
 def _explicit(spec: str, data: bytes) -> Mutant:

@@ -30,6 +30,7 @@ def layout(path: str) -> dict:
         data = f.read()
     out: dict = {"size": len(data), "raw": [], "manifest": None, "catalog": None, "streams": None, "index": {},
                  "names": [], "version": None}
+    out["heaps"] = _global_heaps(data)
     with h5py.File(path, "r") as h5:
         out["version"] = int(h5.attrs.get("format_version", 1))
 
@@ -123,6 +124,30 @@ def rename(data: bytes, lay: dict, rng: random.Random):
     renamed = (raw[:i] + new.encode() + raw[i + 1:]).decode("utf-8", "replace")
     return (bytes(out), f"name {name!r} -> {renamed!r} at byte {at} ({len(spots)} occurrence(s))",
             not _unsealed_manifest(lay, at))
+
+
+def unsealed_regions(lay: dict) -> list[tuple[int, int]]:
+    """Byte ranges of a format 1 or 2 file that no checksum covers and no second copy backs: the
+    manifest text and HDF5's global heap collections (variable-length strings); none in format 3."""
+    if (lay.get("version") or 1) >= 3:
+        return []
+    regions = [tuple(h) for h in lay.get("heaps", ())]
+    if lay.get("manifest"):
+        start, size = lay["manifest"]
+        regions.append((start, start + size))
+    return regions
+
+
+def _global_heaps(data: bytes) -> list[list[int]]:
+    """[start, end) of every HDF5 global heap collection ("GCOL", version 1, then its size)."""
+    found, at = [], data.find(b"GCOL")
+    while at >= 0:
+        if data[at + 4:at + 5] == b"\x01" and at + 16 <= len(data):
+            size = int.from_bytes(data[at + 8:at + 16], "little")
+            if 16 <= size <= len(data) - at:
+                found.append([at, at + size])
+        at = data.find(b"GCOL", at + 4)
+    return found
 
 
 def _unsealed_manifest(lay: dict, at: int | None = None) -> bool:
