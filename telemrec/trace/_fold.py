@@ -108,12 +108,21 @@ def _cut(state: JournalState, offset: int, reason: str | None) -> None:
     state.scan.torn_bytes = state.scan.size - offset
 
 
-def _pending(obj: dict, frame: _journal.Frame) -> _Pending:
+def _pending(obj: dict, frame: _journal.Frame, catalog: C.Catalog) -> _Pending:
+    """The frame's rows, and that the entities and columns it names were defined before it: they are
+    numbered by position, so one whose definition is missing would read as another."""
     try:
         table, (row_lo, row_hi), final = obj["table"], obj["rows"], obj["final"]
         if type(table) is not int or type(row_lo) is not int or type(row_hi) is not int or type(final) is not bool:
             raise TypeError("not integers")
-    except (KeyError, TypeError, ValueError) as exc:
+        entities, columns = obj["entities"], [row[0] for row in obj["streams"]]
+        if not 0 <= table < len(catalog.tables):
+            raise TraceCorruptError(f"a segment of table {table}, which is not defined before it")
+        if entities and not 0 <= min(entities) <= max(entities) < len(catalog.entities):
+            raise TraceCorruptError("a segment names an entity that is not defined before it")
+        if columns and not 0 <= min(columns) <= max(columns) < len(catalog.tables[table].columns):
+            raise TraceCorruptError("a segment holds a column that is not defined before it")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise TraceCorruptError(f"a segment header is not valid ({exc})") from None
     return _Pending(table, row_lo, row_hi, final, obj, frame.body, frame.offset)
 
@@ -123,7 +132,7 @@ def _apply(state: JournalState, frame: _journal.Frame) -> None:
     if frame.kind == _journal.SEGMENT_FRAME:
         if state.manifest is None or state.end is not None:
             raise TraceCorruptError("a segment frame before the start frame or after the end frame")
-        seg = _pending(obj, frame)
+        seg = _pending(obj, frame, state.catalog)
         segs = state.segments.setdefault(seg.table, [])
         # a segment replaces the provisional ones whose rows it holds
         while segs and segs[-1].row_lo >= seg.row_lo:

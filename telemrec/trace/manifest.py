@@ -103,6 +103,21 @@ def validate_manifest(manifest: object, version: int = CURRENT_FORMAT_VERSION) -
         raise ManifestValidationError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
 
 
+def _caps_problem(caps) -> str | None:
+    """What is wrong with a reader's caps in a manifest, as far as caps_by_source relies on them."""
+    if not isinstance(caps, dict):
+        return "not an object, or its caps are not"
+    for key in ("units", "descriptions"):
+        value = caps.get(key) or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                                  for k, v in value.items()):
+            return f"caps.{key} is not an object of strings"
+    counters = caps.get("counters") or []
+    if not isinstance(counters, list) or not all(isinstance(c, str) for c in counters):
+        return "caps.counters is not a list of strings"
+    return None
+
+
 def caps_by_source(manifest: dict) -> dict[str, dict]:
     """Units, descriptions and counters per record source.
 
@@ -112,10 +127,17 @@ def caps_by_source(manifest: dict) -> dict[str, dict]:
     """
     by_name: dict[str, dict] = {}
     by_kind: dict[str, dict] = {}
-    for reader in manifest.get("readers") or []:
-        caps = reader.get("caps") or {}
+    for i, reader in enumerate(manifest.get("readers") or []):
+        caps = (reader.get("caps") or {}) if isinstance(reader, dict) else None
+        problem = _caps_problem(caps)
+        if problem:
+            from telemrec.errors import TraceCorruptError
+
+            raise TraceCorruptError(f"the manifest's readers[{i}]: {problem}",
+                                    "The trace's manifest was written by something else than telemrec, or "
+                                    "damaged; `telemrec check` says more.")
         for table, key in ((by_name, reader.get("name")), (by_kind, caps.get("kind"))):
-            if not key:
+            if not key or not isinstance(key, str):
                 continue
             entry = table.setdefault(key, {"units": {}, "descriptions": {}, "counters": set()})
             entry["units"].update(caps.get("units") or {})

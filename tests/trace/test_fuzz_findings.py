@@ -44,6 +44,8 @@ def _read_all(path: str) -> int:
     ("v2/dcgmi_synthetic.h5", "rename:12000008", "one of the two copies of its name is damaged"),
     # a re-sealed catalog whose field list of one process lost a field that its runs hold values of
     ("v3/psutil_process_tree.h5", "catalog-edit:12000008", "does not have its field"),
+    # a re-sealed manifest whose reader caps hold a dict where a counter name belongs
+    ("v3/psutil_workload.h5", "manifest-edit:7000028", "caps.counters is not a list of strings"),
 ])
 def test_a_damaged_trace_is_a_typed_error(tmp_path, sample, spec, message):
     path = _mutant(tmp_path, sample, spec)
