@@ -39,6 +39,8 @@ class _TelemrecMonitor(MonitorPlugin):
         self._source = self._new_source()
 
     def _new_source(self):
+        # abstract: TelemrecLiveMonitor (live readers) and TelemrecReplayMonitor (a trace) each
+        # provide their source; this base class is never registered with cjm itself
         raise NotImplementedError
 
     @property

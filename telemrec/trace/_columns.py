@@ -260,6 +260,8 @@ class TimeGather:
         return cache[2][tidx - a], cache[3][tidx - a]
 
     def _read_span(self, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+        # abstract: each format's time table reads its rows its own way (v1.SourceTimeReader from
+        # HDF5 chunks, _v3entity.V3Time from segment streams); the mixin only caches and gathers
         raise NotImplementedError
 
 
