@@ -81,12 +81,6 @@ def select_entities(entities: Mapping[tuple[str, str], EntityReader], *, sources
     return chosen
 
 
-def _row_ranges(ent: EntityReader, start_wall_ns: int | None, end_wall_ns: int | None) -> Iterator[tuple[int, int]]:
-    """Chunk-aligned [a, b) row ranges covering the rows that can lie in the window."""
-    lo, hi = ent.row_range(start_wall_ns, end_wall_ns)
-    yield from ent.block_ranges(lo, hi)
-
-
 # -- decoding one block into numpy value arrays --------------------------------------------------
 
 def _values(col: Column) -> tuple[np.ndarray, np.ndarray | None]:
