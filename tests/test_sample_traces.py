@@ -98,9 +98,9 @@ def test_future_version_names_both_versions():
         open_trace(ROOT / "corrupt" / "future_version.h5")
 
 
-@pytest.mark.parametrize("name", ["crashed", "crashed_v3"])
+@pytest.mark.parametrize("name", ["crashed", "crashed_v3", "crashed_j3"])
 def test_crashed_journal_recovers_the_flushed_records(tmp_path, name):
-    """A journal of version 1 (telemrec with format 2) and of version 2, each with a torn last frame."""
+    """A journal of version 1 (telemrec with format 2), 2 and 3, each with a torn last frame."""
     shutil.copy(ROOT / "corrupt" / f"{name}.h5.journal", tmp_path / f"{name}.h5.journal")
     with open_trace(tmp_path / f"{name}.h5") as trace:
         assert trace.recovered and not trace.closed_cleanly and trace.format_version == 3

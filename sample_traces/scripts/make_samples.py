@@ -188,14 +188,23 @@ def corrupt3_samples() -> None:
     """Negative cases of format 3, from v3/psutil_process_tree.h5: truncated_v3.h5 (its first half),
     crashed_v3.h5.journal (a version 2 journal whose last frame is torn: opening crashed_v3.h5 must
     recover the flushed records: 100 of them, in 2 provisional segments)."""
+    data = open(os.path.join(_current(), "psutil_process_tree.h5"), "rb").read()
+    with open(os.path.join(CORRUPT, "truncated_v3.h5"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    _crashed_journal(os.path.join(CORRUPT, "crashed_v3.h5"))  # with the telemrec of its day: journal version 2
+
+
+def journal3_sample() -> None:
+    """crashed_j3.h5.journal: the same recording as crashed_v3.h5.journal in a version 3 journal
+    (numbered frames), its last frame torn: opening crashed_j3.h5 must recover the 100 flushed records."""
+    _crashed_journal(os.path.join(CORRUPT, "crashed_j3.h5"))
+
+
+def _crashed_journal(crashed: str) -> None:
     from telemrec.record import RawRecord
     from telemrec.trace import TraceWriter
     from telemrec.trace.importer import import_manifest
 
-    data = open(os.path.join(_current(), "psutil_process_tree.h5"), "rb").read()
-    with open(os.path.join(CORRUPT, "truncated_v3.h5"), "wb") as f:
-        f.write(data[: len(data) // 2])
-    crashed = os.path.join(CORRUPT, "crashed_v3.h5")
     for p in (crashed, crashed + ".journal"):
         if os.path.exists(p):
             os.unlink(p)
@@ -230,7 +239,8 @@ if __name__ == "__main__":
     todo = sys.argv[1:] or ["psutil", "nvml", "dcgmi", "node_exporter"]
     funcs = {"psutil": psutil_sample, "nvml": nvml_sample, "dcgmi": dcgmi_sample,
              "node_exporter": node_exporter_sample, "corrupt": corrupt_samples, "upgrade": upgraded_samples,
-             "process_tree": process_tree_sample, "corrupt3": corrupt3_samples}
+             "process_tree": process_tree_sample, "corrupt3": corrupt3_samples,
+             "journal3": journal3_sample}
     for name in todo:
         funcs[name]()
         print("made", name)

@@ -61,7 +61,7 @@ class _Pending:
 
 
 def read_journal(path: str, *, verify: bool = True, name: str | None = None, end: int | None = None) -> JournalState:
-    """The state of a version 2 journal (``verify``: check every frame's CRC, as recovery does);
+    """The state of a version 2 or 3 journal (``verify``: check every frame's CRC, as recovery does);
     ``name``: the journal's path when ``path`` is another way to it (/proc/self/fd/N); ``end``:
     the journal is read as if it ended at that byte."""
     state = JournalState(path, name=name or path)
@@ -76,9 +76,11 @@ def read_journal(path: str, *, verify: bool = True, name: str | None = None, end
             # treated as ending there, like a torn frame, and the reason is kept
             _cut(state, frame.offset, f"frame at byte {frame.offset}: {exc.message}")
             break
+    kept = state.segments
     try:
-        state.segments = {table: [_segment(p, state.catalog) for p in pending]
-                          for table, pending in state.segments.items()}
+        state.segments = {table: [_segment(p, state.catalog) for p in pending] for table, pending in kept.items()}
+        if verify:
+            _check_streams(state, kept)
     except _Invalid as bad:  # a segment kept to the end whose header does not hold: the journal ends there
         state = read_journal(path, verify=verify, name=name, end=bad.pending.offset)
         _cut(state, bad.pending.offset, f"frame at byte {bad.pending.offset}: {bad.message}")
@@ -100,6 +102,22 @@ def _segment(pending: _Pending, catalog: C.Catalog) -> Segment:
         return Segment.from_header(pending.header, pending.body, catalog)
     except TraceCorruptError as exc:
         raise _Invalid(pending, exc.message) from None
+
+
+def _check_streams(state: JournalState, kept: dict) -> None:
+    """Recovery: the streams of the segments kept are what their frames said (a frame's CRC-32 covers
+    them, but only as a whole), so one that fails its own CRC-32 ends the journal at its frame,
+    like a torn frame, and the segments before it are recovered, not refused with it."""
+    import zlib
+
+    pairs = sorted(((p.offset, p, seg) for table in kept for p, seg in zip(kept[table], state.segments[table])),
+                   key=lambda x: x[0])
+    with open(state.path, "rb") as f:
+        for _, pending, seg in pairs:
+            for start, size, crc in seg.streams[:, [C.ST_OFFSET, C.ST_SIZE, C.ST_CRC]].tolist():
+                if zlib.crc32(os.pread(f.fileno(), size, start)) != crc:
+                    raise _Invalid(pending, f"table {seg.table} rows {seg.row_lo}-{seg.row_hi}: a stream fails "
+                                            "its CRC-32")
 
 
 def _cut(state: JournalState, offset: int, reason: str | None) -> None:

@@ -3,7 +3,7 @@
 A recorder of telemrec's trace format 2 that died left records, tick rows and
 annotations as JSON frames. They are put through the same tables as new records
 (``_tables``) and sealed in memory, so recovery and in-place reading work as for a
-version 2 journal; the manifest is the one the old recorder wrote, updated the same way.
+version 2 or 3 journal; the manifest is the one the old recorder wrote, updated the same way.
 """
 
 from __future__ import annotations

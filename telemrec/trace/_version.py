@@ -8,7 +8,7 @@ from telemrec.errors import TraceCorruptError, UnsupportedFormatVersionError
 FORMAT_NAME = "telemrec-trace"
 CURRENT_FORMAT_VERSION = 3
 SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
-JOURNAL_FORMAT_VERSION = 2
+JOURNAL_FORMAT_VERSION = 3
 
 
 def parse_format_version(name: object, version: object, *, path: str = "") -> int:

@@ -1,15 +1,18 @@
 """The recording journal: the crash-safe half of the trace format (docs/format.md, section 2).
 
 While ``telemrec record`` runs, data goes to ``PATH.journal``: a header line, then
-frames ``MAGIC | u32 length | u32 crc32 | payload``, each appended whole and
-fsynced at every flush. A frame torn by a crash fails its length or CRC check and
-is treated as never written, exactly like below's store. Version 2 frames carry
+frames ``MAGIC | u32 length | u32 crc32 | u32 ordinal | payload``, each appended whole
+and fsynced at every flush. A frame torn by a crash fails its length or CRC check and
+is treated as never written, exactly like below's store. The ordinal (version 3) numbers
+the frames from 0, so a frame missing from the middle or repeated is seen, not read
+past: frames hold no other order that would show it. Frames carry
 either JSON (the manifest, catalog additions, reader updates, the end) or a
 *segment*: rows of one table already encoded and compressed, column by column,
 so the stop copies them into the trace file instead of encoding the recording again.
 
-Version 1 journals (telemrec with trace format 2) held records as JSON; they are
-still read (``scan_v1``) so a crashed recording of an older telemrec is recovered.
+Version 2 journals are version 3 without ordinals; version 1 journals (telemrec with
+trace format 2) held records as JSON. Both are still read (``scan``, ``scan_v1``) so a
+crashed recording of an older telemrec is recovered.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from telemrec.record import RawRecord
 from telemrec.trace._version import JOURNAL_FORMAT_VERSION
 
 HEADER = b"TELEMREC-JOURNAL %d\n" % JOURNAL_FORMAT_VERSION
+HEADER_V2 = b"TELEMREC-JOURNAL 2\n"
 HEADER_V1 = b"TELEMREC-JOURNAL 1\n"
 _HEADER_PREFIX = b"TELEMREC-JOURNAL "
 FRAME_MAGIC = b"\xf0TRF"
-_FRAME_HEAD = struct.Struct("<4sII")
+_FRAME_HEAD = struct.Struct("<4sII")      # versions 1 and 2: magic, length, CRC-32
+_ORDINAL = struct.Struct("<I")              # version 3: then the frame's ordinal, covered by the CRC
 _SEGMENT_HEAD = struct.Struct("<I")
 JSON_FRAME, SEGMENT_FRAME = 0x4A, 0x53  # b"J", b"S"
 MAX_FRAME = 1 << 30
@@ -66,6 +71,7 @@ class JournalWriter:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
         self.bytes_written = 0
+        self.frames = 0
         try:
             self._write(HEADER)
             self.append_json(first_frame)
@@ -101,17 +107,15 @@ class JournalWriter:
         """A segment frame; returns the file offset of its first stream byte."""
         head = _encoder.encode(header).encode("utf-8")
         parts = [bytes([SEGMENT_FRAME]) + _SEGMENT_HEAD.pack(len(head)) + head, *streams]
-        start = self.bytes_written + _FRAME_HEAD.size + len(parts[0])
+        start = self.bytes_written + FRAME_HEAD_SIZE + len(parts[0])
         self._frame(parts)
         return start
 
     def _frame(self, parts: list[bytes]) -> int:
-        length = sum(len(p) for p in parts)
-        crc = 0
-        for p in parts:
-            crc = zlib.crc32(p, crc)
-        self._write(b"".join([_FRAME_HEAD.pack(FRAME_MAGIC, length, crc), *parts]))
-        return length + _FRAME_HEAD.size
+        data = frame_bytes(parts, self.frames)
+        self._write(data)
+        self.frames += 1
+        return len(data)
 
     def sync(self) -> None:
         """Make what was appended durable; fail (typed) if the journal was removed or replaced since
@@ -147,6 +151,18 @@ class JournalWriter:
                 raise TraceWriteError(f"fsync of {self.path} failed: {exc.strerror}", path=self.path) from exc
             finally:
                 self._file.close()
+
+
+FRAME_HEAD_SIZE = _FRAME_HEAD.size + _ORDINAL.size
+
+
+def frame_bytes(parts: list[bytes], ordinal: int) -> bytes:
+    """One version 3 frame holding the concatenated ``parts``, numbered ``ordinal``."""
+    number = _ORDINAL.pack(ordinal)
+    crc = zlib.crc32(number)
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+    return b"".join([_FRAME_HEAD.pack(FRAME_MAGIC, sum(map(len, parts)), crc), number, *parts])
 
 
 @dataclass
@@ -199,13 +215,15 @@ def _open(path: str) -> BinaryIO:
 
 
 def journal_version(path: str) -> int:
-    """1 or 2, from the header line; TraceCorruptError / UnsupportedFormatVersionError otherwise."""
+    """1, 2 or 3, from the header line; TraceCorruptError / UnsupportedFormatVersionError otherwise."""
     with _open(path) as f:
         head = f.read(len(HEADER))
     if not head.startswith(_HEADER_PREFIX):
         raise TraceCorruptError(f"{path} is not a telemrec journal", path=path)
     if head == HEADER:
         return JOURNAL_FORMAT_VERSION
+    if head == HEADER_V2:
+        return 2
     if head == HEADER_V1:
         return 1
     raise UnsupportedFormatVersionError(
@@ -214,38 +232,54 @@ def journal_version(path: str) -> int:
 
 
 def scan(path: str, result: ScanResult, *, verify: bool = True) -> Iterator[Frame]:
-    """The frames of a version 2 journal, in order, up to the first that fails its checks.
+    """The frames of a version 2 or 3 journal, in order, up to the first that fails its checks.
 
     ``verify``: check every frame's CRC-32 (recovery). Without it (a live recorder's journal)
     a segment frame's streams are not read here; each stream's own CRC-32 is checked when it
-    is read.
+    is read. Version 3 frames must be numbered 0, 1, 2, ...: a gap or a repeat ends the
+    journal there, as a torn frame does.
     """
     with _open(path) as f:
         size = result.size = os.fstat(f.fileno()).st_size
-        if f.read(len(HEADER)) != HEADER:
-            raise TraceCorruptError(f"{path} is not a version {JOURNAL_FORMAT_VERSION} telemrec journal", path=path)
+        head = f.read(len(HEADER))
+        if head not in (HEADER, HEADER_V2):
+            raise TraceCorruptError(f"{path} is not a version 2 or {JOURNAL_FORMAT_VERSION} telemrec journal",
+                                    path=path)
+        result.version = 3 if head == HEADER else 2
+        ordinal = 0 if result.version == 3 else None
         pos = result.valid_bytes = len(HEADER)
         while pos < size:
-            frame, reason = _read_frame(f, pos, size, verify)
+            frame, reason = _read_frame(f, pos, size, verify, ordinal)
             if frame is None:
                 result.torn_reason = reason
                 break
             pos = f.tell()
             result.valid_bytes = pos
+            if ordinal is not None:
+                ordinal += 1
             yield frame
         result.torn_bytes = size - result.valid_bytes
 
 
-def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool) -> tuple[Frame | None, str]:
-    head = f.read(_FRAME_HEAD.size)
-    if len(head) < _FRAME_HEAD.size:
+def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool, ordinal: int | None) -> tuple[Frame | None, str]:
+    head_size = _FRAME_HEAD.size if ordinal is None else FRAME_HEAD_SIZE
+    head = f.read(head_size)
+    if len(head) < head_size:
         return None, "truncated frame header"
-    magic, length, crc = _FRAME_HEAD.unpack(head)
+    magic, length, crc = _FRAME_HEAD.unpack_from(head)
     if magic != FRAME_MAGIC or not 0 < length <= MAX_FRAME:
         return None, "bad frame header"
-    end = pos + _FRAME_HEAD.size + length
+    end = pos + head_size + length
     if end > size:
         return None, "truncated frame"
+    crc0 = 0
+    if ordinal is not None:
+        (found,) = _ORDINAL.unpack_from(head, _FRAME_HEAD.size)
+        if found != ordinal:
+            return None, (f"frame {ordinal} is missing (the frame there is numbered {found}): frames were removed, "
+                          "repeated or reordered")
+        crc0 = zlib.crc32(head[_FRAME_HEAD.size:])
+    body = pos + head_size
     kind = f.read(1)[0]
     if kind == SEGMENT_FRAME and not verify:
         raw = f.read(_SEGMENT_HEAD.size)
@@ -256,9 +290,9 @@ def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool) -> tuple[Frame |
         f.seek(end)
         if not isinstance(header, dict):
             return None, "undecodable frame"
-        return Frame(pos, kind, header, pos + _FRAME_HEAD.size + 1 + _SEGMENT_HEAD.size + hlen), ""
+        return Frame(pos, kind, header, body + 1 + _SEGMENT_HEAD.size + hlen), ""
     payload = bytes([kind]) + f.read(length - 1)
-    if zlib.crc32(payload) != crc:
+    if zlib.crc32(payload, crc0) != crc:
         return None, "frame checksum mismatch"
     if kind == JSON_FRAME:
         try:
@@ -273,7 +307,7 @@ def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool) -> tuple[Frame |
         header = _json(payload[1 + _SEGMENT_HEAD.size:1 + _SEGMENT_HEAD.size + hlen]) \
             if 1 + _SEGMENT_HEAD.size + hlen <= length else None
         if isinstance(header, dict):
-            return Frame(pos, kind, header, pos + _FRAME_HEAD.size + 1 + _SEGMENT_HEAD.size + hlen), ""
+            return Frame(pos, kind, header, body + 1 + _SEGMENT_HEAD.size + hlen), ""
     return None, "undecodable frame"
 
 

@@ -134,9 +134,10 @@ def test_a_journal_removed_while_recording_stops_the_writer_and_what_it_held_is_
 def _append_frame(jpath: str, obj: dict) -> int:
     """A frame whose CRC is right but whose JSON is whatever ``obj`` is; returns its offset."""
     payload = bytes([J.JSON_FRAME]) + zlib.compress(json.dumps(obj).encode())
+    frames = sum(1 for _ in J.scan(jpath, J.ScanResult()))
     with open(jpath, "ab") as f:
         at = f.tell()
-        f.write(J._FRAME_HEAD.pack(J.FRAME_MAGIC, len(payload), zlib.crc32(payload)) + payload)
+        f.write(J.frame_bytes([payload], frames))
     return at
 
 
@@ -182,3 +183,65 @@ def test_a_recorder_whose_directory_is_removed_says_so_and_saves_what_it_recorde
             assert sum(1 for _ in trace.records()) > 5
     finally:
         os.unlink(saved)
+
+
+def _journal_frames(jpath) -> tuple[bytes, list[int]]:
+    """The journal's bytes and each whole frame's offset, then the end of the last."""
+    result = J.ScanResult()
+    offsets = [f.offset for f in J.scan(jpath, result)]
+    with open(jpath, "rb") as f:
+        return f.read(), offsets + [result.valid_bytes]
+
+
+def _two_table_journal(path) -> list:
+    """Four flushes of two tables (entities of two field sets), each flush a segment frame per table."""
+    w = TraceWriter(path, import_manifest("t"))
+    written = []
+    for flush in range(4):
+        batch = [RawRecord(10**9 + i, 10**18 + i * 10**9, "a" if i % 2 else "b",
+                           {"v": i} if i % 2 else {"w": i, "z": -i}, "src", "1")
+                 for i in range(flush * 40, flush * 40 + 40)]
+        w.write(batch)
+        w.flush()
+        written += batch
+    w.abandon()
+    return written
+
+
+def _read_all(path):
+    with open_trace(path) as trace:
+        return [(r.entity, dict(r.fields)) for r in trace.records()], trace.manifest["recovery"]
+
+
+@pytest.mark.parametrize("how", ["drop", "duplicate", "swap"])
+def test_a_frame_missing_repeated_or_moved_in_the_middle_of_a_journal_ends_it_there(tmp_path, how):
+    """Every frame passes its CRC, and each table's rows still follow on: only the frames' numbers tell
+    that one is missing (its records would otherwise vanish from the middle without a word)."""
+    path = tmp_path / "m.h5"
+    _two_table_journal(path)
+    data, offsets = _journal_frames(f"{path}.journal")
+    k = len(offsets) - 4  # a segment frame of the third flush: later frames of both tables follow it
+    frame = data[offsets[k]:offsets[k + 1]]
+    if how == "drop":
+        mutated = data[:offsets[k]] + data[offsets[k + 1]:]
+    elif how == "duplicate":
+        mutated = data[:offsets[k + 1]] + frame + data[offsets[k + 1]:]
+        k += 1
+    else:
+        mutated = data[:offsets[k]] + data[offsets[k + 1]:offsets[k + 2]] + frame + data[offsets[k + 2]:]
+    (tmp_path / "m.h5.journal").write_bytes(mutated)
+    (tmp_path / "cut.h5.journal").write_bytes(data[:offsets[k]])  # a crash just before that frame
+    got, recovery = _read_all(path)
+    expected, _ = _read_all(tmp_path / "cut.h5")
+    assert got == expected and 0 < len(got) < 160
+    assert recovery["journal_valid_bytes"] == offsets[k]
+    assert f"frame {k} is missing" in recovery["discarded_reason"]
+
+
+def test_a_version_2_journal_without_frame_numbers_is_still_read(tmp_path):
+    import shutil
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "sample_traces", "corrupt")
+    shutil.copy(os.path.join(root, "crashed_v3.h5.journal"), tmp_path / "c.h5.journal")
+    assert J.journal_version(str(tmp_path / "c.h5.journal")) == 2
+    got, recovery = _read_all(tmp_path / "c.h5")
+    assert [f["n"] for _, f in got] == list(range(100)) and recovery["journal_discarded_bytes"] > 0

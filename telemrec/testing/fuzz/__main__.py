@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     m.add_argument("input")
     m.add_argument("mutation")
     m.add_argument("-o", "--output", required=True)
-    j = sub.add_parser("make-journal", help="write the generated crashed journal (version 2)")
+    j = sub.add_parser("make-journal", help="write the generated crashed journal (this telemrec's journal version)")
     j.add_argument("output")
     args = parser.parse_args(argv)
     if args.what == "repro":

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from telemrec.testing.fuzz import _jsonedit
 
 MAGIC = b"\xf0TRF"
-_HEAD = struct.Struct("<4sII")
+_HEAD = struct.Struct("<4sII")  # versions 1 and 2; version 3 follows it with the frame's u32 ordinal
+_ORDINAL = struct.Struct("<I")
 _SEG = struct.Struct("<I")
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -26,10 +27,15 @@ INT64 = (-(2**63), 2**63 - 1)
 class Frame:
     offset: int
     payload: bytes
+    ordinal: int | None = None  # version 3: the number in its head, kept when the frame moves
 
     @property
     def end(self) -> int:
-        return self.offset + _HEAD.size + len(self.payload)
+        return self.offset + self.head_size + len(self.payload)
+
+    @property
+    def head_size(self) -> int:
+        return _HEAD.size + (0 if self.ordinal is None else _ORDINAL.size)
 
 
 @dataclass
@@ -40,27 +46,34 @@ class Journal:
     tail: bytes  # the torn bytes after the last whole frame
 
     def build(self, frames: list[bytes] | None = None, tail: bytes | None = None) -> bytes:
-        parts = [self.header, *(seal(f.payload) for f in self.frames)] if frames is None else [self.header, *frames]
+        parts = [self.header, *(seal(f.payload, f.ordinal) for f in self.frames)] if frames is None \
+            else [self.header, *frames]
         return b"".join(parts) + (self.tail if tail is None else tail)
 
 
-def seal(payload: bytes) -> bytes:
-    return _HEAD.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+def seal(payload: bytes, ordinal: int | None = None) -> bytes:
+    """A frame around ``payload``; with the ordinal of a version 3 frame, which its CRC covers."""
+    if ordinal is None:
+        return _HEAD.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+    number = _ORDINAL.pack(ordinal)
+    return _HEAD.pack(MAGIC, len(payload), zlib.crc32(payload, zlib.crc32(number))) + number + payload
 
 
 def parse(data: bytes) -> Journal:
     """Split a journal into header, whole frames (length and CRC good) and the torn tail."""
     nl = data.find(b"\n")
     header = data[: nl + 1] if nl >= 0 else data
-    version = 1 if header == b"TELEMREC-JOURNAL 1\n" else 2
+    version = {b"TELEMREC-JOURNAL 1\n": 1, b"TELEMREC-JOURNAL 2\n": 2}.get(header, 3)
+    size = _HEAD.size + (_ORDINAL.size if version == 3 else 0)
     pos, frames = len(header), []
-    while pos + _HEAD.size <= len(data):
+    while pos + size <= len(data):
         magic, length, crc = _HEAD.unpack_from(data, pos)
-        payload = data[pos + _HEAD.size: pos + _HEAD.size + length]
-        if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+        ordinal = _ORDINAL.unpack_from(data, pos + _HEAD.size)[0] if version == 3 else None
+        payload = data[pos + size: pos + size + length]
+        if magic != MAGIC or len(payload) < length or seal(payload, ordinal)[:_HEAD.size] != data[pos:pos + _HEAD.size]:
             break
-        frames.append(Frame(pos, payload))
-        pos += _HEAD.size + length
+        frames.append(Frame(pos, payload, ordinal))
+        pos += size + length
     return Journal(version, header, frames, data[pos:])
 
 
@@ -105,9 +118,9 @@ def torn(journal: Journal, data: bytes, rng: random.Random):
     frame = rng.choice(journal.frames)
     how = rng.choice(["inside", "header", "boundary"])
     if how == "inside":
-        cut = rng.randrange(frame.offset + _HEAD.size + 1, frame.end)
+        cut = rng.randrange(frame.offset + frame.head_size + 1, frame.end)
     elif how == "header":
-        cut = rng.randrange(frame.offset + 1, frame.offset + _HEAD.size)
+        cut = rng.randrange(frame.offset + 1, frame.offset + frame.head_size)
     else:
         cut = frame.end
     index = journal.frames.index(frame)
@@ -181,7 +194,7 @@ def frame_order(journal: Journal, data: bytes, rng: random.Random):
     n = len(journal.frames)
     if n < 2:
         return None
-    sealed = [seal(f.payload) for f in journal.frames]
+    sealed = [seal(f.payload, f.ordinal) for f in journal.frames]
     op = rng.choice(["duplicate", "swap", "drop"])
     i = rng.randrange(1, n)
     if op == "duplicate":
@@ -204,13 +217,13 @@ def journal_header(journal: Journal, data: bytes, rng: random.Random):
                       b"TELEMREC-JOURNAL 99\n", b"TELEMREC-JOURNAL 2", b"TELEMREC-JOURNAL -1\n", b"\n",
                       b"telemrec-journal 2\n", b"TELEMREC-JOURNAL 2\r\n"])
     if new == journal.header:
-        new = b"TELEMREC-JOURNAL 3\n"
+        new = b"TELEMREC-JOURNAL 4\n"
     return new + data[len(journal.header):], f"header {journal.header!r} -> {new!r}", True
 
 
 def _replace(journal: Journal, index: int, payload: bytes) -> bytes:
-    frames = [seal(f.payload) for f in journal.frames]
-    frames[index] = seal(payload)
+    frames = [seal(f.payload, f.ordinal) for f in journal.frames]
+    frames[index] = seal(payload, journal.frames[index].ordinal)
     return journal.build(frames)
 
 
@@ -285,7 +298,7 @@ def prefixes(data: bytes) -> list[bytes]:
 # -- a crashed journal, made the way a recorder makes one ----------------------------------------------
 
 def make_crashed_journal(path: str) -> str:
-    """A version 2 journal of a writer that died: three sources' worth of entities coming and going,
+    """A journal (this telemrec's version) of a writer that died: three sources' worth of entities coming and going,
     ints, floats (NaN, -0.0, inf), strings, None, error records, ticks and an annotation; sealed
     and provisional segments, merged provisional levels, and a torn last frame. Deterministic
     (fixed clocks and manifest): the same bytes on every run of one telemrec version."""

@@ -26,7 +26,7 @@ FAMILIES = {"bytes": GENERIC_KINDS, "structure": TRACE_KINDS + TRACE3_KINDS + JO
 
 @dataclass
 class Input:
-    """A file to mutate: a trace (format 1, 2 or 3) or a crashed trace's journal (version 1 or 2)."""
+    """A file to mutate: a trace (format 1, 2 or 3) or a crashed trace's journal (version 1, 2 or 3)."""
 
     name: str     # how reports name it: "v2/psutil_workload.h5", "corrupt/crashed.h5.journal"
     path: str
@@ -41,7 +41,8 @@ class Input:
             data = f.read()
         name = name or os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
         if path.endswith(".journal"):
-            return cls(name, path, "journal", 1 if data.startswith(b"TELEMREC-JOURNAL 1\n") else 2, data)
+            version = 1 if data.startswith(b"TELEMREC-JOURNAL 1\n") else 2 if data.startswith(b"TELEMREC-JOURNAL 2\n") else 3
+            return cls(name, path, "journal", version, data)
         return cls(name, path, "trace", 0, data)  # version: from the layout
 
     @property
@@ -51,7 +52,7 @@ class Input:
 
     def kinds(self) -> tuple[str, ...]:
         if self.kind == "journal":
-            return GENERIC_KINDS + JOURNAL_KINDS + (JOURNAL2_KINDS if self.version == 2 else ())
+            return GENERIC_KINDS + JOURNAL_KINDS + (JOURNAL2_KINDS if self.version >= 2 else ())
         return GENERIC_KINDS + TRACE_KINDS + (TRACE3_KINDS if self.version == 3 else ())
 
 
