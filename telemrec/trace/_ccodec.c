@@ -1021,8 +1021,109 @@ done:
     return result;
 }
 
+/* fill_table(fields, index, kinds, values) -> (rows done, {field: [(row, str), ...]})
+ * Like fill_columns, for records whose field names differ (some fields absent in some rows):
+ * ``index`` maps a field name to its row of the outputs [k, n], which the caller zeroes (ABSENT).
+ * Stops at the first record that is not a dict or names a field ``index`` does not have (a new
+ * field: the caller learns it and takes the slow path). */
+static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *fields, *index, *ko, *vo;
+    if (!PyArg_ParseTuple(args, "O!O!OO", &PyList_Type, &fields, &PyDict_Type, &index, &ko, &vo))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(fields), k = PyDict_GET_SIZE(index), done = 0;
+    Py_buffer kb = {0}, vb = {0};
+    PyObject *strs = NULL, *result = NULL;
+    if (get_buffer(ko, &kb, "kinds", 1, 1) < 0 || get_buffer(vo, &vb, "values", 1, 8) < 0)
+        goto done;
+    if (kb.len != k * n || vb.len != 8 * k * n) {
+        PyErr_SetString(PyExc_ValueError, "fill_table: the outputs are not [k, n]");
+        goto done;
+    }
+    strs = PyDict_New();
+    if (!strs)
+        goto done;
+    uint8_t *kinds = kb.buf;
+    int64_t *values = vb.buf;
+    for (; done < n; done++) {
+        PyObject *d = PyList_GET_ITEM(fields, done);
+        if (!PyDict_CheckExact(d))
+            break;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        int known = 1;
+        while (known && PyDict_Next(d, &pos, &key, &value)) {  /* the keys first: a row is taken whole or not */
+            PyObject *at = PyDict_GetItemWithError(index, key);
+            if (!at) {
+                if (PyErr_Occurred())
+                    PyErr_Clear();
+                known = 0;
+            }
+        }
+        if (!known)
+            break;
+        pos = 0;
+        while (PyDict_Next(d, &pos, &key, &value)) {
+            Py_ssize_t f = PyLong_AsSsize_t(PyDict_GetItem(index, key));
+            if (f < 0 || f >= k) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "fill_table: a column number outside the outputs");
+                goto done;
+            }
+            Py_ssize_t at = f * n + done;
+            PyTypeObject *t = Py_TYPE(value);
+            if (t == &PyFloat_Type) {
+                double x = PyFloat_AS_DOUBLE(value);
+                kinds[at] = FLOAT;
+                memcpy(&values[at], &x, 8);
+            } else if (t == &PyLong_Type) {
+                int overflow = 0;
+                long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+                if (overflow) {
+                    PyErr_Format(PyExc_OverflowError, "field %R holds an int that does not fit in int64", key);
+                    goto done;
+                }
+                kinds[at] = INT;
+                values[at] = x;
+            } else if (t == &PyUnicode_Type) {
+                kinds[at] = STR;
+                values[at] = 0;
+                PyObject *fk = PyLong_FromSsize_t(f), *item = Py_BuildValue("(nO)", done, value);
+                PyObject *list = fk ? PyDict_GetItemWithError(strs, fk) : NULL;
+                int bad = !fk || !item || PyErr_Occurred();
+                if (!bad && !list) {
+                    list = PyList_New(0);
+                    bad = !list || PyDict_SetItem(strs, fk, list) < 0;
+                    Py_XDECREF(list);
+                }
+                bad = bad || PyList_Append(list, item) < 0;
+                Py_XDECREF(fk);
+                Py_XDECREF(item);
+                if (bad)
+                    goto done;
+            } else if (value == Py_None) {
+                kinds[at] = NONE;
+                values[at] = 0;
+            } else {
+                PyErr_Format(PyExc_TypeError, "field %R has a value of type %s; allowed: float, int, str, None", key,
+                             t->tp_name);
+                goto done;
+            }
+        }
+    }
+    result = Py_BuildValue("(nO)", done, strs);
+done:
+    Py_XDECREF(strs);
+    if (kb.obj)
+        PyBuffer_Release(&kb);
+    if (vb.obj)
+        PyBuffer_Release(&vb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fill_columns", fill_columns, METH_VARARGS, "Typed columns from records' field dicts (see the module source)."},
+    {"fill_table", fill_table, METH_VARARGS, "Typed columns from field dicts of differing names (see the module source)."},
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode", encode, METH_VARARGS, "Encode one column of a segment into a compressed stream (see the module source)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},

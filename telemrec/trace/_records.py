@@ -19,7 +19,7 @@ import numpy as np
 
 from telemrec.errors import RecordError
 from telemrec.trace import _catalog as C
-from telemrec.trace._codec import INT
+from telemrec.trace._codec import ABSENT, INT
 from telemrec.trace._segments import _ccodec
 from telemrec.trace._tables import Piece, choose_table, column_of_values, packed_column, place_blocks
 
@@ -67,11 +67,12 @@ class _Source:
 
 
 class _Entity:
-    __slots__ = ("eid", "table", "source", "keys", "order", "fieldset")
+    __slots__ = ("eid", "table", "source", "keys", "order", "fieldset", "mark")
 
     def __init__(self, eid: int, table: int, source: int):
         self.eid, self.table, self.source = eid, table, source
         self.keys: tuple | None = None
+        self.mark = b""  # which of its table's fields it held in its rows of the last flush
         self.order: list[int] = []
         self.fieldset: set[int] = set()
 
@@ -235,35 +236,51 @@ class TableWriter:
                      int(seq.max()) + 1, int(walls.min()), int(walls.max()), values)
 
     def _fast_columns(self, table, members: list, fields: list, columns: list) -> int | None:
-        """Every record with the same field names in the same order (the usual case): the columns
-        in one C pass (``_ccodec.fill_columns``); None when they differ."""
-        keys = tuple(fields[0]) if fields else ()
-        for name in keys:
-            if name not in table.field_index:
-                return None  # a new field: learnt on the grouped path
-        n, k = len(fields), len(keys)
-        kinds = np.empty((k, n), np.uint8)
-        values = np.empty((k, n), np.int64)
+        """The columns in one C pass (``_ccodec.fill_table``), whatever fields each record holds,
+        as long as the table knows them all; None when a record names a field new to the table."""
+        n, k = len(fields), len(table.fields)
+        kinds = np.zeros((k, n), np.uint8)
+        values = np.zeros((k, n), np.int64)
         try:
-            done, strs = _ccodec.fill_columns(fields, keys, kinds, values)
+            done, strs = _ccodec.fill_table(fields, table.field_index, kinds, values)
         except (TypeError, OverflowError) as exc:
             raise RecordError(str(exc), "Field values are float, int (int64), str or None; convert booleans to "
                                         "int and numpy scalars with .item().") from None
         if done != n:
-            return None
-        for ent, _ in members:
-            if ent.keys != keys:
-                self._learn(ent, keys)
+            return None  # a new field: learnt on the grouped path
+        present = kinds != ABSENT
+        counts = [len(idx) for _, idx in members]
+        starts = np.cumsum([0] + counts[:-1])
+        # the fields each entity holds in these rows: only an entity holding one new to it is learnt
+        held = np.logical_or.reduceat(present, starts, axis=1).T if k else np.zeros((len(members), 0), bool)
+        marks = held.tobytes()
+        for j, (ent, _) in enumerate(members):
+            mark = marks[j * k:(j + 1) * k]
+            if mark != ent.mark:
+                self._learn_rows(ent, fields[starts[j]:starts[j] + counts[j]], held[j])
+                ent.mark = mark
         n_meta = len(table.meta)
-        for f, name in enumerate(keys):
+        used = present.any(axis=1)
+        for f in np.flatnonzero(used).tolist():
             col_strs = None
             found = strs.get(f)
             if found:
                 col_strs = np.full(n, None, object)
                 rows, texts = zip(*found)
                 col_strs[list(rows)] = texts
-            columns[n_meta + table.field_index[name]] = packed_column(kinds[f], values[f], col_strs)
-        return n * k
+            columns[n_meta + f] = packed_column(kinds[f], values[f], col_strs)
+        return int(np.count_nonzero(present))
+
+    def _learn_rows(self, ent: _Entity, rows: list, held: np.ndarray) -> None:
+        """Learn the fields an entity holds in ``rows`` that it did not before, in the order they
+        first appear (what learning every record's keys in turn gives)."""
+        if ent.fieldset.issuperset(np.flatnonzero(held).tolist()):
+            return
+        seen = set()
+        for keys in map(tuple, rows):
+            if keys not in seen:
+                seen.add(keys)
+                self._learn(ent, keys)
 
     def _grouped_columns(self, table, members: list, subs: list, fields: list, columns: list) -> int:
         """Records whose field names differ: rows of every entity that share a key layout are typed

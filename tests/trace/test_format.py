@@ -248,3 +248,30 @@ def test_ticks_reads_only_the_columns_asked_for(tmp_path):
         assert trace.ticks("r", columns=()) == {}
         with pytest.raises(UsageError, match="no tick column 'nope'"):
             trace.ticks("r", columns=("nope",))
+
+
+def test_field_layouts_learnt_in_one_batch_or_record_by_record_agree(tmp_path):
+    """Records whose field names differ (some absent, some new, orders varying) give the same trace
+    whether a flush holds many of them (one C pass over every layout) or one (each layout learnt
+    as it comes): same values, same absent/None, same fields per entity in first-appearance order."""
+    recs = []
+    for i in range(400):
+        fields = {"a": i, "s": f"t{i % 3}"} if i % 3 else {"s": None, "a": -i}
+        if i % 7 == 0:
+            fields["uss"] = i * 4096
+        if i >= 200 and i % 11 == 0:
+            fields["late"] = float(i)  # a field new to the table in the middle of a flush
+        recs.append(RawRecord(i, 10**18 + i, f"p{i % 5}", fields, "src", "1"))
+    out = {}
+    for name, batch in (("batched", len(recs)), ("single", 1)):
+        w = TraceWriter(tmp_path / f"{name}.h5", import_manifest("test"))
+        for at in range(0, len(recs), batch):
+            w.write(recs[at:at + batch])
+            w.flush()
+        w.close()
+        with open_trace(tmp_path / f"{name}.h5") as trace:
+            out[name] = ([(r.entity, dict(r.fields)) for r in trace.records()],
+                         {e: trace.fields(s, e) for s, e in trace.entities()})
+    assert out["batched"] == out["single"]
+    assert out["batched"][0] == [(r.entity, dict(r.fields)) for r in recs]
+    assert out["batched"][1]["p0"] == ["s", "a", "uss", "late"]
