@@ -412,6 +412,97 @@ done:
     return result;
 }
 
+/* encode_many(columns, runs, level) -> [None | (stream, encoding, scale, width, raw_size, kinds_mask, crc32)]
+ * The columns of one segment in one call: ``columns`` a list of (kinds, values, strings) as for
+ * encode(); a column whose rows are all absent gives None (it gets no stream). */
+static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *columns, *ro;
+    int level;
+    if (!PyArg_ParseTuple(args, "O!Oi", &PyList_Type, &columns, &ro, &level))
+        return NULL;
+    Py_buffer rb = {0};
+    if (get_buffer(ro, &rb, "runs", 0, 8) < 0)
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(columns);
+    PyObject *out = PyList_New(count);
+    int64_t n_runs = rb.len / 8;
+    if (!out || level < 0 || level > 12) {
+        if (out)
+            PyErr_SetString(PyExc_ValueError, "encode_many: level outside 0-12");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(columns, i);
+        PyObject *ko, *vo, *so;
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "OOO", &ko, &vo, &so)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "encode_many: a column is not (kinds, values, strings)");
+            goto fail;
+        }
+        Py_buffer kb = {0}, vb = {0}, sb = {0};
+        if (get_buffer(ko, &kb, "kinds", 0, 1) < 0)
+            goto fail;
+        if (get_buffer(vo, &vb, "values", 0, 8) < 0 || PyObject_GetBuffer(so, &sb, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&kb);
+            if (vb.obj)
+                PyBuffer_Release(&vb);
+            goto fail;
+        }
+        int64_t n = kb.len;
+        PyObject *entry = NULL;
+        int bad = vb.len / 8 != n || n >= MAX_ROWS || check_runs(rb.buf, n_runs, n) < 0;
+        int any = 0;
+        for (int64_t r = 0; !bad && r < n && !any; r++)
+            any = ((const uint8_t *)kb.buf)[r] != ABSENT;
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "encode_many: kinds, values and runs do not fit together");
+        } else if (!any) {
+            entry = Py_NewRef(Py_None);
+        } else {
+            Encoded e;
+            int failed;
+            uint8_t *buf = NULL;
+            size_t size = 0;
+            uint32_t crc = 0;
+            Py_BEGIN_ALLOW_THREADS
+            failed = encode_body(kb.buf, vb.buf, n, rb.buf, n_runs, sb.buf, (size_t)sb.len, &e);
+            if (!failed) {
+                struct libdeflate_compressor *c = compressor(level);
+                size_t bound = c ? libdeflate_zlib_compress_bound(c, e.body_size) : 0;
+                buf = c ? malloc(bound) : NULL;
+                size = buf ? libdeflate_zlib_compress(c, e.body, e.body_size, buf, bound) : 0;
+                failed = size == 0;
+                free(e.body);
+                if (!failed)
+                    crc = libdeflate_crc32(0, buf, size);
+            }
+            Py_END_ALLOW_THREADS
+            if (failed) {
+                PyErr_NoMemory();
+            } else {
+                PyObject *stream = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)size);
+                if (stream)
+                    entry = Py_BuildValue("(NiiiniI)", stream, e.encoding, e.scale, e.width, (Py_ssize_t)e.body_size,
+                                          e.mask, (unsigned int)crc);
+            }
+            free(buf);
+        }
+        PyBuffer_Release(&kb);
+        PyBuffer_Release(&vb);
+        PyBuffer_Release(&sb);
+        if (!entry)
+            goto fail;
+        PyList_SET_ITEM(out, i, entry);
+    }
+    PyBuffer_Release(&rb);
+    return out;
+fail:
+    Py_XDECREF(out);
+    PyBuffer_Release(&rb);
+    return NULL;
+}
+
 /* -- decoding ------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1126,6 +1217,7 @@ static PyMethodDef methods[] = {
     {"fill_table", fill_table, METH_VARARGS, "Typed columns from field dicts of differing names (see the module source)."},
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode", encode, METH_VARARGS, "Encode one column of a segment into a compressed stream (see the module source)."},
+    {"encode_many", encode_many, METH_VARARGS, "Encode the columns of a segment (see the module source)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},
     {"decode_columns_v2", v2_decode_columns, METH_VARARGS, "Read, inflate and decode format 1/2 columns (see _ccodec_v2.c)."},

@@ -31,16 +31,23 @@ _HEADER_FIELDS = [0, 2, 3, 4, 5, 6, 7, 8]  # what a journal header keeps of a st
 
 LEVEL = 6
 """Deflate level of streams (libdeflate's and zlib's scales agree roughly; the NumPy codec uses zlib)."""
+PROVISIONAL_LEVEL = 1
+"""Of provisional segments: the journal's, superseded by a merge or a seal within minutes, so they
+are encoded for speed (a row is encoded a few times on its way to its final segment)."""
+FLUSH_LEVEL = 0
+"""Of the provisional segment of one flush's rows (stored, not deflated): the most numerous and
+the shortest-lived, merged away within ``MERGE_FANIN`` flushes; most of their cost was deflate's
+set-up per short column."""
 
 
-def encode_column(col: Column, runs: np.ndarray) -> tuple[bytes, _streams.StreamInfo]:
+def encode_column(col: Column, runs: np.ndarray, level: int = LEVEL) -> tuple[bytes, _streams.StreamInfo]:
     """One column of a segment as a compressed stream."""
     if _ccodec is not None:
         stream, encoding, scale, width, raw, kinds = _ccodec.encode(
-            col.kinds, packed(col), runs, _streams.strings_section(col.kinds, col.strs), LEVEL)
+            col.kinds, packed(col), runs, _streams.strings_section(col.kinds, col.strs), level)
         return stream, _streams.StreamInfo(encoding, scale, width, kinds, raw)
     body, info = _streams.encode_body(col, runs)
-    return _streams.compress(body, LEVEL), info
+    return _streams.compress(body, level), info
 
 
 @dataclass
@@ -146,19 +153,35 @@ def _int(value) -> int:
     return value
 
 
-def encode_piece(piece: Piece, final: bool) -> tuple[Segment, list[bytes]]:
+def _encoded_columns(piece: Piece, level: int):
+    """(column number, column, stream, info, CRC-32) of each column with a value in some row: in one
+    C call when the codec is compiled (a segment of a few ticks has tens of short columns)."""
+    present = [(c, col) for c, col in enumerate(piece.columns) if col is not None]
+    if _ccodec is not None:
+        done = _ccodec.encode_many([(col.kinds, packed(col), _streams.strings_section(col.kinds, col.strs))
+                                    for _, col in present], piece.counts, level)
+        for (c, col), out in zip(present, done):
+            if out is not None:  # None: every row absent, no stream
+                stream, encoding, scale, width, raw, kinds, crc = out
+                yield c, col, stream, _streams.StreamInfo(encoding, scale, width, kinds, raw), crc
+        return
+    for c, col in present:
+        if col.kinds.any():
+            stream, info = encode_column(col, piece.counts, level)
+            yield c, col, stream, info, zlib.crc32(stream)
+
+
+def encode_piece(piece: Piece, final: bool, level: int | None = None) -> tuple[Segment, list[bytes]]:
     """The streams of a piece (columns with a value in some row), and its segment (offsets from 0)."""
     data, rows, run_kinds = [], [], {}
     offset = 0
     starts = np.concatenate([[0], np.cumsum(piece.counts[:-1])]).astype(np.int64)
-    for c, col in enumerate(piece.columns):
-        if col is None or not col.kinds.any():  # every row absent: no stream
-            continue
-        stream, info = encode_column(col, piece.counts)
+    level = (LEVEL if final else PROVISIONAL_LEVEL) if level is None else level
+    for c, col, stream, info, crc in _encoded_columns(piece, level):
         if info.kinds & (info.kinds - 1):  # rows of several kinds: say which each run holds
             run_kinds[len(rows)] = np.bitwise_or.reduceat(np.left_shift(1, col.kinds.astype(np.int64)), starts)
         data.append(stream)
-        rows.append((c, offset, len(stream), zlib.crc32(stream), info.raw_size, info.encoding, info.scale,
+        rows.append((c, offset, len(stream), crc, info.raw_size, info.encoding, info.scale,
                      info.width, info.kinds, -1))
         offset += len(stream)
     streams = np.array(rows, np.int64).reshape(-1, len(STREAM_FIELDS))

@@ -24,7 +24,7 @@ from telemrec.errors import TraceWriteError
 from telemrec.record import RawRecord
 from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
-from telemrec.trace._segments import encode_piece
+from telemrec.trace._segments import FLUSH_LEVEL, encode_piece
 from telemrec.trace._records import TableWriter
 from telemrec.trace._tables import Piece, merge_pieces
 
@@ -142,7 +142,7 @@ class TraceWriter:
 
     def _journal_provisional(self, state: _TableState) -> None:
         n = len(state.pieces)
-        self._append(state.pieces[-1], final=False)
+        self._append(state.pieces[-1], final=False, level=FLUSH_LEVEL)
         state.levels.append((n - 1, n, 0))
         # eight journalled segments of one level become one of the next: a bounded number of
         # pieces for recovery to merge, each row re-encoded a few times at most; the merged piece
@@ -155,8 +155,8 @@ class TraceWriter:
             state.pieces[first:] = [merged]
             state.levels[-MERGE_FANIN:] = [(first, first + 1, level + 1)]
 
-    def _append(self, piece: Piece, final: bool) -> None:
-        segment, streams = encode_piece(piece, final)
+    def _append(self, piece: Piece, final: bool, level: int | None = None) -> None:
+        segment, streams = encode_piece(piece, final, level)
         body = self._journal.append_segment(segment.header(), streams)
         if final:
             segment.streams[:, C.ST_OFFSET] += body  # offsets from 0: now where they are in the journal
