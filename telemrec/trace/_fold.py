@@ -64,8 +64,10 @@ def read_journal(path: str, *, verify: bool = True, name: str | None = None, end
     """The state of a version 2 or 3 journal (``verify``: check every frame's CRC, as recovery does);
     ``name``: the journal's path when ``path`` is another way to it (/proc/self/fd/N); ``end``:
     the journal is read as if it ended at that byte."""
-    state = JournalState(path, name=name or path)
-    for frame in _journal.scan(path, state.scan, verify=verify):
+    state = None if verify or end is not None else _from_checkpoint(path, name)
+    start = (state.scan.valid_bytes, state.scan.ordinal) if state is not None else None
+    state = state or JournalState(path, name=name or path)
+    for frame in _journal.scan(path, state.scan, verify=verify, start=start):
         if end is not None and frame.offset >= end:
             _cut(state, frame.offset, state.scan.torn_reason)
             break
@@ -88,6 +90,35 @@ def read_journal(path: str, *, verify: bool = True, name: str | None = None, end
     if state.manifest is None:
         raise TraceCorruptError(f"{state.name} holds no complete start frame: the recorder died before its first "
                                 "flush", "Nothing was recorded; delete the journal and record again.", path=state.name)
+    return state
+
+
+def _from_checkpoint(path: str, name: str | None) -> JournalState | None:
+    """A live journal's state as of its latest checkpoint (the frames that checkpoint lists, read
+    where they are), to be read on from there: a live open costs the frames since the checkpoint,
+    not the recording. None when there is no usable checkpoint (then the whole journal is scanned);
+    a recovery never starts from one: it checks every frame."""
+    slot = _journal.read_slot(path)
+    if slot is None:
+        return None
+    frame, after = _journal.read_frame_at(path, *slot, verify=True)
+    obj = frame.obj if frame is not None and frame.kind == _journal.JSON_FRAME else {}
+    if obj.get("t") != "checkpoint" or journal_frame_problem(obj, 3):
+        return None
+    state = JournalState(path, name=name or path)
+    state.scan.version = 3
+    last = -1
+    try:
+        for offset, ordinal in obj["frames"]:
+            listed, _ = _journal.read_frame_at(path, offset, ordinal, verify=False) if last < offset < slot[0] \
+                else (None, 0)
+            if listed is None:
+                return None
+            _apply(state, listed)
+            last = offset
+    except TraceCorruptError:
+        return None
+    state.scan.valid_bytes, state.scan.ordinal = after, slot[1] + 1
     return state
 
 
@@ -161,11 +192,14 @@ def _apply(state: JournalState, frame: _journal.Frame) -> None:
             raise TraceCorruptError(f"segment rows {seg.row_lo}-{seg.row_hi} leave a gap")
         segs.append(seg)
         return
-    problem = journal_frame_problem(obj)
+    problem = journal_frame_problem(obj, 3 if state.scan.version == 3 else 2)
     if problem:
         raise TraceCorruptError(f"a frame that does not follow the journal schema ({problem})")
     kind = obj["t"]
-    if kind == "start":
+    if kind == "checkpoint":
+        if state.manifest is None or state.end is not None:
+            raise TraceCorruptError("a checkpoint frame before the start frame or after the end frame")
+    elif kind == "start":
         if state.manifest is not None:
             raise TraceCorruptError("a second start frame")
         state.manifest = obj["manifest"]

@@ -36,6 +36,7 @@ _HEADER_PREFIX = b"TELEMREC-JOURNAL "
 FRAME_MAGIC = b"\xf0TRF"
 _FRAME_HEAD = struct.Struct("<4sII")      # versions 1 and 2: magic, length, CRC-32
 _ORDINAL = struct.Struct("<I")              # version 3: then the frame's ordinal, covered by the CRC
+_SLOT = struct.Struct("<QII")  # version 3, after the header line: the latest checkpoint (offset, ordinal, CRC-32)
 _SEGMENT_HEAD = struct.Struct("<I")
 JSON_FRAME, SEGMENT_FRAME = 0x4A, 0x53  # b"J", b"S"
 MAX_FRAME = 1 << 30
@@ -72,8 +73,9 @@ class JournalWriter:
         self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
         self.bytes_written = 0
         self.frames = 0
+        self.last_frame = (0, -1)  # (offset, ordinal) of the frame appended last
         try:
-            self._write(HEADER)
+            self._write(HEADER + _SLOT.pack(0, 0, 0))
             self.append_json(first_frame)
             os.fsync(self._file.fileno())
             os.link(tmp, path)  # fails instead of clobbering a journal that appeared meanwhile
@@ -113,9 +115,20 @@ class JournalWriter:
 
     def _frame(self, parts: list[bytes]) -> int:
         data = frame_bytes(parts, self.frames)
+        self.last_frame = (self.bytes_written, self.frames)
         self._write(data)
         self.frames += 1
         return len(data)
+
+    def set_checkpoint(self, offset: int, ordinal: int) -> None:
+        """Point the header's slot at a checkpoint frame already written (and synced): a live reader
+        starts there. The slot is a hint: one torn or stale costs a reader a longer scan, nothing else."""
+        head = struct.pack("<QI", offset, ordinal)
+        try:
+            os.pwrite(self._file.fileno(), _SLOT.pack(offset, ordinal, zlib.crc32(head)), len(HEADER))
+        except OSError as exc:
+            raise TraceWriteError(f"writing {self.path} failed: {exc.strerror}", path=self.path,
+                                  errno=exc.errno) from exc
 
     def sync(self) -> None:
         """Make what was appended durable; fail (typed) if the journal was removed or replaced since
@@ -171,6 +184,34 @@ class Frame:
     kind: int         # JSON_FRAME or SEGMENT_FRAME
     obj: dict         # the JSON object, or the segment's header
     body: int = 0     # segment frames: file offset of the first stream byte
+    ordinal: int = -1  # version 3: its number
+
+
+FIRST_FRAME_V3 = len(HEADER) + _SLOT.size
+
+
+def read_slot(path: str) -> tuple[int, int] | None:
+    """The checkpoint a version 3 journal's header points at: (offset, ordinal), or None."""
+    with _open(path) as f:
+        data = f.read(FIRST_FRAME_V3)
+    if len(data) != FIRST_FRAME_V3 or data[:len(HEADER)] != HEADER:
+        return None
+    offset, ordinal, crc = _SLOT.unpack_from(data, len(HEADER))
+    if not offset or zlib.crc32(data[len(HEADER):len(HEADER) + 12]) != crc:
+        return None
+    return offset, ordinal
+
+
+def read_frame_at(path: str, offset: int, ordinal: int, *, verify: bool) -> tuple[Frame | None, int]:
+    """The version 3 frame numbered ``ordinal`` at ``offset`` and the offset after it; (None, 0) when
+    it is not there whole."""
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if not FIRST_FRAME_V3 <= offset < size:
+            return None, 0
+        f.seek(offset)
+        frame, _ = _read_frame(f, offset, size, verify, ordinal)
+        return frame, (f.tell() if frame is not None else 0)
 
 
 @dataclass
@@ -180,6 +221,7 @@ class ScanResult:
     valid_bytes: int = 0
     torn_bytes: int = 0
     torn_reason: str = ""
+    ordinal: int = 0  # version 3: the number of the frame at valid_bytes
 
 
 def is_locked(path: str) -> bool:
@@ -231,13 +273,15 @@ def journal_version(path: str) -> int:
         "Recover it with the telemrec version that recorded it.", path=path)
 
 
-def scan(path: str, result: ScanResult, *, verify: bool = True) -> Iterator[Frame]:
+def scan(path: str, result: ScanResult, *, verify: bool = True,
+         start: tuple[int, int] | None = None) -> Iterator[Frame]:
     """The frames of a version 2 or 3 journal, in order, up to the first that fails its checks.
 
     ``verify``: check every frame's CRC-32 (recovery). Without it (a live recorder's journal)
     a segment frame's streams are not read here; each stream's own CRC-32 is checked when it
     is read. Version 3 frames must be numbered 0, 1, 2, ...: a gap or a repeat ends the
-    journal there, as a torn frame does.
+    journal there, as a torn frame does. ``start``: (offset, ordinal) of the frame to begin at
+    (a version 3 journal read on from a checkpoint).
     """
     with _open(path) as f:
         size = result.size = os.fstat(f.fileno()).st_size
@@ -247,7 +291,11 @@ def scan(path: str, result: ScanResult, *, verify: bool = True) -> Iterator[Fram
                                     path=path)
         result.version = 3 if head == HEADER else 2
         ordinal = 0 if result.version == 3 else None
-        pos = result.valid_bytes = len(HEADER)
+        pos = len(HEADER) if result.version == 2 else FIRST_FRAME_V3
+        if start is not None and result.version == 3:
+            pos, ordinal = start
+        f.seek(pos)
+        result.valid_bytes = pos
         while pos < size:
             frame, reason = _read_frame(f, pos, size, verify, ordinal)
             if frame is None:
@@ -290,7 +338,7 @@ def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool, ordinal: int | N
         f.seek(end)
         if not isinstance(header, dict):
             return None, "undecodable frame"
-        return Frame(pos, kind, header, body + 1 + _SEGMENT_HEAD.size + hlen), ""
+        return Frame(pos, kind, header, body + 1 + _SEGMENT_HEAD.size + hlen, _no(ordinal)), ""
     payload = bytes([kind]) + f.read(length - 1)
     if zlib.crc32(payload, crc0) != crc:
         return None, "frame checksum mismatch"
@@ -301,14 +349,18 @@ def _read_frame(f: BinaryIO, pos: int, size: int, verify: bool, ordinal: int | N
             obj = None
         if not isinstance(obj, dict):
             return None, "undecodable frame"
-        return Frame(pos, kind, obj), ""
+        return Frame(pos, kind, obj, 0, _no(ordinal)), ""
     if kind == SEGMENT_FRAME and length >= 1 + _SEGMENT_HEAD.size:
         (hlen,) = _SEGMENT_HEAD.unpack_from(payload, 1)
         header = _json(payload[1 + _SEGMENT_HEAD.size:1 + _SEGMENT_HEAD.size + hlen]) \
             if 1 + _SEGMENT_HEAD.size + hlen <= length else None
         if isinstance(header, dict):
-            return Frame(pos, kind, header, body + 1 + _SEGMENT_HEAD.size + hlen), ""
+            return Frame(pos, kind, header, body + 1 + _SEGMENT_HEAD.size + hlen, _no(ordinal)), ""
     return None, "undecodable frame"
+
+
+def _no(ordinal: int | None) -> int:
+    return -1 if ordinal is None else ordinal
 
 
 def _json(data: bytes):

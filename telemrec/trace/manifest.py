@@ -71,7 +71,7 @@ def _def_item_valid(item) -> bool:
 
 def journal_frame_problem(obj: object, version: int = 2) -> str | None:
     """Why a journal's JSON frame does not follow ``schemas/journal/v<version>`` (None if it does)."""
-    if version == 2 and type(obj) is dict and obj.get("t") == "def" and obj.keys() == {"t", "items"} \
+    if version in (2, 3) and type(obj) is dict and obj.get("t") == "def" and obj.keys() == {"t", "items"} \
             and type(obj["items"]) is list and all(map(_def_item_valid, obj["items"])):
         return None  # what the schema says of it, known faster; anything else gets the schema's own words
     error = next(iter(_validator("journal", version).iter_errors(obj)), None)

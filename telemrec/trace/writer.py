@@ -34,25 +34,30 @@ rows kept in memory (about 9 bytes a value) and the tail encoded at the stop sta
 (``TELEMREC_SEAL_VALUES`` changes it: tests use it to seal often.)"""
 SEAL_ROWS = 1 << 20
 MERGE_FANIN = 8
+CHECKPOINT_FRAMES = 1024
+"""Frames between checkpoints: a live reader scans at most about this many frames beyond the ones
+its checkpoint lists (docs/format.md section 2.2)."""
 _FIELDS = attrgetter("fields")
 
 
 class _TableState:
-    __slots__ = ("pieces", "levels", "values")
+    __slots__ = ("pieces", "levels", "values", "frames")
 
     def __init__(self) -> None:
         self.pieces: list[Piece] = []                  # in memory since the last seal, in row order
         self.levels: list[tuple[int, int, int]] = []   # journalled provisional segments: (first piece, end, level)
         self.values = 0
+        self.frames: list[tuple[int, int]] = []        # (offset, ordinal) of each of those segments' frames
 
 
 class TraceWriter:
     def __init__(self, path: str | os.PathLike, manifest: Mapping, *, frame_records: int = 20000,
                  overwrite: bool = False, seal_values: int = SEAL_VALUES, seal_rows: int = SEAL_ROWS,
-                 chunk_rows: int | None = None):
+                 chunk_rows: int | None = None, checkpoint_frames: int = CHECKPOINT_FRAMES):
         """``frame_records``: records the tables hold before they are journalled (without fsync);
         ``seal_values``/``seal_rows``: when a table's rows become a final segment; ``chunk_rows``
-        sets both ``frame_records`` and ``seal_rows`` (small segments, for tests of their boundaries)."""
+        sets both ``frame_records`` and ``seal_rows`` (small segments, for tests of their boundaries);
+        ``checkpoint_frames``: journal frames between checkpoints."""
         if chunk_rows is not None:
             frame_records = seal_rows = max(1, int(chunk_rows))
         self.path = os.fspath(path)
@@ -62,6 +67,11 @@ class TraceWriter:
         self.journal_path = _journal.journal_path(self.path)
         start = {"t": "start", "manifest": finite(dict(manifest))}
         self._journal = _journal.JournalWriter(self.journal_path, start)
+        # the frames a checkpoint lists (offset, ordinal): those a reader of the journal still needs
+        self._kept_frames: list[tuple[int, int]] = [self._journal.last_frame]  # start, def, final segments
+        self._reader_frames: dict = {}
+        self._checkpointed = 0
+        self._checkpoint_frames = max(1, checkpoint_frames)
         # what reading the journal back would give, kept so the stop need not read it back
         self._start_manifest = _as_journalled(start)["manifest"]
         self._readers: dict = {}
@@ -103,6 +113,7 @@ class TraceWriter:
     def write_reader(self, info: Mapping) -> None:
         frame = {"t": "reader", "reader": finite(dict(info))}
         self._journal.append_json(frame)
+        self._reader_frames[info.get("label")] = self._journal.last_frame
         self._readers[info.get("label")] = _as_journalled(frame)["reader"]
 
     def annotate(self, label: str, start_wall_ns: int, end_wall_ns: int, start_mono_ns: int | None = None,
@@ -114,7 +125,18 @@ class TraceWriter:
     def flush(self) -> None:
         """Make everything written so far durable (survives SIGKILL and power loss)."""
         self._write_pieces()
+        checkpoint = self._checkpoint() if self._journal.frames - self._checkpointed >= self._checkpoint_frames else None
         self._journal.sync()
+        if checkpoint is not None:
+            self._journal.set_checkpoint(*checkpoint)
+
+    def _checkpoint(self) -> tuple[int, int]:
+        """A frame listing the frames a reader still needs, so a live reader starts there."""
+        frames = self._kept_frames + list(self._reader_frames.values()) + \
+            [ref for state in self._state.values() for ref in state.frames]
+        self._journal.append_json({"t": "checkpoint", "frames": sorted(frames)})
+        self._checkpointed = self._journal.frames
+        return self._journal.last_frame
 
     # -- segments ---------------------------------------------------------------------------------
     def _write_pieces(self, *, seal_all: bool = False) -> None:
@@ -122,6 +144,7 @@ class TraceWriter:
         definitions = self.catalog.take_definitions()
         if definitions:
             self._journal.append_json({"t": "def", "items": definitions})
+            self._kept_frames.append(self._journal.last_frame)
         for piece in pieces:
             state = self._state.setdefault(piece.table, _TableState())
             state.pieces.append(piece)
@@ -138,12 +161,14 @@ class TraceWriter:
 
     def _seal(self, state: _TableState) -> None:
         self._append(merge_pieces(state.pieces), final=True)
-        state.pieces, state.levels, state.values = [], [], 0
+        self._kept_frames.append(self._journal.last_frame)
+        state.pieces, state.levels, state.values, state.frames = [], [], 0, []
 
     def _journal_provisional(self, state: _TableState) -> None:
         n = len(state.pieces)
         self._append(state.pieces[-1], final=False, level=FLUSH_LEVEL)
         state.levels.append((n - 1, n, 0))
+        state.frames.append(self._journal.last_frame)
         # eight journalled segments of one level become one of the next: a bounded number of
         # pieces for recovery to merge, each row re-encoded a few times at most; the merged piece
         # also replaces its parts in memory, so sealing merges a few dozen pieces, not thousands
@@ -154,6 +179,7 @@ class TraceWriter:
             self._append(merged, final=False)
             state.pieces[first:] = [merged]
             state.levels[-MERGE_FANIN:] = [(first, first + 1, level + 1)]
+            state.frames[-MERGE_FANIN:] = [self._journal.last_frame]
 
     def _append(self, piece: Piece, final: bool, level: int | None = None) -> None:
         segment, streams = encode_piece(piece, final, level)

@@ -19,6 +19,7 @@ from telemrec.testing.fuzz import _jsonedit
 MAGIC = b"\xf0TRF"
 _HEAD = struct.Struct("<4sII")  # versions 1 and 2; version 3 follows it with the frame's u32 ordinal
 _ORDINAL = struct.Struct("<I")
+_SLOT_SIZE = 16
 _SEG = struct.Struct("<I")
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -64,6 +65,8 @@ def parse(data: bytes) -> Journal:
     nl = data.find(b"\n")
     header = data[: nl + 1] if nl >= 0 else data
     version = {b"TELEMREC-JOURNAL 1\n": 1, b"TELEMREC-JOURNAL 2\n": 2}.get(header, 3)
+    if version == 3:
+        header = data[:len(header) + _SLOT_SIZE]  # the header line, then the checkpoint slot
     size = _HEAD.size + (_ORDINAL.size if version == 3 else 0)
     pos, frames = len(header), []
     while pos + size <= len(data):
