@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ class Recorder:
 
     # -- control -------------------------------------------------------------------------
     def start(self) -> None:
+        # a sampling thread waiting for the GIL while the writer encodes waits up to the switch
+        # interval (5 ms by default) each time it comes back from a read: at 100 Hz that is half a
+        # tick. A twentieth of the interval bounds it; restored by join().
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch, max(1e-4, self.interval_ns / 1e9 / 20)))
         self._t0 = time.monotonic_ns()
         self._live = len(self.slots)
         for slot in self.slots:
@@ -127,6 +133,8 @@ class Recorder:
         for t in self._threads:
             t.join(timeout=max(5.0, 3 * self.interval_ns / 1e9))
         self._queue.put(("done", None, None))
+        if getattr(self, "_switch", None) is not None:
+            sys.setswitchinterval(self._switch)
         if self._writer_thread is not None:
             self._writer_thread.join()
 
