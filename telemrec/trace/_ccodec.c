@@ -1116,7 +1116,7 @@ done:
  * Like fill_columns, for records whose field names differ (some fields absent in some rows):
  * ``index`` maps a field name to its row of the outputs [k, n], which the caller zeroes (ABSENT).
  * Stops at the first record that is not a dict or names a field ``index`` does not have (a new
- * field: the caller learns it and takes the slow path). */
+ * field: the caller learns it and takes the slow path, dropping the outputs). */
 static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *fields, *index, *ko, *vo;
@@ -1138,24 +1138,20 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
     int64_t *values = vb.buf;
     for (; done < n; done++) {
         PyObject *d = PyList_GET_ITEM(fields, done);
-        if (!PyDict_CheckExact(d))
+        if (!PyDict_CheckExact(d) || PyDict_GET_SIZE(d) > k)
             break;
         Py_ssize_t pos = 0;
         PyObject *key, *value;
         int known = 1;
-        while (known && PyDict_Next(d, &pos, &key, &value)) {  /* the keys first: a row is taken whole or not */
-            PyObject *at = PyDict_GetItemWithError(index, key);
-            if (!at) {
+        while (PyDict_Next(d, &pos, &key, &value)) {
+            PyObject *column = PyDict_GetItemWithError(index, key);
+            if (!column) {
                 if (PyErr_Occurred())
                     PyErr_Clear();
-                known = 0;
+                known = 0;  /* the caller drops what this call filled and takes the slow path */
+                break;
             }
-        }
-        if (!known)
-            break;
-        pos = 0;
-        while (PyDict_Next(d, &pos, &key, &value)) {
-            Py_ssize_t f = PyLong_AsSsize_t(PyDict_GetItem(index, key));
+            Py_ssize_t f = PyLong_AsSsize_t(column);
             if (f < 0 || f >= k) {
                 if (!PyErr_Occurred())
                     PyErr_SetString(PyExc_ValueError, "fill_table: a column number outside the outputs");
@@ -1201,6 +1197,8 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
                 goto done;
             }
         }
+        if (!known)
+            break;
     }
     result = Py_BuildValue("(nO)", done, strs);
 done:
