@@ -150,6 +150,8 @@ class Segment:
 def _int(value) -> int:
     if type(value) is not int:
         raise TypeError(f"{value!r} is not an integer")
+    if not -(1 << 63) <= value < 1 << 63:
+        raise ValueError(f"{str(value)[:30]} is outside int64")
     return value
 
 

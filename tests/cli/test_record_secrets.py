@@ -104,7 +104,7 @@ def test_the_journal_of_a_killed_recorder_holds_no_secret(tmp_path):
     assert_no_secret(type(out)(jpath))
     with open_trace(out, recover=False) as trace:  # read where it is
         text = strings_of(trace)
-        assert any(rec.fields.get("cmdline", "").endswith("--password *** --api-key=*** "
+        assert any((rec.fields.get("cmdline") or "").endswith("--password *** --api-key=*** "
                                                           "https://me:***@example.invalid/data")
                    for rec in trace.records())
     for secret in SECRETS:
