@@ -61,6 +61,7 @@ class Mutant:
     data: bytes
     description: str
     strict: bool  # True: an accepted mutant must read exactly as the original (or as a prefix of a journal)
+    text: bool = False  # some changed byte lies in a format 1/2 manifest's unchecksummed text
 
 
 _EXPLICIT = re.compile(r"^(set@(\d+)=(\d+)|zero@(\d+)-(\d+)|flip@(\d+)\.([0-7])|truncate@(\d+)|tail@(\d+)|identity)$")
@@ -107,6 +108,10 @@ def _unsealed(mutant: Mutant, inp: Input) -> Mutant:
         inside |= (changed >= a) & (changed < b)
     if len(changed) and inside.all():
         return Mutant(mutant.data, f"{mutant.description} (in unchecksummed text of format {inp.version})", False)
+    manifest = inp.layout.get("manifest")
+    if manifest and len(changed) and ((changed >= manifest[0]) & (changed < manifest[0] + manifest[1])).any():
+        # mixed: strict for names and values, but a manifest that reads differently is that byte's doing
+        return Mutant(mutant.data, mutant.description, True, text=True)
     return mutant
 
 
