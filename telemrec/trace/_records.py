@@ -159,12 +159,12 @@ class TableWriter:
             mask = sources == s
             tidx[mask] = self._source_list[s].assign(mono[mask], wall[mask])
         order = np.argsort(codes, kind="stable")
-        bounds = np.flatnonzero(np.diff(codes[order])) + 1
-        groups = np.split(order, bounds)
+        ordered = codes[order]
+        cuts = [0, *(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist(), n]
         by_table: dict[int, list] = {}
-        for idx in groups:
-            ent = self._entities[int(codes[idx[0]])]
-            by_table.setdefault(ent.table, []).append((ent, idx))
+        for code, a, b in zip(ordered[cuts[:-1]].tolist(), cuts[:-1], cuts[1:]):
+            ent = self._entities[code]
+            by_table.setdefault(ent.table, []).append((ent, order[a:b]))
         pieces = []
         for table in sorted(by_table):
             members = sorted(by_table[table], key=lambda m: m[0].eid)
