@@ -51,7 +51,7 @@ class Proc:
     """What is known of one process between ticks."""
 
     __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "threads", "statm",
-                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone")
+                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone", "quick")
 
     def __init__(self, pid: int, prefix: str, ino: int | None):
         self.pid, self.prefix, self.ino = pid, prefix, ino
@@ -76,6 +76,9 @@ class Proc:
         self.ran = True
         self.tick = 0
         self.gone = False
+        # (stat fd, statm fd, ((schedstat fd, its last text), ...)) while the process was idle when
+        # last read and all these files are kept open: what _procfs_native.poll re-reads
+        self.quick: tuple | None = None
 
 
 class ProcessFiles:
@@ -98,6 +101,7 @@ class ProcessFiles:
 
     def read(self, st: Proc) -> ProcessReading:
         """One process's fields at this tick; Vanished if it has exited."""
+        st.quick = None
         try:
             data = self._get(st, "stat")
         except _GONE:
@@ -127,6 +131,13 @@ class ProcessFiles:
             st.fields = None
         if st.fields is None:
             st.fields = self._fields(st, threads)
+        if st.gate is not None and st.split[STATE] != b"R":
+            fds = st.fds
+            try:
+                st.quick = (fds["stat"], fds["statm"], tuple((fds[name], old) for name, old in st.gate),
+                            int(st.split[PPID]))
+            except KeyError:  # beyond the descriptor budget: read by path
+                pass
         return ProcessReading(st.pid, dict(st.fields), list(st.problems))
 
     @staticmethod
@@ -352,6 +363,7 @@ class ProcessFiles:
 
     def release(self, st: Proc) -> None:
         """Close the process's files."""
+        st.quick = None
         for fd in st.fds.values():
             os.close(fd)
         self._open -= len(st.fds)

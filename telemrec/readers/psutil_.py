@@ -79,6 +79,7 @@ from telemrec.readers._options import (bool_option, choice_option, int_option, l
                                        positive_float_option, reject_unknown)
 from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
                                          UssBudget, Vanished)
+from telemrec.readers._procfs_native import native
 from telemrec.redaction import MASK
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
@@ -388,6 +389,7 @@ class PsutilReader(BaseReader):
         if self._scoped:
             self._collector = self._make_collector(ps)
         self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
+        self._native = native()
 
     def _make_collector(self, ps: Any) -> ProcessCollector:
         redact = self._cmdline == "redacted"
@@ -522,13 +524,11 @@ class PsutilReader(BaseReader):
             gone = self._read_uss(readings)
             if gone:
                 readings = [r for r in readings if r.pid not in gone]
-        dropped = self._cmdline == "dropped"
-        for r in readings:
-            if dropped:
+        if self._cmdline == "dropped":
+            for r in readings:
                 r.fields.pop("cmdline", None)
                 r.problems = [p for p in r.problems if not p.startswith("cmdline:")]
-            r.fields["levels"] = " ".join(r.levels)
-            records.append(self._record(mono, wall, f"pid:{r.pid}", r.fields, r.error()))
+        self._native.records(RawRecord, readings, mono, wall, "psutil", self._identity["psutil_version"], records)
         return found
 
     def _read_uss(self, readings: list) -> set[int]:

@@ -1,0 +1,86 @@
+"""The procfs collector's per-tick hot path: compiled (``_cprocfs.c``) where built, else the
+pure-Python equivalents below, which give the same results (tests hold both to it).
+
+- ``poll(states)``: for each process known from the last tick that was idle then
+  (``Proc.quick`` set: its files kept open, its threads' schedstat known, not running),
+  whether its threads' schedstat, then ``stat`` and ``statm`` read back byte for byte as
+  last time; if so it has not run, its last fields hold, and the list has them (else None).
+  ``stat`` is read only where the parent it names may have exited: nothing else in it
+  changes while the process does not run, and an exit re-parents the children, so it holds
+  while the parent is init (or none) or is itself idle at this tick. ``statm`` is always
+  read: memory may be reclaimed from a process that does not run.
+- ``records(cls, readings, mono, wall, source, version, out)``: one record per reading,
+  ``levels`` joined into its fields, appended to ``out``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["Native", "native"]
+
+GATE_SIZE, STAT_SIZE, STATM_SIZE = 128, 4096, 256
+
+
+def _same(fd: int, expected: bytes, size: int) -> bool:
+    data = os.pread(fd, size, 0)
+    return data == expected and len(data) < size
+
+
+def _idle(gate) -> bool:
+    try:
+        return all(_same(fd, old, GATE_SIZE) for fd, old in gate)
+    except OSError:  # gone or refused: the full read says which
+        return False
+
+
+def poll_py(states: list) -> list:
+    idle = {st.pid: _idle(st.quick[2]) for st in states if st.quick is not None}
+    out: list[Any] = []
+    for st in states:
+        fields = None
+        if idle.get(st.pid):
+            stat_fd, statm_fd, _, ppid = st.quick
+            try:
+                if ((ppid <= 1 or idle.get(ppid) or _same(stat_fd, st.stat, STAT_SIZE))
+                        and _same(statm_fd, st.statm, STATM_SIZE)):
+                    fields = st.fields
+                    st.ran = False
+            except OSError:
+                pass
+        out.append(fields)
+    return out
+
+
+def records_py(cls, readings: list, mono: int, wall: int, source: str, version: str, out: list) -> None:
+    for r in readings:
+        fields = r.fields
+        fields["levels"] = " ".join(r.levels)
+        out.append(cls(mono, wall, f"pid:{r.pid}", fields, source, version, r.error() if r.problems else None))
+
+
+class Native:
+    """The implementation in use: ``compiled`` is whether it is the C one."""
+
+    def __init__(self, compiled: bool):
+        if compiled:
+            from telemrec.readers import _cprocfs
+
+            self.poll, self.records = _cprocfs.poll, _cprocfs.records
+        else:
+            self.poll, self.records = poll_py, records_py
+        self.compiled = compiled
+
+
+def native(compiled: bool | None = None) -> Native:
+    """The C implementation if ``compiled`` is None and it is built (or if True: ImportError
+    when it is not), the Python one if False."""
+    if compiled is None:
+        try:
+            from telemrec.readers import _cprocfs  # noqa: F401
+        except ImportError:
+            compiled = False
+        else:
+            compiled = True
+    return Native(compiled)
