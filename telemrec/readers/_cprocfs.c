@@ -1,10 +1,10 @@
 /* telemrec.readers._cprocfs: the per-tick hot path of the procfs process collector.
 
-   poll(states): for each process known from the last tick whose files are kept open and
-   which was idle then (Proc.quick is set), re-read its threads' schedstat, stat (only where
-   the parent it names may have exited) and statm from their kept descriptors, with the GIL
-   released, and tell whether all read back byte for byte as last time: then the process
-   has not run and its last fields hold.
+   poll(states): of the processes known from the last tick, for each whose files are kept
+   open and which was idle then (Proc.quick is set), re-read its threads' schedstat, stat
+   (only where the parent it names may have exited) and statm from their kept descriptors,
+   with the GIL released, and tell whether all read back byte for byte as last time: then
+   the process has not run and its last fields hold. See _procfs_native.py.
    records(cls, readings, mono, wall, source, version, out): one RawRecord per reading
    (fields with ``levels`` added, entity ``pid:<n>``, error from reading.error()), built
    without the frozen dataclass's __init__ (object.__setattr__ per field).
@@ -12,6 +12,7 @@
    _procfs_native.py holds the pure-Python equivalents, used where this module is not
    built; tests hold both to the same results. */
 
+#define _GNU_SOURCE  /* memrchr */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -24,7 +25,7 @@
 #define STAT_SIZE 4096
 #define STATM_SIZE 256
 
-static PyObject *s_quick, *s_stat, *s_statm, *s_fields, *s_ran, *s_pid, *s_levels, *s_problems, *s_error,
+static PyObject *s_fds, *s_quick, *s_stat, *s_statm, *s_fields, *s_ran, *s_pid, *s_levels, *s_problems, *s_error,
     *s_space, *s_mono_ns, *s_wall_ns, *s_entity, *s_source, *s_source_version, *s_levels_key;
 
 typedef struct {
@@ -38,6 +39,7 @@ typedef struct {
     Py_ssize_t first, ngate;  /* its jobs: the gate's, then stat, then statm */
     long pid, ppid;
     int planned, idle, same;
+    int probe_fd, probed, alive;  /* a process not polled: its stat, read if a polled child asks */
 } Entry;
 
 /* the whole file equals `expected`: a read of one byte more than expected comes back exactly */
@@ -127,20 +129,61 @@ static int plan_one(PyObject *st, PyObject *quick, Job **jobs, Py_ssize_t *njobs
     return 0;
 }
 
+/* a process that is not polled (it ran, or is new): the descriptor of its stat, if kept */
+static int plan_probe(PyObject *st, Entry *entry) {
+    entry->probe_fd = -1;
+    if ((entry->pid = attr_long(st, s_pid)) == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *fds = PyObject_GetAttr(st, s_fds);
+    if (fds == NULL)
+        return -1;
+    PyObject *fd = PyDict_Check(fds) ? PyDict_GetItemWithError(fds, s_stat) : NULL;  /* borrowed */
+    if (fd != NULL) {
+        long value = PyLong_AsLong(fd);
+        if (value == -1 && PyErr_Occurred()) {
+            Py_DECREF(fds);
+            return -1;
+        }
+        entry->probe_fd = (int)value;
+    }
+    Py_DECREF(fds);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static int by_pid(const void *a, const void *b) {
-    long x = ((const Entry *)a)->pid, y = ((const Entry *)b)->pid;
+    long x = (*(Entry *const *)a)->pid, y = (*(Entry *const *)b)->pid;
     return (x > y) - (x < y);
 }
 
-/* whether the parent named by the process's last stat is still its parent: an exit re-parents
-   the children, so it holds while the parent is init (or none), or is itself idle this tick */
-static int parent_holds(const Entry *e, const Entry *sorted, Py_ssize_t n) {
+/* whether a process is alive and not a zombie, from its stat read now */
+static int probe_alive(Entry *e, char *buf) {
+    if (!e->probed) {
+        e->probed = 1;
+        ssize_t n;
+        do {
+            n = pread(e->probe_fd, buf, STAT_SIZE, 0);
+        } while (n < 0 && errno == EINTR);
+        const char *rpar = n > 0 ? memrchr(buf, ')', (size_t)n) : NULL;
+        e->alive = rpar != NULL && rpar + 2 < buf + n && rpar[2] != 'Z' && rpar[2] != 'X' && rpar[2] != 'x';
+    }
+    return e->alive;
+}
+
+/* whether the parent named by the process's last stat is still its parent: only its exit
+   re-parents the children, so it holds while the parent is init (or none), is idle itself
+   (it has not run, so has not exited), or reads as alive and no zombie now */
+static int parent_holds(const Entry *e, Entry **sorted, Py_ssize_t n, char *buf) {
     if (e->ppid <= 1)
         return 1;
-    Entry key;
+    Entry key, *keyp = &key;
     key.pid = e->ppid;
-    const Entry *parent = bsearch(&key, sorted, (size_t)n, sizeof(Entry), by_pid);
-    return parent != NULL && parent->idle;
+    Entry **found = bsearch(&keyp, sorted, (size_t)n, sizeof(Entry *), by_pid);
+    if (found == NULL)
+        return 0;
+    Entry *parent = *found;
+    if (parent->planned)
+        return parent->idle;
+    return parent->probe_fd >= 0 && probe_alive(parent, buf);
 }
 
 static PyObject *poll(PyObject *module, PyObject *states) {
@@ -160,7 +203,7 @@ static PyObject *poll(PyObject *module, PyObject *states) {
         PyObject *quick = PyObject_GetAttr(st, s_quick);
         if (quick == NULL)
             goto done;
-        int rc = quick == Py_None ? 0 : plan_one(st, quick, &jobs, &njobs, &cap, &entries[i]);
+        int rc = quick == Py_None ? plan_probe(st, &entries[i]) : plan_one(st, quick, &jobs, &njobs, &cap, &entries[i]);
         Py_DECREF(quick);  /* the tuple stays alive in st.quick, and with it the gate's bytes */
         if (rc < 0)
             goto done;
@@ -168,12 +211,10 @@ static PyObject *poll(PyObject *module, PyObject *states) {
     Py_BEGIN_ALLOW_THREADS
     char buf[STAT_SIZE];
     /* first every process's threads' schedstat: whether it ran since it was last read */
-    Py_ssize_t nplanned = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Entry *e = &entries[i];
         if (!e->planned)
             continue;
-        nplanned++;
         e->idle = 1;
         for (Py_ssize_t j = e->first; j < e->first + e->ngate; j++) {
             if (!same_content(&jobs[j], buf)) {
@@ -184,20 +225,18 @@ static PyObject *poll(PyObject *module, PyObject *states) {
     }
     /* then stat, where the parent it names may have exited (nothing else in it changes while the
        process does not run), and statm (memory can be reclaimed from a process that does not run) */
-    Entry *sorted = malloc((size_t)(nplanned ? nplanned : 1) * sizeof(Entry));
+    Entry **sorted = malloc((size_t)(n ? n : 1) * sizeof(Entry *));
     if (sorted != NULL) {
-        Py_ssize_t k = 0;
         for (Py_ssize_t i = 0; i < n; i++)
-            if (entries[i].planned)
-                sorted[k++] = entries[i];
-        qsort(sorted, (size_t)nplanned, sizeof(Entry), by_pid);
+            sorted[i] = &entries[i];
+        qsort(sorted, (size_t)n, sizeof(Entry *), by_pid);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         Entry *e = &entries[i];
         if (!e->idle)
             continue;
         Job *stat = &jobs[e->first + e->ngate];
-        e->same = (sorted != NULL && parent_holds(e, sorted, nplanned)) || same_content(stat, buf);
+        e->same = (sorted != NULL && parent_holds(e, sorted, n, buf)) || same_content(stat, buf);
         e->same = e->same && same_content(stat + 1, buf);
     }
     free(sorted);
@@ -308,7 +347,7 @@ PyMODINIT_FUNC PyInit__cprocfs(void) {
         PyObject **slot;
         const char *text;
     } names[] = {
-        {&s_quick, "quick"}, {&s_stat, "stat"}, {&s_statm, "statm"}, {&s_fields, "fields"}, {&s_ran, "ran"},
+        {&s_fds, "fds"}, {&s_quick, "quick"}, {&s_stat, "stat"}, {&s_statm, "statm"}, {&s_fields, "fields"}, {&s_ran, "ran"},
         {&s_pid, "pid"}, {&s_levels, "levels"}, {&s_problems, "problems"}, {&s_error, "error"},
         {&s_space, " "}, {&s_mono_ns, "mono_ns"}, {&s_wall_ns, "wall_ns"}, {&s_entity, "entity"},
         {&s_source, "source"}, {&s_source_version, "source_version"}, {&s_levels_key, "levels"},

@@ -82,7 +82,7 @@ class ProcfsCollector:
         self._tick += 1
         self._files.next_tick()
         self._memo = {}
-        states = [st for st in self._states.values() if st.quick is not None]
+        states = [st for st in self._states.values() if not st.gone]
         self._quiet = {st.pid: fields for st, fields in zip(states, self._native.poll(states)) if fields is not None}
         members: dict[int, list[str]] = {}
         created = self._pids_allocated()
