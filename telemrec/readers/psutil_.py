@@ -28,7 +28,7 @@ the tick. ``collector`` reports this reader's own cost for the tick.
 Options (Python values or the CLI's ``-O key=value`` strings): ``levels``, ``pid``,
 ``uid`` (number or user name; default the recorder's), ``slurm_job`` (default
 ``$SLURM_JOB_ID``), ``per_cpu`` (default true), ``uss`` (true, false or
-``every-tick``; default true), ``uss_budget`` (default 0.0005), ``processes``
+``every-tick``; default true), ``uss_budget`` (default 0.0002), ``processes``
 (``procfs``, the default, or ``psutil``) and ``cmdline`` (true, false or
 ``unredacted``; default true).
 
@@ -45,7 +45,7 @@ Process objects; the portable reference, several times the cost).
 USS comes from ``/proc/<pid>/smaps_rollup``, whose kernel cost grows with the
 process's resident memory (measured: ~18 us per MiB, 19 ms for a 1.2 GiB process).
 By default each process's USS is re-read in turn, the longest-unread first, while
-these reads stay within ``uss_budget`` of one CPU (0.0005: 0.5 ms per second), so on a
+these reads stay within ``uss_budget`` of one CPU (0.0002: 0.2 ms per second), so on a
 tick where it is not read the field is absent from the record (not None).
 ``uss=every-tick`` reads it for every process every tick, whatever it costs.
 
@@ -100,7 +100,7 @@ OPTIONS = {
     "slurm_job": "Slurm job id whose processes the slurm level reads (default $SLURM_JOB_ID)",
     "uss": "true/false/every-tick: read each process's USS from smaps_rollup, in turn within uss_budget "
            "(default true), every process every tick (costly for large processes), or never",
-    "uss_budget": "share of one CPU the USS reads may take on average (default 0.0005)",
+    "uss_budget": "share of one CPU the USS reads may take on average (default 0.0002: 0.2 ms per second)",
     "per_cpu": "true/false: a cpu<i> entity per CPU (default true)",
     "disk_exclude": f"regular expression of block devices left out (default {DISK_EXCLUDE}: loop, ram, zram, "
                     "floppy, as node_exporter); empty keeps every device",
@@ -109,7 +109,7 @@ OPTIONS = {
                "(--password X, TOKEN=X, user:X@ in URLs) masked (default true), not at all, or as it is",
 }
 COLLECTORS = ("procfs", "psutil")
-DEFAULT_USS_BUDGET = 0.0005
+DEFAULT_USS_BUDGET = 0.0002
 
 CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 VIRTUAL_MEMORY = ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")
