@@ -50,7 +50,7 @@ class ProcfsCollector:
                  compiled: bool | None = None):
         self._root = root
         self._native = native(compiled)  # compiled=False: the pure-Python hot path (tests compare both)
-        self._files = ProcessFiles(root, fd_budget, redact=redact)
+        self._files = ProcessFiles(root, fd_budget, redact=redact, refresh=self._native.refresh)
         self._states: dict[int, Proc] = {}
         self._seen: dict[int, _Seen] = {}
         self._memo: dict[int, ProcessReading | None] = {}

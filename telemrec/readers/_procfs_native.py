@@ -12,6 +12,10 @@ pure-Python equivalents below, which give the same results (tests hold both to i
   A process woken but not yet given a CPU keeps the state it had ("sleeping", not
   "running") until it runs, microseconds on an idle machine. ``statm`` is always
   read: memory may be reclaimed from a process that does not run.
+- ``refresh(st, consts)`` (compiled only; the Python path is ``_procfs_process.ProcessFiles``'s
+  own): a process that ran since the last tick, its files read and parsed and its fields
+  built as that path would, for the common case (the same name, command line, threads and
+  start time, every file read without a problem); None sends it to the Python path.
 - ``records(cls, readings, mono, wall, source, version, out)``: one record per reading,
   ``levels`` joined into its fields, appended to ``out``.
 """
@@ -95,9 +99,9 @@ class Native:
         if compiled:
             from telemrec.readers import _cprocfs
 
-            self.poll, self.records = _cprocfs.poll, _cprocfs.records
+            self.poll, self.records, self.refresh = _cprocfs.poll, _cprocfs.records, _cprocfs.refresh
         else:
-            self.poll, self.records = poll_py, records_py
+            self.poll, self.records, self.refresh = poll_py, records_py, None
         self.compiled = compiled
 
 

@@ -127,3 +127,50 @@ def test_records_are_built_alike_compiled_and_in_python():
     assert [list(r.fields) for r in out[True]] == [list(r.fields) for r in out[False]]
     with pytest.raises(AttributeError):  # still a frozen record
         rec.entity = "pid:1"
+
+
+def _set(d, name, old, new):
+    (d / name).write_text((d / name).read_text().replace(old, new))
+
+
+# what a process that ran may have changed; each applied to the fake tree after a first tick, then
+# read by the compiled refresh (or its fall back to the Python path) and by the Python path alone
+RAN = {
+    "cpu, io and switches": lambda d: (_set(d, "stat", " 150 30 ", " 160 31 "), _set(d, "io", "rchar: 300", "rchar: 999"),
+                                       _set(d, "status", "\t7\n", "\t9\n")),
+    "only its run time": lambda d: None,
+    "running now": lambda d: _set(d, "stat", " S 1 ", " R 1 "),
+    "a new command line": lambda d: (d / "cmdline").write_bytes(b"worker\0--renamed\0"),
+    "a new name": lambda d: _set(d, "stat", "(worker)", "(renamed)"),
+    "a second thread": lambda d: _set(d, "stat", " 20 0 1 0 ", " 20 0 2 0 "),
+    "a uid and memory": lambda d: (_set(d, "status", "Uid:\t0\t0", "Uid:\t7\t0"), (d / "statm").write_text("9 8 0\n")),
+    "an io file it refuses": lambda d: (d / "io").write_text(""),
+    "no switches line": lambda d: _set(d, "status", "nonvoluntary_ctxt_switches:\t3\n", ""),
+}
+IN_C = {"cpu, io and switches", "only its run time", "running now", "a uid and memory"}  # the rest fall back
+
+
+@pytest.mark.parametrize("change", list(RAN))
+def test_a_process_that_ran_is_read_alike_compiled_and_in_python(fake_root, change):  # noqa: F811
+    fake_process(fake_root, 100, ppid=1)
+    collectors = [ProcfsCollector(str(fake_root), compiled=flag) for flag in (True, False)]
+    try:
+        for col in collectors:
+            col.collect(100, None, b"")
+        RAN[change](fake_root / "100")
+        (fake_root / "100" / "task" / "100" / "schedstat").write_text("999999 0 2\n")
+        from telemrec.readers import _cprocfs
+        from telemrec.readers._procfs_process import _CONSTS
+
+        st = collectors[0]._states[100]
+        assert st.full is not None
+        handled = _cprocfs.refresh(st, _CONSTS)
+        assert (handled is not None) == (change in IN_C)
+        assert handled is None or st.ran
+        c, py = ({r.pid: (r.fields, r.error()) for r in col.collect(100, None, b"")[0]} for col in collectors)
+        assert c == py and list(c[100][0]) == list(py[100][0])
+        again = [{r.pid: (r.fields, r.error()) for r in col.collect(100, None, b"")[0]} for col in collectors]
+        assert again[0] == again[1] == c, "the next tick: nothing ran, the same"
+    finally:
+        for col in collectors:
+            col.close()
