@@ -80,6 +80,7 @@ from telemrec.readers._options import (bool_option, choice_option, int_option, l
 from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
                                          UssBudget, Vanished)
 from telemrec.readers._procfs_native import native
+from telemrec.readers._procfs_system import ProcStat
 from telemrec.redaction import MASK
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
@@ -390,6 +391,8 @@ class PsutilReader(BaseReader):
             self._collector = self._make_collector(ps)
         self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
         self._native = native()
+        # <root>/stat once a tick for what psutil reads from it four times; psutil's scputimes
+        self._proc_stat = ProcStat(self._root, type(ps.cpu_times()))
 
     def _make_collector(self, ps: Any) -> ProcessCollector:
         redact = self._cmdline == "redacted"
@@ -484,9 +487,12 @@ class PsutilReader(BaseReader):
     def _read_system(self, ps: Any, records: list[RawRecord], mono: int, wall: int) -> None:
         problems: list[str] = []
         fields: dict[str, Any] = {}
-        for call, attrs in (("cpu_times", CPU_TIMES), ("virtual_memory", VIRTUAL_MEMORY),
-                            ("swap_memory", SWAP_MEMORY), ("cpu_stats", CPU_STATS)):
-            value = self._call(problems, call, getattr(ps, call))
+        stat = self._proc_stat
+        stat.load()
+        for call, attrs, fn in (("cpu_times", CPU_TIMES, stat.cpu_times),
+                                ("virtual_memory", VIRTUAL_MEMORY, ps.virtual_memory),
+                                ("swap_memory", SWAP_MEMORY, ps.swap_memory), ("cpu_stats", CPU_STATS, stat.cpu_stats)):
+            value = self._call(problems, call, fn)
             for attr in attrs:
                 fields[f"{call}.{attr}"] = getattr(value, attr, None)
         load = self._call(problems, "getloadavg", ps.getloadavg) or (None, None, None)
@@ -494,10 +500,10 @@ class PsutilReader(BaseReader):
         fields["cpu_count.logical"] = self._call(problems, "cpu_count", ps.cpu_count, logical=True)
         fields["cpu_count.affinity"] = (self._call(problems, "sched_getaffinity", lambda: len(os.sched_getaffinity(0)))
                                         if hasattr(os, "sched_getaffinity") else None)
-        fields["boot_time"] = self._call(problems, "boot_time", ps.boot_time)
+        fields["boot_time"] = self._call(problems, "boot_time", stat.boot_time)
         devices: list[RawRecord] = []
         if self._per_cpu:
-            for i, times in enumerate(self._call(problems, "cpu_times(percpu=True)", ps.cpu_times, percpu=True) or ()):
+            for i, times in enumerate(self._call(problems, "cpu_times(percpu=True)", stat.per_cpu_times) or ()):
                 devices.append(self._record(mono, wall, f"cpu{i}",
                                             {f"cpu_times.{a}": getattr(times, a, None) for a in CPU_TIMES}, None))
         for label, fn, kwarg, prefix, attrs in (
