@@ -80,7 +80,7 @@ from telemrec.readers._options import (bool_option, choice_option, int_option, l
 from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
                                          UssBudget, Vanished)
 from telemrec.readers._procfs_native import native
-from telemrec.readers._procfs_system import ProcStat
+from telemrec.readers._procfs_system import Memory, ProcStat
 from telemrec.redaction import MASK
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
@@ -391,8 +391,9 @@ class PsutilReader(BaseReader):
             self._collector = self._make_collector(ps)
         self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
         self._native = native()
-        # <root>/stat once a tick for what psutil reads from it four times; psutil's scputimes
+        # <root>/stat, meminfo and vmstat once a tick for what psutil reads from them several times
         self._proc_stat = ProcStat(self._root, type(ps.cpu_times()))
+        self._memory = Memory(self._root, ps)
 
     def _make_collector(self, ps: Any) -> ProcessCollector:
         redact = self._cmdline == "redacted"
@@ -487,11 +488,12 @@ class PsutilReader(BaseReader):
     def _read_system(self, ps: Any, records: list[RawRecord], mono: int, wall: int) -> None:
         problems: list[str] = []
         fields: dict[str, Any] = {}
-        stat = self._proc_stat
+        stat, memory = self._proc_stat, self._memory
         stat.load()
+        memory.load()
         for call, attrs, fn in (("cpu_times", CPU_TIMES, stat.cpu_times),
-                                ("virtual_memory", VIRTUAL_MEMORY, ps.virtual_memory),
-                                ("swap_memory", SWAP_MEMORY, ps.swap_memory), ("cpu_stats", CPU_STATS, stat.cpu_stats)):
+                                ("virtual_memory", VIRTUAL_MEMORY, memory.virtual_memory),
+                                ("swap_memory", SWAP_MEMORY, memory.swap_memory), ("cpu_stats", CPU_STATS, stat.cpu_stats)):
             value = self._call(problems, call, fn)
             for attr in attrs:
                 fields[f"{call}.{attr}"] = getattr(value, attr, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from telemrec.readers._procfs_system import ProcStat
+from telemrec.readers._procfs_system import Memory, ProcStat
 
 
 def psutil_at(root: str):
@@ -57,3 +57,56 @@ def test_the_live_stat_reads_as_psutil_reads_it():
     assert ours[3] == theirs[3] and len(ours[1]) == len(theirs[1])
     assert [a <= b for a, b in zip(theirs[0], ours[0])] == [True] * len(ours[0])  # counters read a moment later
     assert ours[2].ctx_switches >= theirs[2].ctx_switches and ours[2].syscalls == 0
+
+
+MEMINFO = ("MemTotal:        2048000 kB\nMemFree:         1024000 kB\nMemAvailable:    1536000 kB\n"
+           "Buffers:           10000 kB\nCached:           200000 kB\nSwapCached:            0 kB\n"
+           "Active:           300000 kB\nInactive:         200000 kB\nShmem:              5000 kB\n"
+           "Slab:              40000 kB\nSReclaimable:      20000 kB\nSwapTotal:        512000 kB\n"
+           "SwapFree:         256000 kB\n")
+
+
+def memory_both(root: str):
+    saved = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = root  # as the reader sets it for the tick: the unusual cases are psutil's
+    try:
+        out = []
+        for source in ("psutil", "ours"):
+            memory = Memory(root, psutil)
+            memory.load()
+            calls = ((psutil.virtual_memory, psutil.swap_memory) if source == "psutil"
+                     else (memory.virtual_memory, memory.swap_memory))
+            got = []
+            for call in calls:
+                try:
+                    got.append(tuple(call()))
+                except Exception as exc:
+                    got.append(f"{type(exc).__name__}: {exc}")
+            out.append(got)
+        return out
+    finally:
+        psutil.PROCFS_PATH = saved
+
+
+@pytest.mark.parametrize("meminfo,vmstat", [
+    (MEMINFO, "nr_free_pages 5\npswpin 10\npswpout 20\n"),
+    (MEMINFO.replace("1536000", "4096000"), "pswpout 20\npswpin 10\n"),  # available above total: free
+    (MEMINFO.replace("MemAvailable:    1536000 kB\n", ""), "pswpin 1\npswpout 2\n"),  # an old kernel: psutil's estimate
+    (MEMINFO.replace("Shmem:", "MemShared:"), "pswpin 1\npswpout 2\n"),
+    (MEMINFO, "nr_free_pages 5\n"),                                      # no swap counters: psutil warns, 0
+    (MEMINFO, None),
+    (None, "pswpin 1\npswpout 2\n"),
+], ids=["usual", "available above total", "no MemAvailable", "MemShared", "no pswp", "no vmstat", "no meminfo"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_memory_read_once_gives_what_psutil_gives(tmp_path, meminfo, vmstat):
+    for name, text in (("meminfo", meminfo), ("vmstat", vmstat)):
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    theirs, ours = memory_both(str(tmp_path))
+    assert ours == theirs
+
+
+def test_live_memory_reads_as_psutil_reads_it():
+    theirs, ours = memory_both("/proc")
+    assert ours[0][0] == theirs[0][0] and ours[1][0] == theirs[1][0]  # the totals; the rest moves
+    assert [type(v) for v in ours[0]] == [type(v) for v in theirs[0]]
