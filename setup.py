@@ -76,7 +76,9 @@ if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIO
 
 if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
     # the procfs process collector's per-tick hot path; without it the same in Python, slower
-    extensions.append(Extension("telemrec.readers._cprocfs", ["telemrec/readers/_cprocfs.c"],
-                                extra_compile_args=["-O2"], optional=True))
+    extensions.append(Extension("telemrec.readers._cprocfs",
+                                ["telemrec/readers/_cprocfs.c", "telemrec/readers/_cprocfs_refresh.c"],
+                                depends=["telemrec/readers/_cprocfs.h"], extra_compile_args=["-O2", "-fvisibility=hidden"],
+                                optional=True))
 
 setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas, "build_ext": BuildExtNamingLibraries})
