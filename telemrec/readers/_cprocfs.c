@@ -3,7 +3,7 @@
    poll(states): of the processes known from the last tick, for each whose files are kept
    open and which was idle then (Proc.quick is set), re-read its threads' schedstat, stat
    (only where the parent it names may have exited) and statm from their kept descriptors,
-   with the GIL released, and tell whether all read back byte for byte as last time: then
+   and tell whether all read back byte for byte as last time: then
    the process has not run and its last fields hold. See _procfs_native.py.
    records(cls, readings, mono, wall, source, version, out): one RawRecord per reading
    (fields with ``levels`` added, entity ``pid:<n>``, error from reading.error()), built
@@ -205,7 +205,8 @@ static PyObject *poll(PyObject *module, PyObject *states) {
         if (rc < 0)
             goto done;
     }
-    Py_BEGIN_ALLOW_THREADS
+    /* the GIL is kept: released, the trace writer takes it and the sampling thread waits up to
+       the switch interval (5 ms) to go on, late for the next tick at 100 Hz */
     char buf[STAT_SIZE];
     /* first every process's threads' schedstat: whether it ran since it was last read */
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -237,7 +238,6 @@ static PyObject *poll(PyObject *module, PyObject *states) {
         e->same = e->same && same_content(stat + 1, buf);
     }
     free(sorted);
-    Py_END_ALLOW_THREADS
     out = PyList_New(n);
     if (out == NULL)
         goto done;
