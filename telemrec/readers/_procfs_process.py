@@ -56,7 +56,8 @@ class Proc:
     """What is known of one process between ticks."""
 
     __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "threads", "statm",
-                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone", "quick", "full")
+                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone",
+                 "quick", "full")
 
     def __init__(self, pid: int, prefix: str, ino: int | None):
         self.pid, self.prefix, self.ino = pid, prefix, ino

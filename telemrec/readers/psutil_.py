@@ -493,7 +493,8 @@ class PsutilReader(BaseReader):
         memory.load()
         for call, attrs, fn in (("cpu_times", CPU_TIMES, stat.cpu_times),
                                 ("virtual_memory", VIRTUAL_MEMORY, memory.virtual_memory),
-                                ("swap_memory", SWAP_MEMORY, memory.swap_memory), ("cpu_stats", CPU_STATS, stat.cpu_stats)):
+                                ("swap_memory", SWAP_MEMORY, memory.swap_memory),
+                                ("cpu_stats", CPU_STATS, stat.cpu_stats)):
             value = self._call(problems, call, fn)
             for attr in attrs:
                 fields[f"{call}.{attr}"] = getattr(value, attr, None)

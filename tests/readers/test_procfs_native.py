@@ -136,8 +136,8 @@ def _set(d, name, old, new):
 # what a process that ran may have changed; each applied to the fake tree after a first tick, then
 # read by the compiled refresh (or its fall back to the Python path) and by the Python path alone
 RAN = {
-    "cpu, io and switches": lambda d: (_set(d, "stat", " 150 30 ", " 160 31 "), _set(d, "io", "rchar: 300", "rchar: 999"),
-                                       _set(d, "status", "\t7\n", "\t9\n")),
+    "cpu, io and switches": lambda d: (_set(d, "stat", " 150 30 ", " 160 31 "),
+                                       _set(d, "io", "rchar: 300", "rchar: 999"), _set(d, "status", "\t7\n", "\t9\n")),
     "only its run time": lambda d: None,
     "running now": lambda d: _set(d, "stat", " S 1 ", " R 1 "),
     "a new command line": lambda d: (d / "cmdline").write_bytes(b"worker\0--renamed\0"),
