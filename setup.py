@@ -8,6 +8,8 @@
   HDF5) that ``telemrec replay TRACE --as nvml`` puts first in COMMAND's loader path.
   Built as an optional extension too: without a C compiler the rest installs and
   ``--as nvml`` fails with ReplayUnavailableError and a hint.
+- ``telemrec.readers._cprocfs``: the procfs process collector's per-tick hot path (C,
+  Linux); optional: without it ``telemrec/readers/_procfs_native.py`` does the same in Python.
 - ``schemas/`` (the manifest schemas, kept at the top of the repository) ship
   inside the wheel as ``telemrec/schemas``.
 """
@@ -71,5 +73,12 @@ if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIO
         extra_compile_args=["-O2", "-fvisibility=hidden", "-pthread"],
         extra_link_args=["-pthread", "-Wl,-soname,libnvidia-ml.so.1"],
         optional=True))
+
+if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
+    # the procfs process collector's per-tick hot path; without it the same in Python, slower
+    extensions.append(Extension("telemrec.readers._cprocfs",
+                                ["telemrec/readers/_cprocfs.c", "telemrec/readers/_cprocfs_refresh.c"],
+                                depends=["telemrec/readers/_cprocfs.h"], extra_compile_args=["-O2", "-fvisibility=hidden"],
+                                optional=True))
 
 setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas, "build_ext": BuildExtNamingLibraries})

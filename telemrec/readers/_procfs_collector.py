@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from telemrec.readers._procfs import PPID, read_file, split_stat, status_ppid_uid
+from telemrec.readers._procfs_native import native
 from telemrec.readers._procfs_process import Proc, ProcessFiles
 from telemrec.readers._processes import CALL_ORDER, PROCESS_FIELDS, ProcessReading, Vanished
 
@@ -45,16 +46,24 @@ class _Seen:
 class ProcfsCollector:
     """Reads the members of the process levels from ``root`` (a procfs mount or a fake tree)."""
 
-    def __init__(self, root: str, fd_budget: int | None = None, *, redact: bool = True):
+    def __init__(self, root: str, fd_budget: int | None = None, *, redact: bool = True,
+                 compiled: bool | None = None):
         self._root = root
-        self._files = ProcessFiles(root, fd_budget, redact=redact)
+        self._native = native(compiled)  # compiled=False: the pure-Python hot path (tests compare both)
+        self._files = ProcessFiles(root, fd_budget, redact=redact, refresh=self._native.refresh)
         self._states: dict[int, Proc] = {}
         self._seen: dict[int, _Seen] = {}
         self._memo: dict[int, ProcessReading | None] = {}
+        self._quiet: dict[int, dict] = {}  # pid -> its last fields, for those that have not run since
         self._tick = 0
         self._children_files: bool | None = None
         self._last_pid_fd: int | None = None
         self._last_pid = b""
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the compiled hot path (_cprocfs) is in use."""
+        return self._native.compiled
 
     @property
     def open_files(self) -> int:
@@ -73,6 +82,8 @@ class ProcfsCollector:
         self._tick += 1
         self._files.next_tick()
         self._memo = {}
+        states = [st for st in self._states.values() if not st.gone]
+        self._quiet = {st.pid: fields for st, fields in zip(states, self._native.poll(states)) if fields is not None}
         members: dict[int, list[str]] = {}
         created = self._pids_allocated()
         if target is not None:
@@ -278,6 +289,10 @@ class ProcfsCollector:
             seen = self._seen.get(pid)
             st = self._states[pid] = Proc(pid, f"{self._root}/{pid}/", seen.ino if seen else None)
         st.tick = self._tick
+        fields = self._quiet.get(pid)
+        if fields is not None:
+            reading = self._memo[pid] = ProcessReading(pid, dict(fields), list(st.problems))
+            return reading
         try:
             reading = self._files.read(st)
         except Vanished:
@@ -295,6 +310,7 @@ class ProcfsCollector:
         return self._files.uss(self._states[reading.pid])
 
     def _drop(self, pid: int) -> None:
+        self._quiet.pop(pid, None)
         st = self._states.pop(pid, None)
         if st is not None:
             self._files.release(st)

@@ -25,14 +25,19 @@ from telemrec.readers._procfs import (
     BLKIO_TICKS, CLOCK_TICKS, CSTIME, CUTIME, NUM_THREADS, PAGE_SIZE, PPID, STARTTIME, STATE, STATUS_NAMES, STIME,
     UTIME, cmdline_argv, decode, io_counters, read_fd, read_file, smaps_rollup_uss, smaps_uss, split_stat,
     status_ctx_uid)
-from telemrec.readers._processes import ProcessReading, Vanished, cmdline_field
+from telemrec.readers._processes import PROCESS_FIELDS, ProcessReading, Vanished, cmdline_field
 
-__all__ = ["GATE_THREADS", "Proc", "ProcessFiles", "default_fd_budget"]
+__all__ = ["FIELD_KEYS", "GATE_THREADS", "Proc", "ProcessFiles", "default_fd_budget"]
 
 _GONE = (ProcessLookupError, FileNotFoundError)
 # With more threads, reading each one's schedstat costs more than reading status, io and cmdline
 GATE_THREADS = 8
 _NO_SLOW = ((None,) * 6, None, None, None, None)
+
+
+# the order of a record's process fields (the trace writer's fast path wants the same every tick)
+FIELD_KEYS = tuple(key for key in PROCESS_FIELDS if key != "levels")
+_CONSTS = (FIELD_KEYS, STATUS_NAMES, float(CLOCK_TICKS), PAGE_SIZE)
 
 
 def _parse_io(data: bytes) -> tuple[tuple, str | None]:
@@ -51,7 +56,8 @@ class Proc:
     """What is known of one process between ticks."""
 
     __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "threads", "statm",
-                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone")
+                 "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone",
+                 "quick", "full")
 
     def __init__(self, pid: int, prefix: str, ino: int | None):
         self.pid, self.prefix, self.ino = pid, prefix, ino
@@ -76,13 +82,20 @@ class Proc:
         self.ran = True
         self.tick = 0
         self.gone = False
+        # (stat fd, statm fd, ((schedstat fd, its last text), ...)) while the process was idle when
+        # last read and all these files are kept open: what _procfs_native.poll re-reads
+        self.quick: tuple | None = None
+        # (stat, statm, status, io, cmdline fds, the gate's fds) while all are kept open and the last
+        # read had no problems: what the compiled refresh reads when the process ran
+        self.full: tuple | None = None
 
 
 class ProcessFiles:
     """Reads processes under ``root``, keeping at most ``fd_budget`` files open."""
 
-    def __init__(self, root: str, fd_budget: int | None = None, *, redact: bool = True):
+    def __init__(self, root: str, fd_budget: int | None = None, *, redact: bool = True, refresh=None):
         self._root = root
+        self._refresh = refresh  # _cprocfs.refresh, or None: this module's Python path only
         self._redact = redact
         self._budget = default_fd_budget() if fd_budget is None else fd_budget
         self._open = 0
@@ -98,6 +111,13 @@ class ProcessFiles:
 
     def read(self, st: Proc) -> ProcessReading:
         """One process's fields at this tick; Vanished if it has exited."""
+        st.quick = None
+        if st.full is not None and self._refresh is not None:
+            fields = self._refresh(st, _CONSTS)
+            if fields is not None:  # read and parsed as below would have, in C
+                self._keep(st)
+                return ProcessReading(st.pid, dict(fields), [])
+        st.full = None
         try:
             data = self._get(st, "stat")
         except _GONE:
@@ -127,7 +147,26 @@ class ProcessFiles:
             st.fields = None
         if st.fields is None:
             st.fields = self._fields(st, threads)
+        self._keep(st)
+        if st.gate is not None and not st.problems and st.slow[4] is not None and "cmdline" in st.parsed:
+            fds = st.fds
+            try:
+                st.full = (fds["stat"], fds["statm"], fds["status"], fds["io"], fds["cmdline"],
+                           tuple(fds[name] for name, _ in st.gate))
+            except KeyError:  # beyond the descriptor budget: read by path
+                pass
         return ProcessReading(st.pid, dict(st.fields), list(st.problems))
+
+    @staticmethod
+    def _keep(st: Proc) -> None:
+        """What _procfs_native.poll re-reads at the next tick, where the process is idle now."""
+        if st.gate is not None and st.split[STATE] != b"R":
+            fds = st.fds
+            try:
+                st.quick = (fds["stat"], fds["statm"], tuple((fds[name], old) for name, old in st.gate),
+                            int(st.split[PPID]))
+            except KeyError:  # beyond the descriptor budget: read by path
+                pass
 
     @staticmethod
     def _fields(st: Proc, threads: int) -> dict[str, Any]:
@@ -139,30 +178,11 @@ class ProcessFiles:
             extended = os.path.basename(st.argv[0])
             if extended.startswith(name):
                 name = extended
-        return {
-            "cpu_times.user": float(f[UTIME]) / CLOCK_TICKS,
-            "cpu_times.system": float(f[STIME]) / CLOCK_TICKS,
-            "cpu_times.children_user": float(f[CUTIME]) / CLOCK_TICKS,
-            "cpu_times.children_system": float(f[CSTIME]) / CLOCK_TICKS,
-            "cpu_times.iowait": float(f[BLKIO_TICKS]) / CLOCK_TICKS if len(f) > BLKIO_TICKS else 0.0,
-            "memory_info.rss": rss * PAGE_SIZE,
-            "memory_info.vms": vms * PAGE_SIZE,
-            "io_counters.read_count": io[0],
-            "io_counters.write_count": io[1],
-            "io_counters.read_bytes": io[2],
-            "io_counters.write_bytes": io[3],
-            "io_counters.read_chars": io[4],
-            "io_counters.write_chars": io[5],
-            "num_ctx_switches.voluntary": voluntary,
-            "num_ctx_switches.involuntary": involuntary,
-            "uids.real": real_uid,
-            "num_threads": threads,
-            "ppid": int(f[PPID]),
-            "create_time": st.create_time,
-            "name": name,
-            "status": STATUS_NAMES.get(f[STATE], "?"),
-            "cmdline": cmdline,
-        }
+        return dict(zip(FIELD_KEYS, (
+            float(f[UTIME]) / CLOCK_TICKS, float(f[STIME]) / CLOCK_TICKS, float(f[CUTIME]) / CLOCK_TICKS,
+            float(f[CSTIME]) / CLOCK_TICKS, float(f[BLKIO_TICKS]) / CLOCK_TICKS if len(f) > BLKIO_TICKS else 0.0,
+            rss * PAGE_SIZE, vms * PAGE_SIZE, *io, voluntary, involuntary, real_uid, threads, int(f[PPID]),
+            st.create_time, name, STATUS_NAMES.get(f[STATE], "?"), cmdline)))
 
     def _read_slow(self, st: Proc, threads: int) -> None:
         """status, io and cmdline; the run time first, so that whatever the process does after
@@ -352,6 +372,7 @@ class ProcessFiles:
 
     def release(self, st: Proc) -> None:
         """Close the process's files."""
+        st.quick = st.full = None
         for fd in st.fds.values():
             os.close(fd)
         self._open -= len(st.fds)

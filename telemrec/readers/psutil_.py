@@ -28,7 +28,7 @@ the tick. ``collector`` reports this reader's own cost for the tick.
 Options (Python values or the CLI's ``-O key=value`` strings): ``levels``, ``pid``,
 ``uid`` (number or user name; default the recorder's), ``slurm_job`` (default
 ``$SLURM_JOB_ID``), ``per_cpu`` (default true), ``uss`` (true, false or
-``every-tick``; default true), ``uss_budget`` (default 0.0005), ``processes``
+``every-tick``; default true), ``uss_budget`` (default 0.0002), ``processes``
 (``procfs``, the default, or ``psutil``) and ``cmdline`` (true, false or
 ``unredacted``; default true).
 
@@ -45,7 +45,7 @@ Process objects; the portable reference, several times the cost).
 USS comes from ``/proc/<pid>/smaps_rollup``, whose kernel cost grows with the
 process's resident memory (measured: ~18 us per MiB, 19 ms for a 1.2 GiB process).
 By default each process's USS is re-read in turn, the longest-unread first, while
-these reads stay within ``uss_budget`` of one CPU (0.0005: 0.5 ms per second), so on a
+these reads stay within ``uss_budget`` of one CPU (0.0002: 0.2 ms per second), so on a
 tick where it is not read the field is absent from the record (not None).
 ``uss=every-tick`` reads it for every process every tick, whatever it costs.
 
@@ -79,6 +79,8 @@ from telemrec.readers._options import (bool_option, choice_option, int_option, l
                                        positive_float_option, reject_unknown)
 from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
                                          UssBudget, Vanished)
+from telemrec.readers._procfs_native import native
+from telemrec.readers._procfs_system import Memory, ProcStat
 from telemrec.redaction import MASK
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
@@ -99,7 +101,7 @@ OPTIONS = {
     "slurm_job": "Slurm job id whose processes the slurm level reads (default $SLURM_JOB_ID)",
     "uss": "true/false/every-tick: read each process's USS from smaps_rollup, in turn within uss_budget "
            "(default true), every process every tick (costly for large processes), or never",
-    "uss_budget": "share of one CPU the USS reads may take on average (default 0.0005)",
+    "uss_budget": "share of one CPU the USS reads may take on average (default 0.0002: 0.2 ms per second)",
     "per_cpu": "true/false: a cpu<i> entity per CPU (default true)",
     "disk_exclude": f"regular expression of block devices left out (default {DISK_EXCLUDE}: loop, ram, zram, "
                     "floppy, as node_exporter); empty keeps every device",
@@ -108,7 +110,7 @@ OPTIONS = {
                "(--password X, TOKEN=X, user:X@ in URLs) masked (default true), not at all, or as it is",
 }
 COLLECTORS = ("procfs", "psutil")
-DEFAULT_USS_BUDGET = 0.0005
+DEFAULT_USS_BUDGET = 0.0002
 
 CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
 VIRTUAL_MEMORY = ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")
@@ -388,6 +390,10 @@ class PsutilReader(BaseReader):
         if self._scoped:
             self._collector = self._make_collector(ps)
         self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
+        self._native = native()
+        # <root>/stat, meminfo and vmstat once a tick for what psutil reads from them several times
+        self._proc_stat = ProcStat(self._root, type(ps.cpu_times()))
+        self._memory = Memory(self._root, ps)
 
     def _make_collector(self, ps: Any) -> ProcessCollector:
         redact = self._cmdline == "redacted"
@@ -482,9 +488,14 @@ class PsutilReader(BaseReader):
     def _read_system(self, ps: Any, records: list[RawRecord], mono: int, wall: int) -> None:
         problems: list[str] = []
         fields: dict[str, Any] = {}
-        for call, attrs in (("cpu_times", CPU_TIMES), ("virtual_memory", VIRTUAL_MEMORY),
-                            ("swap_memory", SWAP_MEMORY), ("cpu_stats", CPU_STATS)):
-            value = self._call(problems, call, getattr(ps, call))
+        stat, memory = self._proc_stat, self._memory
+        stat.load()
+        memory.load()
+        for call, attrs, fn in (("cpu_times", CPU_TIMES, stat.cpu_times),
+                                ("virtual_memory", VIRTUAL_MEMORY, memory.virtual_memory),
+                                ("swap_memory", SWAP_MEMORY, memory.swap_memory),
+                                ("cpu_stats", CPU_STATS, stat.cpu_stats)):
+            value = self._call(problems, call, fn)
             for attr in attrs:
                 fields[f"{call}.{attr}"] = getattr(value, attr, None)
         load = self._call(problems, "getloadavg", ps.getloadavg) or (None, None, None)
@@ -492,10 +503,10 @@ class PsutilReader(BaseReader):
         fields["cpu_count.logical"] = self._call(problems, "cpu_count", ps.cpu_count, logical=True)
         fields["cpu_count.affinity"] = (self._call(problems, "sched_getaffinity", lambda: len(os.sched_getaffinity(0)))
                                         if hasattr(os, "sched_getaffinity") else None)
-        fields["boot_time"] = self._call(problems, "boot_time", ps.boot_time)
+        fields["boot_time"] = self._call(problems, "boot_time", stat.boot_time)
         devices: list[RawRecord] = []
         if self._per_cpu:
-            for i, times in enumerate(self._call(problems, "cpu_times(percpu=True)", ps.cpu_times, percpu=True) or ()):
+            for i, times in enumerate(self._call(problems, "cpu_times(percpu=True)", stat.per_cpu_times) or ()):
                 devices.append(self._record(mono, wall, f"cpu{i}",
                                             {f"cpu_times.{a}": getattr(times, a, None) for a in CPU_TIMES}, None))
         for label, fn, kwarg, prefix, attrs in (
@@ -522,13 +533,11 @@ class PsutilReader(BaseReader):
             gone = self._read_uss(readings)
             if gone:
                 readings = [r for r in readings if r.pid not in gone]
-        dropped = self._cmdline == "dropped"
-        for r in readings:
-            if dropped:
+        if self._cmdline == "dropped":
+            for r in readings:
                 r.fields.pop("cmdline", None)
                 r.problems = [p for p in r.problems if not p.startswith("cmdline:")]
-            r.fields["levels"] = " ".join(r.levels)
-            records.append(self._record(mono, wall, f"pid:{r.pid}", r.fields, r.error()))
+        self._native.records(RawRecord, readings, mono, wall, "psutil", self._identity["psutil_version"], records)
         return found
 
     def _read_uss(self, readings: list) -> set[int]:

@@ -24,6 +24,7 @@ from telemrec.readers.psutil_ import PsutilReader
 from telemrec.record import ReaderConfig
 
 IDLE = "import time; time.sleep(120)"
+COMPILED = [pytest.param(True, id="C"), pytest.param(False, id="Python")]
 BUSY = textwrap.dedent("""
     import os, time
     with open(os.devnull, "wb") as sink:
@@ -411,9 +412,11 @@ def test_fake_tree_stat_without_blkio_ticks_and_missing_io(fake_root):
     assert new[100].error().startswith("io_counters: FileNotFoundError")
 
 
-def test_status_io_and_cmdline_are_read_only_when_the_process_ran(fake_root):
-    d = fake_process(fake_root, 100, ctx=(7, 3))
-    collector = ProcfsCollector(str(fake_root))
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_status_io_and_cmdline_are_read_only_when_the_process_ran(fake_root, compiled):
+    # its parent is no member: its stat is read every tick (the parent may have exited)
+    d = fake_process(fake_root, 100, ctx=(7, 3), ppid=50)
+    collector = ProcfsCollector(str(fake_root), compiled=compiled)
     try:
         first = collector.collect(100, None, b"")[0][0].fields
         (d / "status").write_text((d / "status").read_text().replace("\t7\n", "\t8\n"))
@@ -422,9 +425,40 @@ def test_status_io_and_cmdline_are_read_only_when_the_process_ran(fake_root):
         (d / "task" / "100" / "schedstat").write_text("123999 0 2\n")
         third = collector.collect(100, None, b"")[0][0].fields
         assert third["num_ctx_switches.voluntary"] == 8
-        (d / "stat").write_text((d / "stat").read_text().replace(" S 1 ", " R 1 "))
+        (d / "stat").write_text((d / "stat").read_text().replace(" S 50 ", " R 50 "))
         (d / "status").write_text((d / "status").read_text().replace("\t8\n", "\t9\n"))
         assert collector.collect(100, None, b"")[0][0].fields["num_ctx_switches.voluntary"] == 9, "R: always read"
+    finally:
+        collector.close()
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_an_idle_process_whose_parent_is_idle_or_init_is_read_from_statm_and_schedstat(fake_root, compiled):
+    """stat changes only while the process runs, but for its parent, which an exit changes."""
+    parent = fake_process(fake_root, 100, children=(101,))
+    child = fake_process(fake_root, 101, ppid=100, rss=100)
+    collector = ProcfsCollector(str(fake_root), compiled=compiled)
+
+    def fields():
+        return {r.pid: r.fields for r in collector.collect(None, 0, b"")[0]}
+
+    def rewrite(d, old, new):
+        (d / "stat").write_text((d / "stat").read_text().replace(old, new))
+
+    try:
+        first = fields()
+        assert first[101]["ppid"] == 100
+        for d in (parent, child):  # what no idle process's stat does: a lie that shows what is read
+            rewrite(d, " 150 30 ", " 151 30 ")
+        assert fields() == first, "neither ran, their parents are idle or init: stat not read again"
+        (child / "statm").write_text("200 120 0 0 0 0 0\n")  # pages reclaimed while it sleeps
+        assert fields()[101]["memory_info.rss"] == 120 * PAGE
+        (parent / "task" / "100" / "schedstat").write_text("999999 0 2\n")  # the parent ran ...
+        rewrite(parent, " S 1 ", " Z 1 ")  # ... and exited, re-parenting its child
+        rewrite(child, " S 100 ", " S 1 ")
+        now = fields()
+        assert now[100]["status"] == "zombie"
+        assert now[101]["ppid"] == 1 and now[101]["cpu_times.user"] == 151 / os.sysconf("SC_CLK_TCK")
     finally:
         collector.close()
 
