@@ -356,65 +356,11 @@ static int get_buffer(PyObject *obj, Py_buffer *view, const char *what, int writ
     return 0;
 }
 
-/* encode(kinds, values, runs, strings, level) -> (stream, encoding, scale, width, raw_size, kinds_mask)
- * kinds: uint8[n]; values: int64[n], packed (an INT row's int, a FLOAT row's bits); runs: int64[r];
- * strings: the body's strings section (bytes, empty when no row is a str). */
-static PyObject *encode(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    PyObject *ko, *vo, *ro;
-    Py_buffer strings;
-    int level;
-    if (!PyArg_ParseTuple(args, "OOOy*i", &ko, &vo, &ro, &strings, &level))
-        return NULL;
-    Py_buffer kb = {0}, vb = {0}, rb = {0};
-    PyObject *result = NULL;
-    if (get_buffer(ko, &kb, "kinds", 0, 1) < 0)
-        goto done;
-    if (get_buffer(vo, &vb, "values", 0, 8) < 0 || get_buffer(ro, &rb, "runs", 0, 8) < 0)
-        goto done;
-    int64_t n = kb.len, n_runs = rb.len / 8;
-    if (vb.len / 8 != n || n >= MAX_ROWS || check_runs(rb.buf, n_runs, n) < 0 || level < 0 || level > 12) {
-        PyErr_SetString(PyExc_ValueError, "encode: kinds, values and runs do not fit together");
-        goto done;
-    }
-    Encoded e;
-    int failed;
-    uint8_t *out = NULL;
-    size_t out_size = 0;
-    Py_BEGIN_ALLOW_THREADS
-    failed = encode_body(kb.buf, vb.buf, n, rb.buf, n_runs, strings.buf, (size_t)strings.len, &e);
-    if (!failed) {
-        struct libdeflate_compressor *c = compressor(level);
-        size_t bound = c ? libdeflate_zlib_compress_bound(c, e.body_size) : 0;
-        out = c ? malloc(bound) : NULL;
-        out_size = out ? libdeflate_zlib_compress(c, e.body, e.body_size, out, bound) : 0;
-        failed = out_size == 0;
-        free(e.body);
-    }
-    Py_END_ALLOW_THREADS
-    if (failed) {
-        free(out);
-        PyErr_NoMemory();
-        goto done;
-    }
-    PyObject *stream = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)out_size);
-    free(out);
-    if (stream)
-        result = Py_BuildValue("(Niiini)", stream, e.encoding, e.scale, e.width, (Py_ssize_t)e.body_size, e.mask);
-done:
-    PyBuffer_Release(&strings);
-    if (kb.obj)
-        PyBuffer_Release(&kb);
-    if (vb.obj)
-        PyBuffer_Release(&vb);
-    if (rb.obj)
-        PyBuffer_Release(&rb);
-    return result;
-}
-
 /* encode_many(columns, runs, level) -> [None | (stream, encoding, scale, width, raw_size, kinds_mask, crc32)]
- * The columns of one segment in one call: ``columns`` a list of (kinds, values, strings) as for
- * encode(); a column whose rows are all absent gives None (it gets no stream). */
+ * The columns of one segment in one call, each a compressed stream: ``columns`` a list of
+ * (kinds, values, strings), kinds uint8[n], values int64[n] packed (an INT row's int, a FLOAT
+ * row's bits), strings the body's strings section (bytes, empty when no row is a str); runs
+ * int64[r], rows per run. A column whose rows are all absent gives None (it gets no stream). */
 static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *columns, *ro;
@@ -1016,105 +962,10 @@ done:
     return out;
 }
 
-/* fill_columns(fields, names, kinds, values) -> (rows done, {field: [(row, str), ...]})
- * Typed columns from records' field dicts: ``fields`` a list of n dicts whose keys must be ``names``
- * (a tuple of k str), in that order; kinds (uint8 [k, n]) and values (int64 [k, n], packed: an
- * int, or a float's bits) are filled row by row. Stops at the first dict with other keys (or a
- * value of another type: a TypeError) and says how many rows it did; the caller takes the rest
- * its own way. */
-static PyObject *fill_columns(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    PyObject *fields, *names, *ko, *vo;
-    if (!PyArg_ParseTuple(args, "O!O!OO", &PyList_Type, &fields, &PyTuple_Type, &names, &ko, &vo))
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(fields), k = PyTuple_GET_SIZE(names), done = 0;
-    Py_buffer kb = {0}, vb = {0};
-    PyObject *strs = NULL, *result = NULL;
-    if (get_buffer(ko, &kb, "kinds", 1, 1) < 0 || get_buffer(vo, &vb, "values", 1, 8) < 0)
-        goto done;
-    if (kb.len != k * n || vb.len != 8 * k * n) {
-        PyErr_SetString(PyExc_ValueError, "fill_columns: the outputs are not [k, n]");
-        goto done;
-    }
-    strs = PyDict_New();
-    if (!strs)
-        goto done;
-    uint8_t *kinds = kb.buf;
-    int64_t *values = vb.buf;
-    for (; done < n; done++) {
-        PyObject *d = PyList_GET_ITEM(fields, done);
-        if (!PyDict_CheckExact(d) || PyDict_GET_SIZE(d) != k)
-            break;
-        Py_ssize_t pos = 0, f = 0;
-        PyObject *key, *value;
-        int same = 1;
-        while (same && PyDict_Next(d, &pos, &key, &value)) {  /* the keys first: a row is taken whole or not */
-            PyObject *want = PyTuple_GET_ITEM(names, f++);
-            if (key != want) {
-                same = PyUnicode_Check(key) && PyUnicode_Compare(key, want) == 0;
-                if (PyErr_Occurred())
-                    PyErr_Clear();
-            }
-        }
-        pos = 0, f = 0;
-        while (same && PyDict_Next(d, &pos, &key, &value)) {
-            Py_ssize_t at = f * n + done;
-            PyTypeObject *t = Py_TYPE(value);
-            if (t == &PyFloat_Type) {
-                double x = PyFloat_AS_DOUBLE(value);
-                kinds[at] = FLOAT;
-                memcpy(&values[at], &x, 8);
-            } else if (t == &PyLong_Type) {
-                int overflow = 0;
-                long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
-                if (overflow) {
-                    PyErr_Format(PyExc_OverflowError, "field %R holds an int that does not fit in int64", key);
-                    goto done;
-                }
-                kinds[at] = INT;
-                values[at] = x;
-            } else if (t == &PyUnicode_Type) {
-                kinds[at] = STR;
-                values[at] = 0;
-                PyObject *fk = PyLong_FromSsize_t(f), *item = Py_BuildValue("(nO)", done, value);
-                PyObject *list = fk ? PyDict_GetItemWithError(strs, fk) : NULL;
-                int bad = !fk || !item || PyErr_Occurred();
-                if (!bad && !list) {
-                    list = PyList_New(0);
-                    bad = !list || PyDict_SetItem(strs, fk, list) < 0;
-                    Py_XDECREF(list);
-                }
-                bad = bad || PyList_Append(list, item) < 0;
-                Py_XDECREF(fk);
-                Py_XDECREF(item);
-                if (bad)
-                    goto done;
-            } else if (value == Py_None) {
-                kinds[at] = NONE;
-                values[at] = 0;
-            } else {
-                PyErr_Format(PyExc_TypeError, "field %R has a value of type %s; allowed: float, int, str, None", key,
-                             t->tp_name);
-                goto done;
-            }
-            f++;
-        }
-        if (!same)
-            break;
-    }
-    result = Py_BuildValue("(nO)", done, strs);
-done:
-    Py_XDECREF(strs);
-    if (kb.obj)
-        PyBuffer_Release(&kb);
-    if (vb.obj)
-        PyBuffer_Release(&vb);
-    return result;
-}
-
 /* fill_table(fields, index, kinds, values) -> (rows done, {field: [(row, str), ...]})
- * Like fill_columns, for records whose field names differ (some fields absent in some rows):
- * ``index`` maps a field name to its row of the outputs [k, n], which the caller zeroes (ABSENT).
+ * Typed columns from records' field dicts, whatever names each holds (some fields absent in some
+ * rows): ``index`` maps a field name to its row of the outputs [k, n], which the caller zeroes
+ * (ABSENT); each str value is listed by field number as (row, str).
  * Stops at the first record that is not a dict or names a field ``index`` does not have (a new
  * field: the caller learns it and takes the slow path, dropping the outputs). */
 static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
@@ -1211,10 +1062,8 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"fill_columns", fill_columns, METH_VARARGS, "Typed columns from records' field dicts (see the module source)."},
     {"fill_table", fill_table, METH_VARARGS, "Typed columns from field dicts of differing names (see the module source)."},
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
-    {"encode", encode, METH_VARARGS, "Encode one column of a segment into a compressed stream (see the module source)."},
     {"encode_many", encode_many, METH_VARARGS, "Encode the columns of a segment (see the module source)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},

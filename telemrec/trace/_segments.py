@@ -41,11 +41,8 @@ set-up per short column."""
 
 
 def encode_column(col: Column, runs: np.ndarray, level: int = LEVEL) -> tuple[bytes, _streams.StreamInfo]:
-    """One column of a segment as a compressed stream."""
-    if _ccodec is not None:
-        stream, encoding, scale, width, raw, kinds = _ccodec.encode(
-            col.kinds, packed(col), runs, _streams.strings_section(col.kinds, col.strs), level)
-        return stream, _streams.StreamInfo(encoding, scale, width, kinds, raw)
+    """One column of a segment as a compressed stream, with the NumPy codec (``_encoded_columns``
+    uses the compiled one, which writes the same bodies)."""
     body, info = _streams.encode_body(col, runs)
     return _streams.compress(body, level), info
 

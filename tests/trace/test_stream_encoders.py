@@ -1,0 +1,71 @@
+"""The compiled stream encoder (``_ccodec.encode_many``, what the writer uses) writes exactly the
+bodies and stream facts of the NumPy codec (``_streams.encode_body``, used without a compiler):
+ints, decimals, floats with NaN payloads and -0.0, mixed kinds, absent rows, strings, None."""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telemrec.trace import _streams
+from telemrec.trace._segments import _ccodec
+from telemrec.trace._tables import column_of_values, packed
+
+if os.environ.get("TELEMREC_REQUIRE_COMPILED") and _ccodec is None:
+    pytest.fail("TELEMREC_REQUIRE_COMPILED is set but telemrec.trace._ccodec was not built", pytrace=False)
+pytestmark = pytest.mark.skipif(_ccodec is None, reason="the compiled codec is not built here")
+
+VALUES = st.one_of(
+    st.integers(-(2**63), 2**63 - 1), st.integers(-1000, 1000),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.25, 1.5, 12.75, -0.0, float("nan")]),
+    st.none(), st.sampled_from(["", "busy", "ok", "é\u2603"]))
+
+
+@st.composite
+def columns(draw):
+    style = draw(st.sampled_from(["ints", "decimals", "mixed", "constant"]))
+    n = draw(st.integers(1, 60))
+    if style == "ints":
+        start, step = draw(st.integers(-(2**40), 2**40)), draw(st.integers(-50, 50))
+        values = [start + i * step + draw(st.integers(0, 3)) for i in range(n)]
+    elif style == "decimals":
+        values = [round(draw(st.floats(-1e6, 1e6)), draw(st.integers(0, 3))) for _ in range(n)]
+    elif style == "constant":
+        values = [draw(VALUES)] * n
+    else:
+        values = draw(st.lists(VALUES, min_size=n, max_size=n))
+    col = column_of_values(values)
+    absent = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    col.kinds[np.array(absent, bool)] = 0  # some rows absent
+    cuts = sorted(set(draw(st.lists(st.integers(1, n - 1), max_size=4)))) if n > 1 else []
+    runs = np.diff([0, *cuts, n]).astype(np.int64)
+    return col, runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(columns(), st.sampled_from([0, 1, 6]))
+def test_the_compiled_encoder_writes_the_numpy_codecs_bodies(case, level):
+    col, runs = case
+    strings = _streams.strings_section(col.kinds, col.strs)
+    (out,) = _ccodec.encode_many([(col.kinds, packed(col), strings)], runs, level)
+    if not col.kinds.any():
+        assert out is None  # every row absent: no stream
+        return
+    stream, encoding, scale, width, raw, kinds, crc = out
+    body, info = _streams.encode_body(col, runs)
+    assert zlib.decompress(stream) == body
+    assert (encoding, scale, width, kinds, raw) == (info.encoding, info.scale, info.width, info.kinds, info.raw_size)
+    assert crc == zlib.crc32(stream)
+
+
+def test_columns_that_do_not_fit_their_runs_are_refused():
+    col = column_of_values([1, 2, 3])
+    with pytest.raises(ValueError):
+        _ccodec.encode_many([(col.kinds, packed(col), b"")], np.array([2], np.int64), 6)
+    with pytest.raises(TypeError):
+        _ccodec.encode_many([col.kinds], np.array([3], np.int64), 6)
