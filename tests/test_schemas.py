@@ -102,3 +102,22 @@ def test_the_fast_def_check_says_what_the_schema_says(item):
     assert by_schema or not _def_item_valid(item)
     assert _def_item_valid(item) == by_schema or item in (["table", "ticks", 1.0], ["fields", 1, [0.0]])
     assert (journal_frame_problem({"t": "def", "items": [item]}) is None) == by_schema
+
+
+_CHECKPOINTS = [{"t": "checkpoint", "frames": []}, {"t": "checkpoint", "frames": [[35, 0], [90, 1]]},
+                {"t": "checkpoint", "frames": [[35, 0, 1]]}, {"t": "checkpoint", "frames": [[-1, 0]]},
+                {"t": "checkpoint", "frames": [[35, True]]}, {"t": "checkpoint", "frames": [[35.0, 1]]},
+                {"t": "checkpoint", "frames": [[2**63, 1]]}, {"t": "checkpoint", "frames": "35"},
+                {"t": "checkpoint", "frames": [[35, 0]], "extra": 1}, {"t": "checkpoint"}]
+
+
+@pytest.mark.parametrize("frame", _CHECKPOINTS, ids=lambda f: json.dumps(f))
+def test_the_fast_checkpoint_check_says_what_the_schema_says(frame):
+    """A checkpoint lists thousands of frames; it is checked without jsonschema, with its verdicts."""
+    import jsonschema
+
+    from telemrec.trace.manifest import journal_frame_problem, load_schema
+
+    by_schema = jsonschema.Draft202012Validator(load_schema(3, "journal")).is_valid(frame)
+    assert (journal_frame_problem(frame, 3) is None) == by_schema
+    assert journal_frame_problem(frame, 2) is not None  # version 2 journals have no checkpoints

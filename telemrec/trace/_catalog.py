@@ -169,9 +169,10 @@ class Catalog:
                 self.time_entities[table.source] = eid
         elif what == "fields":
             entity = self.entities[_int(item[1])]
-            fields = [_int(f) for f in item[2]]
+            fields = list(item[2])
             n = len(self.tables[entity.table].fields)
-            if any(not 0 <= f < n for f in fields) or len(set(fields)) != len(fields):
+            if fields and (set(map(type, fields)) != {int} or min(fields) < 0 or max(fields) >= n
+                           or len(set(fields)) != len(fields)):
                 raise ValueError("field numbers out of range")
             entity.fields = fields
         else:

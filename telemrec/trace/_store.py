@@ -131,6 +131,9 @@ class Trace:
 
     def time_span(self) -> tuple[int | None, int | None]:
         """(first, last) wall_ns over all records, None when the trace is empty."""
+        from_index = getattr(self._reader, "time_span", None)  # format 3: its index says
+        if from_index is not None:
+            return from_index()
         lo = hi = None
         for ent in self._reader.entities().values():
             if ent.rows:

@@ -363,6 +363,15 @@ class V3Reader:
             time = self._times[source] = V3Time(self, eid)
         return time
 
+    def time_span(self) -> tuple[int | None, int | None]:
+        """(first, last) wall_ns over all records, from the index (each segment's wall range)."""
+        seg = self.index.segments
+        records = [t for t, table in enumerate(self.catalog.tables) if table.kind == C.RECORDS]
+        mine = seg[np.isin(seg[:, C.SEG_TABLE], records) & (seg[:, C.SEG_ROW_HI] > seg[:, C.SEG_ROW_LO])]
+        if not len(mine):
+            return None, None
+        return int(mine[:, C.SEG_WALL_LO].min()), int(mine[:, C.SEG_WALL_HI].max())
+
     def entities(self) -> dict:
         if self._entities is None:
             from telemrec.trace._v3entity import V3Entity
