@@ -737,6 +737,107 @@ done:
     return result;
 }
 
+/* decode_into(stream, raw_size, crc, runs, dests, outs, as_float) -> None, or the strings section
+ *   like decode(). ``dests``: a C-contiguous int64 array of rows (run, a, b, out, at): rows [a, b) of
+ *   run ``run`` go to items [at, at + b - a) of ``outs[out]`` (writable buffers of 8-byte items; the
+ *   loaders' 2-D blocks). One array instead of a tuple and a view per destination: a load of many
+ *   entities asks for thousands of them, and building those in Python cost more than decoding. */
+static PyObject *decode_into(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer stream, rb = {0}, db = {0};
+    Py_ssize_t raw;
+    unsigned long crc;
+    PyObject *ro, *dobj, *ol;
+    int as_float;
+    if (!PyArg_ParseTuple(args, "y*nkOOO!p", &stream, &raw, &crc, &ro, &dobj, &PyList_Type, &ol, &as_float))
+        return NULL;
+    PyObject *result = NULL;
+    uint8_t *body = NULL;
+    uint64_t *scratch = NULL;
+    int64_t *starts = NULL;
+    Py_ssize_t n_out = PyList_GET_SIZE(ol), opened = 0;
+    Py_buffer *outs = calloc((size_t)(n_out ? n_out : 1), sizeof(Py_buffer));
+    if (!outs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (get_buffer(ro, &rb, "runs", 0, 8) < 0 || get_buffer(dobj, &db, "dests", 0, 8) < 0)
+        goto done;
+    for (; opened < n_out; opened++)
+        if (get_buffer(PyList_GET_ITEM(ol, opened), &outs[opened], "out", 1, 8) < 0)
+            goto done;
+    int64_t n_runs = rb.len / 8, n = 0, longest = 0, n_dest = db.len / 40;
+    const int64_t *runs = rb.buf, *dest = db.buf;
+    if (db.len % 40) {
+        PyErr_SetString(PyExc_ValueError, "decode_into: dests is not rows of (run, a, b, out, at)");
+        goto done;
+    }
+    starts = malloc((size_t)(n_runs ? n_runs : 1) * 8);
+    if (!starts) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t k = 0; k < n_runs; k++) {
+        if (runs[k] <= 0 || runs[k] >= MAX_ROWS || n >= MAX_ROWS) {
+            PyErr_SetString(PyExc_ValueError, "decode: the runs are not valid");
+            goto done;
+        }
+        starts[k] = n;
+        n += runs[k];
+        longest = runs[k] > longest ? runs[k] : longest;
+    }
+    if (raw < HEADER || raw > ((Py_ssize_t)1 << 40)) {
+        PyErr_SetString(PyExc_ValueError, "decode: the raw size is not valid");
+        goto done;
+    }
+    for (int64_t i = 0; i < n_dest; i++) {
+        const int64_t *d = dest + 5 * i;
+        if (d[0] < 0 || d[0] >= n_runs || d[1] < 0 || d[1] > d[2] || d[2] > runs[d[0]] || d[3] < 0 || d[3] >= n_out
+            || d[4] < 0 || d[4] > outs[d[3]].len / 8 - (d[2] - d[1])) {
+            PyErr_SetString(PyExc_ValueError, "decode: a destination does not fit its run");
+            goto done;
+        }
+    }
+    body = malloc((size_t)raw);
+    scratch = malloc((size_t)(longest ? longest : 1) * 8);
+    if (!body || !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const char *problem = NULL;
+    Body h;
+    Py_BEGIN_ALLOW_THREADS
+    if (inflate_checked(stream.buf, (size_t)stream.len, (uint32_t)crc, body, (size_t)raw, &problem) == 0)
+        problem = parse_body(body, (size_t)raw, n, n_runs, &h);
+    if (!problem)
+        for (int64_t i = 0; i < n_dest; i++) {
+            const int64_t *d = dest + 5 * i;
+            if (d[2] > d[1])
+                decode_run(&h, d[0], starts[d[0]], d[1], d[2], (uint64_t *)outs[d[3]].buf + d[4], NULL, as_float,
+                           scratch);
+        }
+    Py_END_ALLOW_THREADS
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        goto done;
+    }
+    int has_str = h.kinds ? memchr(h.kinds, STR, (size_t)n) != NULL : (h.kind == STR && n > 0);
+    if (has_str || h.strings_at != (size_t)raw)
+        result = PyBytes_FromStringAndSize((const char *)body + h.strings_at, raw - (Py_ssize_t)h.strings_at);
+    else
+        result = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < opened; i++)
+        PyBuffer_Release(&outs[i]);
+    free(outs), free(body), free(scratch), free(starts);
+    PyBuffer_Release(&stream);
+    if (rb.obj)
+        PyBuffer_Release(&rb);
+    if (db.obj)
+        PyBuffer_Release(&db);
+    return result;
+}
+
 /* -- records --------------------------------------------------------------------------------------- */
 
 /* The member offsets of a slotted class's attributes (RawRecord's), or -1 when one is not a slot. */
@@ -1026,6 +1127,7 @@ static PyMethodDef methods[] = {
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode", encode, METH_VARARGS, "Encode one column of a segment into a compressed stream (see the module source)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
+    {"decode_into", decode_into, METH_VARARGS, "Decode runs of one stream into rows of blocks (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},
     {"decode_columns_v2", v2_decode_columns, METH_VARARGS, "Read, inflate and decode format 1/2 columns (see _ccodec_v2.c)."},
     {NULL, NULL, 0, NULL},

@@ -6,11 +6,16 @@ segment. So jobs are grouped by stream: each stream is read once and, in C with 
 released (on a small thread pool), checked, inflated and decoded straight into the
 jobs' outputs, run by run, as float64 or int64; runs no job asks for are skipped.
 Without the compiled codec, each stream is decoded with NumPy and the rows copied.
+
+``decode_block_v3`` is the same for loaders filling 2-D blocks (the wide frame): a job
+names several columns of one entity, and each stream's destinations go to C as one int64
+array, so the Python work per load grows with the streams read, not with entities x columns.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,9 +24,51 @@ from telemrec.errors import TraceCorruptError
 from telemrec.trace import _catalog as C
 from telemrec.trace._codec import FLOAT, INT, NONE, STR
 from telemrec.trace._segments import _ccodec, call_decoder, decode_stream
+from telemrec.trace._v3entity import _META
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _BATCH_ROWS = 1 << 20  # stream rows per pool task: amortises the executor, keeps every core busy
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The decode threads, started once per process: starting a pool per load cost a 1 h load
+    more than a tenth of its time."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="telemrec-decode")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it starts its own pool when it needs one."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _in_batches(tasks: dict, run, threads: bool) -> None:
+    """``run`` over the tasks ((reader, ..., segment) -> parts) in batches of about _BATCH_ROWS
+    stream rows, on the pool when there are several."""
+    batches, batch, size = [], [], 0
+    for key, parts in tasks.items():
+        batch.append((key, parts))
+        size += parts[0].segment_rows(key[-1])
+        if size >= _BATCH_ROWS:
+            batches.append(batch)
+            batch, size = [], 0
+    if batch:
+        batches.append(batch)
+    if threads and _WORKERS > 1 and len(batches) > 1:
+        for _ in _executor().map(run, batches):
+            pass
+    else:
+        for b in batches:
+            run(b)
 
 
 def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
@@ -42,22 +89,7 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
             if entry is None:
                 entry = tasks[(key0, seg)] = [reader]
             entry.append((job, *run))
-    batches, batch, size = [], [], 0
-    for key, parts in tasks.items():
-        batch.append((key, parts))
-        size += parts[0].segment_rows(key[1])  # key: ((reader, column, as_float), segment)
-        if size >= _BATCH_ROWS:
-            batches.append(batch)
-            batch, size = [], 0
-    if batch:
-        batches.append(batch)
-    if threads and _WORKERS > 1 and len(batches) > 1:
-        with ThreadPoolExecutor(_WORKERS) as pool:
-            for _ in pool.map(_run, batches):
-                pass
-    else:
-        for b in batches:
-            _run(b)
+    _in_batches(tasks, _run, threads)
     for job in jobs:
         kinds = job.kinds
         if isinstance(kinds, (int, np.integer)):
@@ -114,3 +146,61 @@ def _run(batch: list) -> None:
             job.out[out_at:out_at + b - a] = values[first + a:first + b]
             if not isinstance(job.kinds, (int, np.integer)):
                 job.kinds[out_at:out_at + b - a] = col.kinds[first + a:first + b]
+
+
+def decode_block_v3(jobs: list, *, threads: bool = True) -> None:
+    """Fill the rows of each ``columnar.BlockJob`` (entities of format 3) as float64."""
+    outs: list[np.ndarray] = []
+    out_of: dict[int, int] = {}
+    tasks: dict[tuple, list] = {}  # (reader, column, segment) -> [reader, (run, a, b, out, at), ...]
+    for job in jobs:
+        if job.hi <= job.lo or not job.names:
+            continue
+        ent = job.entity
+        reader = ent.reader
+        o = out_of.get(id(job.out))
+        if o is None:
+            o = out_of[id(job.out)] = len(outs)
+            outs.append(job.out)
+        width = job.out.shape[1]
+        columns = [column_number(ent, name) for name in job.names]
+        for seg, (pos, _, a, b, at) in _runs_in(reader.entity_layout(ent.eid), job.lo, job.hi):
+            for column, row in zip(columns, job.rows):
+                entry = tasks.get((id(reader), column, seg))
+                if entry is None:
+                    entry = tasks[(id(reader), column, seg)] = [reader]
+                entry.append((pos, a, b, o, row * width + at))
+    _in_batches(tasks, lambda batch: _run_into(batch, outs), threads)
+
+
+def column_number(ent, name: str) -> int:
+    """The column of a format 3 table that holds field or meta column ``name`` of ``ent``."""
+    meta = _META.get(name)
+    return ent.table.column_of(name) if meta is None else meta
+
+
+def _run_into(batch: list, outs: list) -> None:
+    for (_, column, segment), parts in batch:
+        reader = parts[0]
+        row = reader.stream_row(segment, column)
+        if row is None:  # the segment has no stream: every row of this column is absent there
+            for _, a, b, o, at in parts[1:]:
+                outs[o].reshape(-1)[at:at + b - a] = np.nan
+            continue
+        what = f"{reader.what}: segment {segment} column {column}"
+        offset, size, crc, raw = (int(v) for v in reader.index.streams[row, C.ST_OFFSET:C.ST_RAW + 1])
+        data = reader.read_bytes(offset, size)
+        if len(data) != size:
+            raise TraceCorruptError(f"{what}: the stream ends early", path=reader.what)
+        runs = np.ascontiguousarray(reader.segment_runs(segment), np.int64)
+        if _ccodec is not None:
+            try:
+                _ccodec.decode_into(data, raw, crc, runs, np.array(parts[1:], np.int64), outs, True)
+            except ValueError as exc:
+                raise TraceCorruptError(f"{what}: {exc}") from None
+            continue
+        values = decode_stream(data, raw, crc, runs, what, as_float=True).ints.view(np.float64)
+        firsts = np.cumsum(runs) - runs
+        for pos, a, b, o, at in parts[1:]:
+            first = int(firsts[pos])
+            outs[o].reshape(-1)[at:at + b - a] = values[first + a:first + b]
