@@ -259,8 +259,7 @@ def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns
         lo, hi = ent.row_range(start_ns, end_ns)
         counters = _select.caps_for(caps, source)["counters"]
         stored = [f for f in names if f not in _TIMES]
-        kinds = dict(zip(stored, (_OBJ if num and text else (_STR if text else _NUM)
-                                  for num, text in presence(ent, stored, lo, hi))))
+        kinds = dict(zip(stored, map(_KIND_OF.__getitem__, presence(ent, stored, lo, hi))))
         columns = [_Column(source, name, f, kinds.get(f, _NUM), f in counters) for f in names]
         out.append(_Entity(source, name, ent, lo, hi, columns))
     out.sort(key=lambda e: (e.source, _select.natural_key(e.name)))
@@ -269,6 +268,7 @@ def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns
 
 _LOADABLE_META = META_COLUMNS
 _TIMES = ("_mono_ns", "_wall_ns")  # from the source's time table, not stored columns
+_KIND_OF = {(True, True): _OBJ, (False, True): _STR, (True, False): _NUM, (False, False): _NUM}  # (numbers, text)
 
 
 def _source_column(e, name: str):
@@ -285,8 +285,12 @@ def _source_column(e, name: str):
 def _read_times(ents: list[_Entity]) -> None:
     """wall_ns and mono_ns of every entity's rows: decode the ``_tidx`` columns, then the rows
     of each source's shared timestamp table that they point at (all on the fast path)."""
-    tidx = [np.empty(e.hi - e.lo, np.int64) for e in ents]
-    decode_numeric([NumericJob(e.reader.meta_column("_tidx"), e.lo, e.hi, t) for e, t in zip(ents, tidx)])
+    ends = np.cumsum([e.hi - e.lo for e in ents], dtype=np.int64)
+    flat = np.empty(int(ends[-1]) if len(ents) else 0, np.int64)
+    starts = (ends - [e.hi - e.lo for e in ents]).tolist()
+    row = flat[None, :]  # one block row, the entities' rows one after another
+    decode_block([BlockJob(e.reader, ["_tidx"], [0], e.lo, e.hi, row, at) for e, at in zip(ents, starts)])
+    tidx = np.split(flat, ends[:-1])
     spans: dict[int, list] = {}  # id(source time table) -> [table, first row, end row]
     for e, t in zip(ents, tidx):
         if len(t):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left, bisect_right
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -103,17 +104,21 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
 
 def _runs_in(layout, lo: int, hi: int) -> list:
     """(segment, (run position, first row in the segment, a, b, offset in the output)) for the
-    entity's runs holding rows [lo, hi); a, b: rows of the run."""
-    starts, counts = layout.starts, layout.counts
-    i = max(0, int(np.searchsorted(starts, lo, side="right")) - 1)
-    j = int(np.searchsorted(starts, hi, side="left"))
+    entity's runs holding rows [lo, hi); a, b: rows of the run. (In Python on lists: an entity
+    has a few runs, and NumPy's per-call cost on such small arrays was most of a load's planning.)"""
+    starts = layout.starts.tolist()
+    i = max(0, bisect_right(starts, lo) - 1)
+    j = bisect_left(starts, hi)
     if j <= i:
         return []
-    a = np.maximum(lo - starts[i:j], 0)
-    b = np.minimum(hi - starts[i:j], counts[i:j])
-    return [(seg, (pos, first, x, y, at)) for seg, pos, first, x, y, at in zip(
-        layout.segments[i:j].tolist(), layout.positions[i:j].tolist(), layout.firsts[i:j].tolist(), a.tolist(),
-        b.tolist(), (starts[i:j] + a - lo).tolist()) if y > x]
+    counts = layout.counts[i:j].tolist()
+    out = []
+    for seg, pos, first, start, count in zip(layout.segments[i:j].tolist(), layout.positions[i:j].tolist(),
+                                             layout.firsts[i:j].tolist(), starts[i:j], counts):
+        x, y = max(lo - start, 0), min(hi - start, count)
+        if y > x:
+            out.append((seg, (pos, first, x, y, start + x - lo)))
+    return out
 
 
 def _run(batch: list) -> None:
@@ -149,10 +154,12 @@ def _run(batch: list) -> None:
 
 
 def decode_block_v3(jobs: list, *, threads: bool = True) -> None:
-    """Fill the rows of each ``columnar.BlockJob`` (entities of format 3) as float64."""
+    """Fill the rows of each ``columnar.BlockJob`` (entities of format 3): float64 blocks with
+    numbers (NaN where a row holds none), int64 blocks with the ints."""
     outs: list[np.ndarray] = []
     out_of: dict[int, int] = {}
-    tasks: dict[tuple, list] = {}  # (reader, column, segment) -> [reader, (run, a, b, out, at), ...]
+    numbers: dict[tuple, np.ndarray] = {}  # (table, names) -> column numbers: entities share them
+    pieces: dict[tuple, list] = {}  # (reader, segment, as float) -> [reader, [(run, a, b, out, at, columns, rows)]]
     for job in jobs:
         if job.hi <= job.lo or not job.names:
             continue
@@ -162,30 +169,43 @@ def decode_block_v3(jobs: list, *, threads: bool = True) -> None:
         if o is None:
             o = out_of[id(job.out)] = len(outs)
             outs.append(job.out)
-        width = job.out.shape[1]
-        columns = [column_number(ent, name) for name in job.names]
+        names = tuple(job.names)
+        columns = numbers.get((id(ent.table), names))
+        if columns is None:
+            columns = numbers[(id(ent.table), names)] = np.array(column_numbers(ent, names), np.int64)
+        rows = np.asarray(job.rows, np.int64) * job.out.shape[1] + job.at
+        as_float = job.out.dtype == np.float64
         for seg, (pos, _, a, b, at) in _runs_in(reader.entity_layout(ent.eid), job.lo, job.hi):
-            for column, row in zip(columns, job.rows):
-                entry = tasks.get((id(reader), column, seg))
-                if entry is None:
-                    entry = tasks[(id(reader), column, seg)] = [reader]
-                entry.append((pos, a, b, o, row * width + at))
+            entry = pieces.get((id(reader), seg, as_float))
+            if entry is None:
+                entry = pieces[(id(reader), seg, as_float)] = [reader, []]
+            entry[1].append((pos, a, b, o, at, columns, rows))
+    tasks: dict[tuple, list] = {}  # (reader, column, as float, segment) -> [reader, dests (run, a, b, out, at)]
+    for (rid, seg, as_float), (reader, parts) in pieces.items():
+        columns = np.concatenate([p[5] for p in parts])
+        dests = np.repeat(np.array([p[:5] for p in parts], np.int64), [len(p[5]) for p in parts], axis=0)
+        dests[:, 4] += np.concatenate([p[6] for p in parts])
+        order = np.argsort(columns, kind="stable")
+        columns, dests = columns[order], dests[order]
+        cuts = np.flatnonzero(columns[1:] != columns[:-1]) + 1
+        for column, part in zip(columns[np.r_[0, cuts]].tolist(), np.split(dests, cuts)):
+            tasks[(rid, column, as_float, seg)] = [reader, part]
     _in_batches(tasks, lambda batch: _run_into(batch, outs), threads)
 
 
-def column_number(ent, name: str) -> int:
-    """The column of a format 3 table that holds field or meta column ``name`` of ``ent``."""
-    meta = _META.get(name)
-    return ent.table.column_of(name) if meta is None else meta
+def column_numbers(ent, names) -> list[int]:
+    """The columns of a format 3 table that hold the fields or meta columns ``names`` of ``ent``."""
+    table = ent.table
+    base, index = len(table.meta), table.field_index
+    return [_META[n] if n in _META else base + index[n] for n in names]
 
 
 def _run_into(batch: list, outs: list) -> None:
-    for (_, column, segment), parts in batch:
-        reader = parts[0]
+    for (_, column, as_float, segment), (reader, dests) in batch:
         row = reader.stream_row(segment, column)
         if row is None:  # the segment has no stream: every row of this column is absent there
-            for _, a, b, o, at in parts[1:]:
-                outs[o].reshape(-1)[at:at + b - a] = np.nan
+            for _, a, b, o, at in dests.tolist():
+                outs[o].reshape(-1)[at:at + b - a] = np.nan if as_float else 0
             continue
         what = f"{reader.what}: segment {segment} column {column}"
         offset, size, crc, raw = (int(v) for v in reader.index.streams[row, C.ST_OFFSET:C.ST_RAW + 1])
@@ -195,12 +215,13 @@ def _run_into(batch: list, outs: list) -> None:
         runs = np.ascontiguousarray(reader.segment_runs(segment), np.int64)
         if _ccodec is not None:
             try:
-                _ccodec.decode_into(data, raw, crc, runs, np.array(parts[1:], np.int64), outs, True)
+                _ccodec.decode_into(data, raw, crc, runs, dests, outs, as_float)
             except ValueError as exc:
                 raise TraceCorruptError(f"{what}: {exc}") from None
             continue
-        values = decode_stream(data, raw, crc, runs, what, as_float=True).ints.view(np.float64)
+        col = decode_stream(data, raw, crc, runs, what, as_float=as_float)
+        values = col.ints.view(np.float64) if as_float else col.ints
         firsts = np.cumsum(runs) - runs
-        for pos, a, b, o, at in parts[1:]:
+        for pos, a, b, o, at in dests.tolist():
             first = int(firsts[pos])
             outs[o].reshape(-1)[at:at + b - a] = values[first + a:first + b]

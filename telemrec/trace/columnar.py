@@ -18,14 +18,16 @@ import numpy as np
 from telemrec.trace._codec import FLOAT, INT, STR
 from telemrec.trace._fastread import DECODER, NumericJob, Prefilled, empty_block
 from telemrec.trace._fastread import decode_numeric as _decode_v1v2
-from telemrec.trace._fastread3 import column_number, decode_block_v3, decode_numeric_v3
+from telemrec.trace._fastread3 import column_numbers, decode_block_v3, decode_numeric_v3
 from telemrec.trace._v3entity import V3Column, V3Entity
 from telemrec.trace.v1 import META_COLUMNS
 
 __all__ = ["DECODER", "BlockJob", "NumericJob", "Prefilled", "decode_block", "decode_numeric", "empty_block",
            "presence"]
 
-_NUMBERS = (1 << INT) | (1 << FLOAT)
+_NUMBERS, _TEXT = (1 << INT) | (1 << FLOAT), 1 << STR
+_HOLDS = [(bool(m & _NUMBERS), bool(m & _TEXT)) for m in range(32)]  # kinds mask -> (numbers, text)
+_SETTLED = [not m & (m - 1) or not m & _TEXT or not m & _NUMBERS for m in range(32)]  # ... known for any range
 
 
 def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = True, compiled: bool = True) -> None:
@@ -44,10 +46,10 @@ def decode_numeric(jobs: list[NumericJob], *, threads: bool = True, raw: bool = 
 
 @dataclass
 class BlockJob:
-    """Rows [lo, hi) of the columns ``names`` (fields, or the meta columns ``_seq``,
+    """Rows [lo, hi) of the columns ``names`` (fields, or the meta columns ``_seq``, ``_tidx``,
     ``_source_version``, ``_error``) of one entity, each into row ``rows[i]`` of ``out`` (a
-    C-contiguous 2-D float64 array whose rows hold at least hi - lo values, filled from their
-    start): numbers as float64, NaN where a row holds none."""
+    C-contiguous 2-D array whose rows hold at least ``at + hi - lo`` values), from item ``at`` of
+    the row on. A float64 ``out`` gets the numbers (NaN where a row holds none), an int64 one the ints."""
 
     entity: object
     names: list[str]
@@ -55,6 +57,7 @@ class BlockJob:
     lo: int
     hi: int
     out: np.ndarray
+    at: int = 0
 
 
 def decode_block(jobs: list[BlockJob], *, threads: bool = True) -> None:
@@ -63,13 +66,16 @@ def decode_block(jobs: list[BlockJob], *, threads: bool = True) -> None:
     if v3:
         decode_block_v3(v3, threads=threads)
     if len(v3) != len(jobs):
-        _decode_v1v2([NumericJob(_column(job.entity, name), job.lo, job.hi, job.out[row, :job.hi - job.lo])
+        _decode_v1v2([NumericJob(_column(job.entity, name), job.lo, job.hi, job.out[row, job.at:job.at + job.hi - job.lo])
                       for job in jobs if not isinstance(job.entity, V3Entity) and job.hi > job.lo
                       for name, row in zip(job.names, job.rows)], threads=threads)
 
 
+_META = frozenset(META_COLUMNS) | {"_tidx"}
+
+
 def _column(entity, name: str):
-    return entity.meta_column(name) if name in META_COLUMNS else entity.field_column(name)
+    return entity.meta_column(name) if name in _META else entity.field_column(name)
 
 
 def presence(entity, names: list[str], lo: int, hi: int) -> list[tuple[bool, bool]]:
@@ -79,18 +85,18 @@ def presence(entity, names: list[str], lo: int, hi: int) -> list[tuple[bool, boo
     decoding (a text column stays a text column in a range of None rows)."""
     if isinstance(entity, V3Entity):
         layout = entity.reader.entity_layout(entity.eid)
-        masks = layout.kinds[[column_number(entity, name) for name in names]].tolist()
+        masks = layout.kinds[column_numbers(entity, names)].tolist()
         whole = lo == 0 and hi == layout.rows
     else:
-        masks = [None] * len(names)
+        masks = []
+        for name in names:
+            kind = _column(entity, name).uniform_kind
+            masks.append(_NUMBERS | _TEXT if kind is None else 1 << kind)  # mixed: read the rows' kinds
         whole = False
     out = []
     for name, mask in zip(names, masks):
-        if mask is None:
-            kind = _column(entity, name).uniform_kind
-            mask = None if kind is None else 1 << kind
-        if mask is not None and (whole or not mask & (mask - 1) or not (mask >> STR) & 1 or not mask & _NUMBERS):
-            out.append((bool(mask & _NUMBERS), bool((mask >> STR) & 1)))
+        if whole or _SETTLED[mask]:
+            out.append(_HOLDS[mask])
             continue
         kinds = _column(entity, name).kinds(lo, hi)
         out.append((bool(((kinds == INT) | (kinds == FLOAT)).any()), bool((kinds == STR).any())))
