@@ -204,10 +204,11 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
     ents = select(trace, selection, start, end)
     grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
     _read_times(ents)
+    finish = _start_wide(ents, rates, grid) if form == "wide" else None
     host = _select.hostname(trace.manifest, fallback=trace.path)
     info = describe_trace(trace, host)
     units, descriptions, counters = metadata(ents, _select.source_caps(trace.manifest), rates)
-    frame = _wide(ents, rates, grid) if form == "wide" else _long(ents, rates)
+    frame = finish() if finish is not None else _long(ents, rates)
     if resample is not None:
         frame = _resample(frame, resample, raw_counters=not rates, counters=counters)
     aligned = ("tick" if grid is not None else "exact") if form == "wide" else "exact"
@@ -291,12 +292,13 @@ def _read_times(ents: list[_Entity]) -> None:
     row = flat[None, :]  # one block row, the entities' rows one after another
     decode_block([BlockJob(e.reader, ["_tidx"], [0], e.lo, e.hi, row, at) for e, at in zip(ents, starts)])
     tidx = np.split(flat, ends[:-1])
+    filled = [e for e in ents if e.hi > e.lo]
+    at = [a for e, a in zip(ents, starts) if e.hi > e.lo]
     spans: dict[int, list] = {}  # id(source time table) -> [table, first row, end row]
-    for e, t in zip(ents, tidx):
-        if len(t):
-            lo, hi = int(t.min()), int(t.max()) + 1
-            span = spans.setdefault(id(e.reader.time), [e.reader.time, lo, hi])
-            span[1], span[2] = min(span[1], lo), max(span[2], hi)
+    for e, lo, hi in zip(filled, np.minimum.reduceat(flat, at).tolist() if at else [],
+                         np.maximum.reduceat(flat, at).tolist() if at else []):
+        span = spans.setdefault(id(e.reader.time), [e.reader.time, lo, hi + 1])
+        span[1], span[2] = min(span[1], lo), max(span[2], hi + 1)
     tables, jobs = {}, []
     for key, (time, lo, hi) in spans.items():
         mono, wall = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int64)
@@ -373,9 +375,15 @@ def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start
 # -- wide -----------------------------------------------------------------------------------------
 
 def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
+    return _start_wide(ents, rates, grid)()
+
+
+def _start_wide(ents: list[_Entity], rates: bool, grid):
+    """Plan the wide frame and start decoding its numbers on the decode threads; returns the
+    function that finishes the frame (what the caller does meanwhile overlaps the decoding)."""
     if not ents:
-        return pd.DataFrame(index=_time_index(np.zeros(0, np.int64)),
-                            columns=pd.MultiIndex.from_tuples([], names=_LEVELS), dtype=np.float64)
+        return lambda: pd.DataFrame(index=_time_index(np.zeros(0, np.int64)),
+                                    columns=pd.MultiIndex.from_tuples([], names=_LEVELS), dtype=np.float64)
     # one (keys, times) per timeline; entities point at theirs
     timelines: list[tuple[np.ndarray, np.ndarray]] = []
     owner: dict[int, int] = {}
@@ -415,7 +423,16 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
                 block_rows.append(first + i)
         jobs.append(BlockJob(e.reader, names, block_rows, e.lo, e.hi, out))
         j += len(ks)
-    decode_block(jobs)
+    decoded = decode_block(jobs, wait=False)
+    return functools.partial(_finish_wide, ents, rates, rows, positions, owner, block, num_cols, parts_of, scatter,
+                             decoded)
+
+
+def _finish_wide(ents, rates, rows, positions, owner, block, num_cols, parts_of, scatter, decoded) -> pd.DataFrame:
+    n = len(rows.keys)
+    times = _time_index(rows.times)
+    num_index = _column_index([(e.source, e.name, e.columns[k].field) for e, k in num_cols])
+    decoded()
     if rates:
         for e, part in zip(ents, parts_of):
             _apply_rates(e, e.values, part)
@@ -423,8 +440,6 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
         part = block[j0:j0 + len(temp)]
         part.fill(np.nan)
         part[:, pos] = temp
-    times = _time_index(rows.times)
-    num_index = _column_index([(e.source, e.name, e.columns[k].field) for e, k in num_cols])
     frame = pd.DataFrame(block.T, index=times, columns=num_index, copy=False)
     text_cols = [(e, k) for e in ents for k, c in enumerate(e.columns) if c.kind != _NUM]
     if not text_cols:

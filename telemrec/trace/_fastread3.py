@@ -52,9 +52,10 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _in_batches(tasks: dict, run, threads: bool) -> None:
+def _in_batches(tasks: dict, run, threads: bool, wait: bool = True):
     """``run`` over the tasks ((reader, ..., segment) -> parts) in batches of about _BATCH_ROWS
-    stream rows, on the pool when there are several."""
+    stream rows, on the pool when there are several. Unless ``wait``, returns at once with a
+    function that waits for the pool's batches (and raises what they raised)."""
     batches, batch, size = [], [], 0
     for key, parts in tasks.items():
         batch.append((key, parts))
@@ -65,11 +66,23 @@ def _in_batches(tasks: dict, run, threads: bool) -> None:
     if batch:
         batches.append(batch)
     if threads and _WORKERS > 1 and len(batches) > 1:
-        for _ in _executor().map(run, batches):
-            pass
+        futures = [_executor().submit(run, b) for b in batches]
+
+        def finish() -> None:
+            for future in futures:
+                future.result()
+
+        if not wait:
+            return finish
+        finish()
     else:
         for b in batches:
             run(b)
+    return _done
+
+
+def _done() -> None:
+    pass
 
 
 def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
@@ -153,9 +166,10 @@ def _run(batch: list) -> None:
                 job.kinds[out_at:out_at + b - a] = col.kinds[first + a:first + b]
 
 
-def decode_block_v3(jobs: list, *, threads: bool = True) -> None:
+def decode_block_v3(jobs: list, *, threads: bool = True, wait: bool = True):
     """Fill the rows of each ``columnar.BlockJob`` (entities of format 3): float64 blocks with
-    numbers (NaN where a row holds none), int64 blocks with the ints."""
+    numbers (NaN where a row holds none), int64 blocks with the ints. Unless ``wait``, returns
+    the function that waits for the decode threads."""
     outs: list[np.ndarray] = []
     out_of: dict[int, int] = {}
     numbers: dict[tuple, np.ndarray] = {}  # (table, names) -> column numbers: entities share them
@@ -190,7 +204,7 @@ def decode_block_v3(jobs: list, *, threads: bool = True) -> None:
         cuts = np.flatnonzero(columns[1:] != columns[:-1]) + 1
         for column, part in zip(columns[np.r_[0, cuts]].tolist(), np.split(dests, cuts)):
             tasks[(rid, column, as_float, seg)] = [reader, part]
-    _in_batches(tasks, lambda batch: _run_into(batch, outs), threads)
+    return _in_batches(tasks, lambda batch: _run_into(batch, outs), threads, wait)
 
 
 def column_numbers(ent, names) -> list[int]:

@@ -60,15 +60,21 @@ class BlockJob:
     at: int = 0
 
 
-def decode_block(jobs: list[BlockJob], *, threads: bool = True) -> None:
-    """Fill the rows of every job's ``out`` (see ``BlockJob``)."""
+def decode_block(jobs: list[BlockJob], *, threads: bool = True, wait: bool = True):
+    """Fill the rows of every job's ``out`` (see ``BlockJob``). With ``wait=False`` it may return
+    while the decode threads still fill them: call the function it returns before reading them
+    (the caller's own work meanwhile overlaps the decoding)."""
     v3 = [job for job in jobs if isinstance(job.entity, V3Entity)]
-    if v3:
-        decode_block_v3(v3, threads=threads)
+    finish = decode_block_v3(v3, threads=threads, wait=wait) if v3 else None
     if len(v3) != len(jobs):
         _decode_v1v2([NumericJob(_column(job.entity, name), job.lo, job.hi, job.out[row, job.at:job.at + job.hi - job.lo])
                       for job in jobs if not isinstance(job.entity, V3Entity) and job.hi > job.lo
                       for name, row in zip(job.names, job.rows)], threads=threads)
+    return finish or _nothing
+
+
+def _nothing() -> None:
+    pass
 
 
 _META = frozenset(META_COLUMNS) | {"_tidx"}
