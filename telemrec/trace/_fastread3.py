@@ -14,6 +14,7 @@ array, so the Python work per load grows with the streams read, not with entitie
 
 from __future__ import annotations
 
+import heapq
 import os
 import threading
 from bisect import bisect_left, bisect_right
@@ -28,7 +29,8 @@ from telemrec.trace._segments import _ccodec, call_decoder, decode_stream
 from telemrec.trace._v3entity import _META
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
-_BATCH_ROWS = 1 << 20  # stream rows per pool task: amortises the executor, keeps every core busy
+_BATCH_ROWS = 1 << 20  # stream rows (or cost) per pool task at most: amortises the executor
+_SMALL = 1 << 16  # less is decoded in the calling thread: handing it to the pool costs more
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -52,32 +54,42 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _in_batches(tasks: dict, run, threads: bool, wait: bool = True):
-    """``run`` over the tasks ((reader, ..., segment) -> parts) in batches of about _BATCH_ROWS
-    stream rows, on the pool when there are several. Unless ``wait``, returns at once with a
-    function that waits for the pool's batches (and raises what they raised)."""
-    batches, batch, size = [], [], 0
-    for key, parts in tasks.items():
-        batch.append((key, parts))
-        size += parts[0].segment_rows(key[-1])
-        if size >= _BATCH_ROWS:
-            batches.append(batch)
-            batch, size = [], 0
-    if batch:
-        batches.append(batch)
-    if threads and _WORKERS > 1 and len(batches) > 1:
-        futures = [_executor().submit(run, b) for b in batches]
-
-        def finish() -> None:
-            for future in futures:
-                future.result()
-
-        if not wait:
-            return finish
-        finish()
+def _in_batches(tasks: dict, run, threads: bool, wait: bool = True, cost=None):
+    """``run`` over the tasks ((reader, ..., segment) -> parts) in batches. On the pool, the
+    batches are balanced by ``cost(key, parts)`` (default: the segment's rows), longest first
+    into the least loaded batch: streams cost very different times per row, and batches cut by
+    rows alone left one core decoding alone for half of a 1 h load. Unless ``wait``, returns at
+    once with a function that waits for the pool (and raises what the batches raised)."""
+    items = list(tasks.items())
+    if not (threads and _WORKERS > 1 and len(items) > 1):
+        run(items)
+        return _done
+    costs = [cost(k, p) if cost is not None else p[0].segment_rows(k[-1]) for k, p in items]
+    total = sum(costs)
+    if total < _SMALL:
+        run(items)
+        return _done
+    count = min(len(items), max(2 * _WORKERS, -(-total // _BATCH_ROWS)))
+    batches: list[list] = [[] for _ in range(count)]
+    loads = [(0, i) for i in range(count)]  # a heap of (cost so far, batch)
+    for c, item in sorted(zip(costs, items), key=lambda x: -x[0]):
+        load, i = heapq.heappop(loads)
+        batches[i].append(item)
+        heapq.heappush(loads, (load + c, i))
+    pool = _executor()
+    if not wait:
+        futures = [pool.submit(run, b) for b in batches]
     else:
-        for b in batches:
-            run(b)
+        futures = [pool.submit(run, b) for b in batches[1:]]
+        run(batches[0])  # this thread would only wait
+
+    def finish() -> None:
+        for future in futures:
+            future.result()
+
+    if not wait:
+        return finish
+    finish()
     return _done
 
 
@@ -204,7 +216,16 @@ def decode_block_v3(jobs: list, *, threads: bool = True, wait: bool = True):
         cuts = np.flatnonzero(columns[1:] != columns[:-1]) + 1
         for column, part in zip(columns[np.r_[0, cuts]].tolist(), np.split(dests, cuts)):
             tasks[(rid, column, as_float, seg)] = [reader, part]
-    return _in_batches(tasks, lambda batch: _run_into(batch, outs), threads, wait)
+    return _in_batches(tasks, lambda batch: _run_into(batch, outs), threads, wait, _stream_cost)
+
+
+def _stream_cost(key: tuple, parts: list) -> int:
+    """About the time one stream takes (calibrated on the reference trace): its inflated size
+    plus the rows it writes."""
+    reader, dests = parts
+    row = reader.stream_row(key[-1], key[1])
+    raw = 0 if row is None else int(reader.index.streams[row, C.ST_RAW])
+    return raw + int((dests[:, 2] - dests[:, 1]).sum())
 
 
 def column_numbers(ent, names) -> list[int]:
