@@ -59,7 +59,7 @@ from telemrec.trace.columnar import (BlockJob, NumericJob, Prefilled, decode_blo
 from telemrec.analysis.rates import counter_rate, counter_rates, rate_unit
 from telemrec.errors import UsageError
 from telemrec.trace import Trace
-from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
+from telemrec.trace._codec import ABSENT, NONE, STR
 from telemrec.trace.v1 import META_COLUMNS
 
 __all__ = ["ENGINES", "FORMS", "load", "read_series"]

@@ -49,7 +49,8 @@ class BlockJob:
     """Rows [lo, hi) of the columns ``names`` (fields, or the meta columns ``_seq``, ``_tidx``,
     ``_source_version``, ``_error``) of one entity, each into row ``rows[i]`` of ``out`` (a
     C-contiguous 2-D array whose rows hold at least ``at + hi - lo`` values), from item ``at`` of
-    the row on. A float64 ``out`` gets the numbers (NaN where a row holds none), an int64 one the ints."""
+    the row on. A float64 ``out`` gets the numbers (NaN where a row holds none); an int64 one the
+    ints of an integer column (``_tidx``, ``_seq``, counters)."""
 
     entity: object
     names: list[str]
@@ -64,6 +65,13 @@ def decode_block(jobs: list[BlockJob], *, threads: bool = True, wait: bool = Tru
     """Fill the rows of every job's ``out`` (see ``BlockJob``). With ``wait=False`` it may return
     while the decode threads still fill them: call the function it returns before reading them
     (the caller's own work meanwhile overlaps the decoding)."""
+    for job in jobs:
+        out = job.out
+        if (out.ndim != 2 or out.dtype not in (np.float64, np.int64) or not out.flags.c_contiguous
+                or not out.flags.writeable or len(job.rows) != len(job.names) or job.at < 0
+                or job.at + job.hi - job.lo > out.shape[1] or any(not 0 <= r < out.shape[0] for r in job.rows)):
+            raise ValueError(f"decode_block: {len(job.names)} columns of rows [{job.lo}, {job.hi}) do not fit a "
+                             f"{out.dtype} block of shape {out.shape} at rows {job.rows}, item {job.at}")
     v3 = [job for job in jobs if isinstance(job.entity, V3Entity)]
     finish = decode_block_v3(v3, threads=threads, wait=wait) if v3 else None
     if len(v3) != len(jobs):

@@ -185,3 +185,13 @@ def test_destinations_that_do_not_fit_are_refused(v3_path):
             _ccodec.decode_into(data, raw, crc ^ 1, runs, good, [out], True)
         with pytest.raises((ValueError, TypeError)):
             _ccodec.decode_into(data, raw, crc, runs, good, [out[:, ::2]], True)  # not contiguous
+
+
+def test_a_block_the_rows_do_not_fit_is_a_usage_error(trace_path):
+    with open_trace(trace_path) as trace:
+        e = trace.entity("src", "e0")
+        for out, rows, at in ((np.empty((2, 10)), [0], 0), (np.empty((2, 20))[:, ::2], [0], 0),
+                              (np.empty((2, 12)), [2], 0), (np.empty((2, 12)), [0], 3),
+                              (np.empty((2, 12), np.float32), [0], 0), (np.empty(24), [0], 0)):
+            with pytest.raises(ValueError, match="do not fit"):
+                decode_block([BlockJob(e, ["int_counter"], rows, 0, 11, out, at)])
