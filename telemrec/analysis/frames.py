@@ -46,6 +46,7 @@ Integers are exact in float64 up to 2**53 (9.007e15): byte counters up to
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
 
@@ -205,9 +206,15 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
     grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
     _read_times(ents)
     finish = _start_wide(ents, rates, grid) if form == "wide" else None
-    host = _select.hostname(trace.manifest, fallback=trace.path)
-    info = describe_trace(trace, host)
-    units, descriptions, counters = metadata(ents, _select.source_caps(trace.manifest), rates)
+    try:
+        host = _select.hostname(trace.manifest, fallback=trace.path)
+        info = describe_trace(trace, host)
+        units, descriptions, counters = metadata(ents, _select.source_caps(trace.manifest), rates)
+    except BaseException:
+        if finish is not None:  # the decode threads still read the trace: let them end before it closes
+            with contextlib.suppress(Exception):
+                finish()
+        raise
     frame = finish() if finish is not None else _long(ents, rates)
     if resample is not None:
         frame = _resample(frame, resample, raw_counters=not rates, counters=counters)

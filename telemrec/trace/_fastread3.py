@@ -19,6 +19,7 @@ import os
 import threading
 from bisect import bisect_left, bisect_right
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 
 import numpy as np
 
@@ -77,18 +78,20 @@ def _in_batches(tasks: dict, run, threads: bool, wait: bool = True, cost=None):
         batches[i].append(item)
         heapq.heappush(loads, (load + c, i))
     pool = _executor()
-    if not wait:
-        futures = [pool.submit(run, b) for b in batches]
-    else:
-        futures = [pool.submit(run, b) for b in batches[1:]]
-        run(batches[0])  # this thread would only wait
+    futures = [pool.submit(run, b) for b in batches[1 if wait else 0:]]
 
     def finish() -> None:
+        futures_wait(futures)  # every batch ends before an error is raised (the trace may close then)
         for future in futures:
             future.result()
 
     if not wait:
         return finish
+    try:
+        run(batches[0])  # this thread would only wait
+    except BaseException:
+        futures_wait(futures)
+        raise
     finish()
     return _done
 

@@ -195,3 +195,35 @@ def test_a_block_the_rows_do_not_fit_is_a_usage_error(trace_path):
                               (np.empty((2, 12), np.float32), [0], 0), (np.empty(24), [0], 0)):
             with pytest.raises(ValueError, match="do not fit"):
                 decode_block([BlockJob(e, ["int_counter"], rows, 0, 11, out, at)])
+
+
+def test_a_damaged_stream_fails_the_load_on_the_decode_threads(v3_path, tmp_path):
+    """A stream whose bytes fail their CRC, decoded on the pool while load() builds the frame's
+    indexes: a TraceCorruptError from load(), after every decode thread has ended."""
+    import shutil
+
+    import h5py
+
+    from telemrec.analysis import load
+    from telemrec.errors import TraceCorruptError
+    from telemrec.trace import _catalog as C
+
+    with open_trace(v3_path) as trace:
+        e = trace.entity("src", "e0")
+        seg = int(e.reader.runs_of(e.eid)[0][-1])
+        row = e.reader.stream_row(seg, e.table.column_of("xor_float"))
+        at = int(e.reader.index.streams[row, C.ST_OFFSET]) + 3
+        assert _fastread3._WORKERS == 1 or sum(
+            int(e.reader.index.streams[r, C.ST_RAW]) for r in range(len(e.reader.index.streams))) > _fastread3._SMALL
+    copy = tmp_path / "damaged.h5"
+    shutil.copy(v3_path, copy)
+    with h5py.File(copy, "r") as f:
+        where = f["streams"].id.get_offset() + at
+    with open(copy, "r+b") as f:
+        f.seek(where)
+        byte = f.read(1)
+        f.seek(where)
+        f.write(bytes([byte[0] ^ 0x40]))
+    with pytest.raises(TraceCorruptError, match="CRC"):
+        load(copy)
+    assert len(load(v3_path).columns)  # the pool is fine afterwards
