@@ -71,7 +71,7 @@ _NUM, _STR, _OBJ = "num", "str", "obj"
 _LEVELS = ["source", "entity", "field"]
 
 
-@dataclass
+@dataclass(slots=True)  # a load makes one per column
 class _Column:
     source: str
     entity: str

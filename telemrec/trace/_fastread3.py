@@ -209,26 +209,22 @@ def decode_block_v3(jobs: list, *, threads: bool = True, wait: bool = True):
             if entry is None:
                 entry = pieces[(id(reader), seg, as_float)] = [reader, []]
             entry[1].append((pos, a, b, o, at, columns, rows))
-    tasks: dict[tuple, list] = {}  # (reader, column, as float, segment) -> [reader, dests (run, a, b, out, at)]
+    # (reader, column, as float, segment) -> [reader, dests (run, a, b, out, at), cost]; the cost: about
+    # the time the stream takes (calibrated on the reference trace), its inflated size plus the rows it writes
+    tasks: dict[tuple, list] = {}
     for (rid, seg, as_float), (reader, parts) in pieces.items():
         columns = np.concatenate([p[5] for p in parts])
         dests = np.repeat(np.array([p[:5] for p in parts], np.int64), [len(p[5]) for p in parts], axis=0)
         dests[:, 4] += np.concatenate([p[6] for p in parts])
         order = np.argsort(columns, kind="stable")
         columns, dests = columns[order], dests[order]
-        cuts = np.flatnonzero(columns[1:] != columns[:-1]) + 1
-        for column, part in zip(columns[np.r_[0, cuts]].tolist(), np.split(dests, cuts)):
-            tasks[(rid, column, as_float, seg)] = [reader, part]
-    return _in_batches(tasks, lambda batch: _run_into(batch, outs), threads, wait, _stream_cost)
-
-
-def _stream_cost(key: tuple, parts: list) -> int:
-    """About the time one stream takes (calibrated on the reference trace): its inflated size
-    plus the rows it writes."""
-    reader, dests = parts
-    row = reader.stream_row(key[-1], key[1])
-    raw = 0 if row is None else int(reader.index.streams[row, C.ST_RAW])
-    return raw + int((dests[:, 2] - dests[:, 1]).sum())
+        firsts = np.r_[0, np.flatnonzero(columns[1:] != columns[:-1]) + 1]
+        rows = np.add.reduceat(dests[:, 2] - dests[:, 1], firsts)
+        stream = reader.stream_table[seg, columns[firsts]]
+        raw = np.where(stream >= 0, reader.index.streams[np.maximum(stream, 0), C.ST_RAW], 0)
+        for column, part, cost in zip(columns[firsts].tolist(), np.split(dests, firsts[1:]), (raw + rows).tolist()):
+            tasks[(rid, column, as_float, seg)] = [reader, part, cost]
+    return _in_batches(tasks, lambda batch: _run_into(batch, outs), threads, wait, lambda _, task: task[2])
 
 
 def column_numbers(ent, names) -> list[int]:
@@ -239,7 +235,7 @@ def column_numbers(ent, names) -> list[int]:
 
 
 def _run_into(batch: list, outs: list) -> None:
-    for (_, column, as_float, segment), (reader, dests) in batch:
+    for (_, column, as_float, segment), (reader, dests, _) in batch:
         row = reader.stream_row(segment, column)
         if row is None:  # the segment has no stream: every row of this column is absent there
             for _, a, b, o, at in dests.tolist():
