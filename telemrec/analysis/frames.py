@@ -55,8 +55,8 @@ import pandas as pd
 
 from telemrec import identity
 from telemrec.analysis import _many, _select, _timeline
-from telemrec.trace.columnar import (BlockJob, NumericJob, Prefilled, decode_block, decode_numeric, empty_block,
-                                     presence)
+from telemrec.trace.columnar import (MIXED, NO_TEXT, TEXT, BlockJob, NumericJob, Prefilled, decode_block,
+                                     decode_numeric, empty_block, text_in)
 from telemrec.analysis.rates import counter_rate, counter_rates, rate_unit
 from telemrec.errors import UsageError
 from telemrec.trace import Trace
@@ -267,7 +267,7 @@ def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns
         lo, hi = ent.row_range(start_ns, end_ns)
         counters = _select.caps_for(caps, source)["counters"]
         stored = [f for f in names if f not in _TIMES]
-        kinds = dict(zip(stored, map(_KIND_OF.__getitem__, presence(ent, stored, lo, hi))))
+        kinds = dict(zip(stored, map(_KIND_OF.__getitem__, text_in(ent, stored, lo, hi))))
         columns = [_Column(source, name, f, kinds.get(f, _NUM), f in counters) for f in names]
         out.append(_Entity(source, name, ent, lo, hi, columns))
     out.sort(key=lambda e: (e.source, _select.natural_key(e.name)))
@@ -276,7 +276,7 @@ def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns
 
 _LOADABLE_META = META_COLUMNS
 _TIMES = ("_mono_ns", "_wall_ns")  # from the source's time table, not stored columns
-_KIND_OF = {(True, True): _OBJ, (False, True): _STR, (True, False): _NUM, (False, False): _NUM}  # (numbers, text)
+_KIND_OF = {NO_TEXT: _NUM, TEXT: _STR, MIXED: _OBJ}  # what text_in says -> the column's kind
 
 
 def _source_column(e, name: str):

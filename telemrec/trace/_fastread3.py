@@ -17,7 +17,9 @@ from __future__ import annotations
 import heapq
 import os
 import threading
+import weakref
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
@@ -111,7 +113,7 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
         job.kinds = uniform if uniform is not None else np.zeros(job.hi - job.lo, np.uint8)
         where = spans.get((id(reader), eid, job.lo, job.hi))
         if where is None:
-            where = spans[(id(reader), eid, job.lo, job.hi)] = _runs_in(reader.entity_layout(eid), job.lo, job.hi)
+            where = spans[(id(reader), eid, job.lo, job.hi)] = _runs_in(reader, eid, job.lo, job.hi)
         key0 = (id(reader), col.column, job.out.dtype == np.float64)
         for seg, run in where:
             entry = tasks.get((key0, seg))
@@ -130,23 +132,40 @@ def decode_numeric_v3(jobs: list, *, threads: bool = True) -> None:
             job.has_str = bool((kinds == STR).any())
 
 
-def _runs_in(layout, lo: int, hi: int) -> list:
+def _runs_in(reader, eid: int, lo: int, hi: int) -> list:
     """(segment, (run position, first row in the segment, a, b, offset in the output)) for the
     entity's runs holding rows [lo, hi); a, b: rows of the run. (In Python on lists: an entity
     has a few runs, and NumPy's per-call cost on such small arrays was most of a load's planning.)"""
-    starts = layout.starts.tolist()
-    i = max(0, bisect_right(starts, lo) - 1)
-    j = bisect_left(starts, hi)
+    segments, firsts, counts = reader.runs_of(eid)
+    counts = counts.tolist()
+    starts = list(accumulate(counts, initial=0))
+    i = max(0, bisect_right(starts, lo, 0, len(counts)) - 1)
+    j = bisect_left(starts, hi, 0, len(counts))
     if j <= i:
         return []
-    counts = layout.counts[i:j].tolist()
     out = []
-    for seg, pos, first, start, count in zip(layout.segments[i:j].tolist(), layout.positions[i:j].tolist(),
-                                             layout.firsts[i:j].tolist(), starts[i:j], counts):
+    for seg, pos, first, start, count in zip(segments[i:j].tolist(), reader.run_positions(eid)[i:j].tolist(),
+                                             firsts[i:j].tolist(), starts[i:j], counts[i:j]):
         x, y = max(lo - start, 0), min(hi - start, count)
         if y > x:
             out.append((seg, (pos, first, x, y, start + x - lo)))
     return out
+
+
+_table_kinds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def table_kinds(reader) -> dict[int, np.ndarray]:
+    """Per table of a format 3 trace, every kind (a bit mask) any row of each column holds, over
+    all its entities and segments: read from the index once per open trace."""
+    found = _table_kinds.get(reader)
+    if found is None:
+        streams, table_of = reader.index.streams, reader.index.segments[:, C.SEG_TABLE]
+        rows = reader.stream_table
+        masks = np.where(rows >= 0, streams[np.maximum(rows, 0), C.ST_KINDS], 1 << 0) if rows.size else rows
+        found = _table_kinds[reader] = {int(t): np.bitwise_or.reduce(masks[table_of == t], axis=0)
+                                        for t in np.unique(table_of).tolist()}
+    return found
 
 
 def _run(batch: list) -> None:
@@ -204,7 +223,7 @@ def decode_block_v3(jobs: list, *, threads: bool = True, wait: bool = True):
             columns = numbers[(id(ent.table), names)] = np.array(column_numbers(ent, names), np.int64)
         rows = np.asarray(job.rows, np.int64) * job.out.shape[1] + job.at
         as_float = job.out.dtype == np.float64
-        for seg, (pos, _, a, b, at) in _runs_in(reader.entity_layout(ent.eid), job.lo, job.hi):
+        for seg, (pos, _, a, b, at) in _runs_in(reader, ent.eid, job.lo, job.hi):
             entry = pieces.get((id(reader), seg, as_float))
             if entry is None:
                 entry = pieces[(id(reader), seg, as_float)] = [reader, []]

@@ -7,6 +7,12 @@ that holds each column: ``_fastread`` for formats 1 and 2 (per-entity chunks),
 ``_fastread3`` for format 3 (segments shared by the entities of a table). Both
 decode in C when ``telemrec.trace._ccodec`` is built, with NumPy otherwise, bit for
 bit alike (tested); ``DECODER`` says which.
+
+``decode_block`` fills 2-D blocks instead (the wide frame): a ``BlockJob`` is several
+columns of one entity, each into a row of a block, so a load of many entities plans
+per entity and per stream, not per column. ``text_in`` says, before anything is
+decoded, whether a column's rows hold text (format 3 knows it from its index for whole
+tables, whole columns and most ranges).
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ import numpy as np
 from telemrec.trace._codec import FLOAT, INT, STR
 from telemrec.trace._fastread import DECODER, NumericJob, Prefilled, empty_block
 from telemrec.trace._fastread import decode_numeric as _decode_v1v2
-from telemrec.trace._fastread3 import column_numbers, decode_block_v3, decode_numeric_v3
+from telemrec.trace._fastread3 import column_numbers, decode_block_v3, decode_numeric_v3, table_kinds
 from telemrec.trace._v3entity import V3Column, V3Entity
 from telemrec.trace.v1 import META_COLUMNS
 
-__all__ = ["DECODER", "BlockJob", "NumericJob", "Prefilled", "decode_block", "decode_numeric", "empty_block",
-           "presence"]
+__all__ = ["DECODER", "MIXED", "NO_TEXT", "TEXT", "BlockJob", "NumericJob", "Prefilled", "decode_block",
+           "decode_numeric", "empty_block", "text_in"]
 
+NO_TEXT, TEXT, MIXED = 0, 1, 2  # what ``text_in`` says of a column
 _NUMBERS, _TEXT = (1 << INT) | (1 << FLOAT), 1 << STR
-_HOLDS = [(bool(m & _NUMBERS), bool(m & _TEXT)) for m in range(32)]  # kinds mask -> (numbers, text)
+_TEXT_OF = [(MIXED if m & _NUMBERS else TEXT) if m & _TEXT else NO_TEXT for m in range(32)]  # kinds mask -> ...
 _SETTLED = [not m & (m - 1) or not m & _TEXT or not m & _NUMBERS for m in range(32)]  # ... known for any range
 
 
@@ -75,7 +82,8 @@ def decode_block(jobs: list[BlockJob], *, threads: bool = True, wait: bool = Tru
     v3 = [job for job in jobs if isinstance(job.entity, V3Entity)]
     finish = decode_block_v3(v3, threads=threads, wait=wait) if v3 else None
     if len(v3) != len(jobs):
-        _decode_v1v2([NumericJob(_column(job.entity, name), job.lo, job.hi, job.out[row, job.at:job.at + job.hi - job.lo])
+        _decode_v1v2([NumericJob(_column(job.entity, name), job.lo, job.hi,
+                                 job.out[row, job.at:job.at + job.hi - job.lo])
                       for job in jobs if not isinstance(job.entity, V3Entity) and job.hi > job.lo
                       for name, row in zip(job.names, job.rows)], threads=threads)
     return finish or _nothing
@@ -92,14 +100,19 @@ def _column(entity, name: str):
     return entity.meta_column(name) if name in _META else entity.field_column(name)
 
 
-def presence(entity, names: list[str], lo: int, hi: int) -> list[tuple[bool, bool]]:
-    """(numbers, text) for rows [lo, hi) of each column ``names`` (fields or meta columns) of
-    ``entity``: whether the rows hold a number, a str. Exact where the entity's column holds both;
-    otherwise it may say what the whole column holds, known from the trace's index without
-    decoding (a text column stays a text column in a range of None rows)."""
+def text_in(entity, names: list[str], lo: int, hi: int) -> list[int]:
+    """What rows [lo, hi) of each column ``names`` (fields or meta columns) of ``entity`` hold, for
+    a loader choosing the column's type: ``NO_TEXT`` (numbers, None or nothing), ``TEXT``
+    (str and None, no number) or ``MIXED`` (str and numbers). From the trace's index where it
+    settles that, so a range of None rows in a text column is still ``TEXT``; else from the
+    rows' kinds. Format 3 answers most columns from its index per table, without looking at the
+    entity at all."""
     if isinstance(entity, V3Entity):
+        columns = column_numbers(entity, names)
+        if not (table_kinds(entity.reader)[entity.reader.catalog.entities[entity.eid].table][columns] & _TEXT).any():
+            return [NO_TEXT] * len(names)  # no entity of the table has a str in these columns
         layout = entity.reader.entity_layout(entity.eid)
-        masks = layout.kinds[column_numbers(entity, names)].tolist()
+        masks = layout.kinds[columns].tolist()
         whole = lo == 0 and hi == layout.rows
     else:
         masks = []
@@ -110,8 +123,9 @@ def presence(entity, names: list[str], lo: int, hi: int) -> list[tuple[bool, boo
     out = []
     for name, mask in zip(names, masks):
         if whole or _SETTLED[mask]:
-            out.append(_HOLDS[mask])
+            out.append(_TEXT_OF[mask])
             continue
         kinds = _column(entity, name).kinds(lo, hi)
-        out.append((bool(((kinds == INT) | (kinds == FLOAT)).any()), bool((kinds == STR).any())))
+        text, numbers = bool((kinds == STR).any()), bool(((kinds == INT) | (kinds == FLOAT)).any())
+        out.append((MIXED if numbers else TEXT) if text else NO_TEXT)
     return out
