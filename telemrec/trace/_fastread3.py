@@ -136,20 +136,33 @@ def _runs_in(reader, eid: int, lo: int, hi: int) -> list:
     """(segment, (run position, first row in the segment, a, b, offset in the output)) for the
     entity's runs holding rows [lo, hi); a, b: rows of the run. (In Python on lists: an entity
     has a few runs, and NumPy's per-call cost on such small arrays was most of a load's planning.)"""
-    segments, firsts, counts = reader.runs_of(eid)
-    counts = counts.tolist()
-    starts = list(accumulate(counts, initial=0))
+    segments, positions, firsts, starts, counts = _runs_of(reader, eid)
     i = max(0, bisect_right(starts, lo, 0, len(counts)) - 1)
     j = bisect_left(starts, hi, 0, len(counts))
-    if j <= i:
-        return []
     out = []
-    for seg, pos, first, start, count in zip(segments[i:j].tolist(), reader.run_positions(eid)[i:j].tolist(),
-                                             firsts[i:j].tolist(), starts[i:j], counts[i:j]):
+    for seg, pos, first, start, count in zip(segments[i:j], positions[i:j], firsts[i:j], starts[i:j], counts[i:j]):
         x, y = max(lo - start, 0), min(hi - start, count)
         if y > x:
             out.append((seg, (pos, first, x, y, start + x - lo)))
     return out
+
+
+_runs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _runs_of(reader, eid: int) -> tuple[list, ...]:
+    """An entity's runs as lists (segment, position in it, first row, first row of the entity, rows),
+    kept while its trace is open: a load plans each entity's reads more than once."""
+    per_entity = _runs.get(reader)
+    if per_entity is None:
+        per_entity = _runs[reader] = {}
+    found = per_entity.get(eid)
+    if found is None:
+        segments, firsts, counts = reader.runs_of(eid)
+        counts = counts.tolist()
+        found = per_entity[eid] = (segments.tolist(), reader.run_positions(eid).tolist(), firsts.tolist(),
+                                   list(accumulate(counts, initial=0)), counts)
+    return found
 
 
 _table_kinds: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

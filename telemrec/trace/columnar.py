@@ -76,7 +76,8 @@ def decode_block(jobs: list[BlockJob], *, threads: bool = True, wait: bool = Tru
         out = job.out
         if (out.ndim != 2 or out.dtype not in (np.float64, np.int64) or not out.flags.c_contiguous
                 or not out.flags.writeable or len(job.rows) != len(job.names) or job.at < 0
-                or job.at + job.hi - job.lo > out.shape[1] or any(not 0 <= r < out.shape[0] for r in job.rows)):
+                or job.at + job.hi - job.lo > out.shape[1]
+                or (job.rows and not 0 <= min(job.rows) <= max(job.rows) < out.shape[0])):
             raise ValueError(f"decode_block: {len(job.names)} columns of rows [{job.lo}, {job.hi}) do not fit a "
                              f"{out.dtype} block of shape {out.shape} at rows {job.rows}, item {job.at}")
     v3 = [job for job in jobs if isinstance(job.entity, V3Entity)]
