@@ -381,10 +381,6 @@ def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start
 
 # -- wide -----------------------------------------------------------------------------------------
 
-def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
-    return _start_wide(ents, rates, grid)()
-
-
 def _start_wide(ents: list[_Entity], rates: bool, grid):
     """Plan the wide frame and start decoding its numbers on the decode threads; returns the
     function that finishes the frame (what the caller does meanwhile overlaps the decoding)."""
