@@ -62,7 +62,7 @@ def _in_batches(tasks: dict, run, threads: bool, wait: bool = True, cost=None):
     batches are balanced by ``cost(key, parts)`` (default: the segment's rows), longest first
     into the least loaded batch: streams cost very different times per row, and batches cut by
     rows alone left one core decoding alone for half of a 1 h load. Unless ``wait``, returns at
-    once with a function that waits for the pool (and raises what the batches raised)."""
+    once with the function that finishes them (and raises what the batches raised)."""
     items = list(tasks.items())
     if not (threads and _WORKERS > 1 and len(items) > 1):
         run(items)
@@ -80,20 +80,23 @@ def _in_batches(tasks: dict, run, threads: bool, wait: bool = True, cost=None):
         batches[i].append(item)
         heapq.heappush(loads, (load + c, i))
     pool = _executor()
-    futures = [pool.submit(run, b) for b in batches[1 if wait else 0:]]
+    futures = [pool.submit(run, b) for b in batches]
 
     def finish() -> None:
-        futures_wait(futures)  # every batch ends before an error is raised (the trace may close then)
+        """Run here the batches no decode thread has started (this thread would only wait), then
+        wait for the others: every batch ends before an error is raised (the trace may close then)."""
+        try:
+            for future, batch in zip(futures, batches):
+                if future.cancel():
+                    run(batch)
+        finally:
+            futures_wait(futures)
         for future in futures:
-            future.result()
+            if not future.cancelled():
+                future.result()
 
     if not wait:
         return finish
-    try:
-        run(batches[0])  # this thread would only wait
-    except BaseException:
-        futures_wait(futures)
-        raise
     finish()
     return _done
 
