@@ -46,6 +46,7 @@ Integers are exact in float64 up to 2**53 (9.007e15): byte counters up to
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
 
@@ -54,11 +55,12 @@ import pandas as pd
 
 from telemrec import identity
 from telemrec.analysis import _many, _select, _timeline
-from telemrec.trace.columnar import NumericJob, Prefilled, decode_numeric, empty_block
+from telemrec.trace.columnar import (MIXED, NO_TEXT, TEXT, BlockJob, NumericJob, Prefilled, decode_block,
+                                     decode_numeric, empty_block, text_in)
 from telemrec.analysis.rates import counter_rate, counter_rates, rate_unit
 from telemrec.errors import UsageError
 from telemrec.trace import Trace
-from telemrec.trace._codec import ABSENT, FLOAT, INT, NONE, STR
+from telemrec.trace._codec import ABSENT, NONE, STR
 from telemrec.trace.v1 import META_COLUMNS
 
 __all__ = ["ENGINES", "FORMS", "load", "read_series"]
@@ -69,7 +71,7 @@ _NUM, _STR, _OBJ = "num", "str", "obj"
 _LEVELS = ["source", "entity", "field"]
 
 
-@dataclass
+@dataclass(slots=True)  # a load makes one per column
 class _Column:
     source: str
     entity: str
@@ -203,10 +205,17 @@ def _load_trace(trace: Trace, selection: dict, start, end, rates: bool, form: st
     ents = select(trace, selection, start, end)
     grid = _timeline.tick_grid(trace) if (form == "wide" and align == "tick" and ents) else None
     _read_times(ents)
-    host = _select.hostname(trace.manifest, fallback=trace.path)
-    info = describe_trace(trace, host)
-    units, descriptions, counters = metadata(ents, _select.source_caps(trace.manifest), rates)
-    frame = _wide(ents, rates, grid) if form == "wide" else _long(ents, rates)
+    finish = _start_wide(ents, rates, grid) if form == "wide" else None
+    try:
+        host = _select.hostname(trace.manifest, fallback=trace.path)
+        info = describe_trace(trace, host)
+        units, descriptions, counters = metadata(ents, _select.source_caps(trace.manifest), rates)
+    except BaseException:
+        if finish is not None:  # the decode threads still read the trace: let them end before it closes
+            with contextlib.suppress(Exception):
+                finish()
+        raise
+    frame = finish() if finish is not None else _long(ents, rates)
     if resample is not None:
         frame = _resample(frame, resample, raw_counters=not rates, counters=counters)
     aligned = ("tick" if grid is not None else "exact") if form == "wide" else "exact"
@@ -242,29 +251,37 @@ def metadata(ents: list[_Entity], caps: dict, rates: bool) -> tuple[dict, dict, 
 def _select_entities(trace: Trace, selection: dict, caps: dict, start_ns, end_ns) -> list[_Entity]:
     out = []
     wanted_meta = [f for f in (selection["fields"] or []) if f in _LOADABLE_META]
+    picked: dict[str, bool] = {}  # source -> selected (a reader pattern names it or its label)
     for source, name in trace.entities():
-        if not _select.reader_matches(trace.manifest, source, selection["readers"]):
-            continue
-        if not _select.matches(name, selection["entities"]):
+        chosen = picked.get(source)
+        if chosen is None:
+            chosen = picked[source] = _select.reader_matches(trace.manifest, source, selection["readers"])
+        if not chosen or not _select.matches(name, selection["entities"]):
             continue
         ent = trace.entity(source, name)
-        names = [f for f in ent.fields if _select.matches(f, selection["fields"])] + wanted_meta
+        names = ent.fields if selection["fields"] is None else [f for f in ent.fields if _select.matches(
+            f, selection["fields"])]
+        names = list(names) + wanted_meta
         if not names or not ent.rows:
             continue
         lo, hi = ent.row_range(start_ns, end_ns)
         counters = _select.caps_for(caps, source)["counters"]
-        columns = [_Column(source, name, f, _column_kind(ent, f, lo, hi), f in counters) for f in names]
+        stored = [f for f in names if f not in _TIMES]
+        kinds = dict(zip(stored, map(_KIND_OF.__getitem__, text_in(ent, stored, lo, hi))))
+        columns = [_Column(source, name, f, kinds.get(f, _NUM), f in counters) for f in names]
         out.append(_Entity(source, name, ent, lo, hi, columns))
     out.sort(key=lambda e: (e.source, _select.natural_key(e.name)))
     return out
 
 
 _LOADABLE_META = META_COLUMNS
+_TIMES = ("_mono_ns", "_wall_ns")  # from the source's time table, not stored columns
+_KIND_OF = {NO_TEXT: _NUM, TEXT: _STR, MIXED: _OBJ}  # what text_in says -> the column's kind
 
 
 def _source_column(e, name: str):
     """The column to decode for ``name``: timestamps come from the source's time table."""
-    if name in ("_mono_ns", "_wall_ns"):
+    if name in _TIMES:
         if e.mono is None:
             e.mono, e.wall = e.reader.timestamps(e.lo, e.hi)
         return Prefilled(e.mono if name == "_mono_ns" else e.wall)
@@ -273,35 +290,22 @@ def _source_column(e, name: str):
     return e.reader.field_column(name)
 
 
-def _column_kind(ent, name: str, lo: int, hi: int) -> str:
-    if name in ("_mono_ns", "_wall_ns"):
-        return _NUM
-    col = ent.meta_column(name) if name in META_COLUMNS else ent.field_column(name)
-    kind = col.uniform_kind
-    if kind is None:
-        mask = getattr(col, "kinds_mask", None)  # format 3: the kinds of the entity's runs, known unread
-        if mask is not None and (not (mask >> STR) & 1 or not mask & ((1 << INT) | (1 << FLOAT))
-                                 or (lo == 0 and hi == col.rows)):
-            has_str, has_num = bool((mask >> STR) & 1), bool(mask & ((1 << INT) | (1 << FLOAT)))
-        else:
-            kinds = col.kinds(lo, hi)
-            has_str = bool((kinds == STR).any())
-            has_num = bool(((kinds == INT) | (kinds == FLOAT)).any())
-        return _OBJ if has_str and has_num else (_STR if has_str else _NUM)
-    return _STR if kind == STR else _NUM
-
-
 def _read_times(ents: list[_Entity]) -> None:
     """wall_ns and mono_ns of every entity's rows: decode the ``_tidx`` columns, then the rows
     of each source's shared timestamp table that they point at (all on the fast path)."""
-    tidx = [np.empty(e.hi - e.lo, np.int64) for e in ents]
-    decode_numeric([NumericJob(e.reader.meta_column("_tidx"), e.lo, e.hi, t) for e, t in zip(ents, tidx)])
+    ends = np.cumsum([e.hi - e.lo for e in ents], dtype=np.int64)
+    flat = np.empty(int(ends[-1]) if len(ents) else 0, np.int64)
+    starts = (ends - [e.hi - e.lo for e in ents]).tolist()
+    row = flat[None, :]  # one block row, the entities' rows one after another
+    decode_block([BlockJob(e.reader, ["_tidx"], [0], e.lo, e.hi, row, at) for e, at in zip(ents, starts)])
+    tidx = np.split(flat, ends[:-1])
+    filled = [e for e in ents if e.hi > e.lo]
+    at = [a for e, a in zip(ents, starts) if e.hi > e.lo]
     spans: dict[int, list] = {}  # id(source time table) -> [table, first row, end row]
-    for e, t in zip(ents, tidx):
-        if len(t):
-            lo, hi = int(t.min()), int(t.max()) + 1
-            span = spans.setdefault(id(e.reader.time), [e.reader.time, lo, hi])
-            span[1], span[2] = min(span[1], lo), max(span[2], hi)
+    for e, lo, hi in zip(filled, np.minimum.reduceat(flat, at).tolist() if at else [],
+                         np.maximum.reduceat(flat, at).tolist() if at else []):
+        span = spans.setdefault(id(e.reader.time), [e.reader.time, lo, hi + 1])
+        span[1], span[2] = min(span[1], lo), max(span[2], hi + 1)
     tables, jobs = {}, []
     for key, (time, lo, hi) in spans.items():
         mono, wall = np.empty(hi - lo, np.int64), np.empty(hi - lo, np.int64)
@@ -377,10 +381,12 @@ def read_series(trace: Trace, *, readers=None, entities=None, fields=None, start
 
 # -- wide -----------------------------------------------------------------------------------------
 
-def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
+def _start_wide(ents: list[_Entity], rates: bool, grid):
+    """Plan the wide frame and start decoding its numbers on the decode threads; returns the
+    function that finishes the frame (what the caller does meanwhile overlaps the decoding)."""
     if not ents:
-        return pd.DataFrame(index=_time_index(np.zeros(0, np.int64)),
-                            columns=pd.MultiIndex.from_tuples([], names=_LEVELS), dtype=np.float64)
+        return lambda: pd.DataFrame(index=_time_index(np.zeros(0, np.int64)),
+                                    columns=pd.MultiIndex.from_tuples([], names=_LEVELS), dtype=np.float64)
     # one (keys, times) per timeline; entities point at theirs
     timelines: list[tuple[np.ndarray, np.ndarray]] = []
     owner: dict[int, int] = {}
@@ -403,15 +409,33 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
         ks = [k for k, c in enumerate(e.columns) if c.kind == _NUM]
         pos = positions[owner[id(e)]]
         if pos is None:
-            part = block[j:j + len(ks)]
+            out, first = block, j
         else:
-            part = np.empty((len(ks), e.hi - e.lo), np.float64)
-            scatter.append((j, part, pos))
+            out, first = np.empty((len(ks), e.hi - e.lo), np.float64), 0
+            scatter.append((j, out, pos))
+        part = out[first:first + len(ks)]
         e.values = {k: part[i] for i, k in enumerate(ks)}
         parts_of.append(part)
-        jobs.extend(NumericJob(_source_column(e, e.columns[k].field), e.lo, e.hi, e.values[k]) for k in ks)
+        names, block_rows = [], []
+        for i, k in enumerate(ks):
+            name = e.columns[k].field
+            if name in _TIMES:
+                part[i] = e.mono if name == "_mono_ns" else e.wall
+            else:
+                names.append(name)
+                block_rows.append(first + i)
+        jobs.append(BlockJob(e.reader, names, block_rows, e.lo, e.hi, out))
         j += len(ks)
-    decode_numeric(jobs)
+    decoded = decode_block(jobs, wait=False)
+    return functools.partial(_finish_wide, ents, rates, rows, positions, owner, block, num_cols, parts_of, scatter,
+                             decoded)
+
+
+def _finish_wide(ents, rates, rows, positions, owner, block, num_cols, parts_of, scatter, decoded) -> pd.DataFrame:
+    n = len(rows.keys)
+    times = _time_index(rows.times)
+    num_index = _column_index([(e.source, e.name, e.columns[k].field) for e, k in num_cols])
+    decoded()
     if rates:
         for e, part in zip(ents, parts_of):
             _apply_rates(e, e.values, part)
@@ -419,9 +443,6 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
         part = block[j0:j0 + len(temp)]
         part.fill(np.nan)
         part[:, pos] = temp
-    times = _time_index(rows.times)
-    num_index = pd.MultiIndex.from_tuples([(e.source, e.name, e.columns[k].field) for e, k in num_cols],
-                                          names=_LEVELS)
     frame = pd.DataFrame(block.T, index=times, columns=num_index, copy=False)
     text_cols = [(e, k) for e in ents for k, c in enumerate(e.columns) if c.kind != _NUM]
     if not text_cols:
@@ -436,9 +457,23 @@ def _wide(ents: list[_Entity], rates: bool, grid) -> pd.DataFrame:
             values = full
         data[(e.source, e.name, e.columns[k].field)] = values
     text = _with_text(lambda **kw: pd.DataFrame(data, index=times, **kw))
-    text.columns = pd.MultiIndex.from_tuples(list(data), names=_LEVELS)
-    order = pd.MultiIndex.from_tuples([(e.source, e.name, c.field) for e in ents for c in e.columns], names=_LEVELS)
+    text.columns = _column_index(list(data))
+    order = _column_index([(e.source, e.name, c.field) for e in ents for c in e.columns])
     return pd.concat([frame, text], axis=1, sort=False).reindex(columns=order)
+
+
+def _column_index(keys: list[tuple[str, str, str]]) -> pd.MultiIndex:
+    """``pd.MultiIndex.from_tuples(keys, names=_LEVELS)``, built from its levels and codes: from
+    tuples, pandas factorizes each level through arrays of objects, a tenth of a 1 h load."""
+    if not keys:
+        return pd.MultiIndex.from_tuples([], names=_LEVELS)
+    levels, codes = [], []
+    for values in zip(*keys):
+        distinct = sorted(set(values))
+        code = {v: i for i, v in enumerate(distinct)}
+        levels.append(pd.Index(distinct))
+        codes.append(np.fromiter(map(code.__getitem__, values), np.int32, len(values)))
+    return pd.MultiIndex(levels=levels, codes=codes, names=_LEVELS, verify_integrity=False)
 
 
 def _resample(frame: pd.DataFrame, freq: str, *, raw_counters: bool, counters: dict) -> pd.DataFrame:

@@ -669,6 +669,77 @@ static int inflate_checked(const uint8_t *stream, size_t size, uint32_t crc, uin
     return 0;
 }
 
+/* The first row of every run (malloc'd; the caller frees it), their total and the longest, after
+ * checking the runs and the stream's raw size; NULL with an exception set when they are not valid. */
+static int64_t *run_starts(const int64_t *runs, int64_t n_runs, Py_ssize_t raw, int64_t *n, int64_t *longest)
+{
+    int64_t *starts = malloc((size_t)(n_runs ? n_runs : 1) * 8);
+    if (!starts)
+        return (int64_t *)PyErr_NoMemory();
+    *n = *longest = 0;
+    for (int64_t k = 0; k < n_runs; k++) {
+        if (runs[k] <= 0 || runs[k] >= MAX_ROWS || *n >= MAX_ROWS) {
+            PyErr_SetString(PyExc_ValueError, "decode: the runs are not valid");
+            free(starts);
+            return NULL;
+        }
+        starts[k] = *n;
+        *n += runs[k];
+        *longest = runs[k] > *longest ? runs[k] : *longest;
+    }
+    if (raw < HEADER || raw > ((Py_ssize_t)1 << 40)) {
+        PyErr_SetString(PyExc_ValueError, "decode: the raw size is not valid");
+        free(starts);
+        return NULL;
+    }
+    return starts;
+}
+
+/* What decode() returns once the runs are decoded: None, or the body's strings section (bytes) when a
+ * row is a str or the section is not empty. */
+static PyObject *strings_section(const Body *h, const uint8_t *body, Py_ssize_t raw, int64_t n)
+{
+    int has_str = h->kinds ? memchr(h->kinds, STR, (size_t)n) != NULL : (h->kind == STR && n > 0);
+    if (has_str || h->strings_at != (size_t)raw)
+        return PyBytes_FromStringAndSize((const char *)body + h->strings_at, raw - (Py_ssize_t)h->strings_at);
+    return Py_NewRef(Py_None);
+}
+
+/* Check, inflate and parse the stream, decode every destination's rows (the GIL released), and
+ * return what decode() returns; NULL with an exception set when the stream is damaged. */
+static PyObject *decode_dests(const Py_buffer *stream, Py_ssize_t raw, unsigned long crc, int64_t n_runs,
+                              const int64_t *starts, int64_t n, int64_t longest, const Dest *dests, Py_ssize_t n_dest,
+                              int as_float)
+{
+    PyObject *result = NULL;
+    uint8_t *body = malloc((size_t)raw);
+    uint64_t *scratch = malloc((size_t)(longest ? longest : 1) * 8);
+    if (!body || !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const char *problem = NULL;
+    Body h;
+    Py_BEGIN_ALLOW_THREADS
+    if (inflate_checked(stream->buf, (size_t)stream->len, (uint32_t)crc, body, (size_t)raw, &problem) == 0)
+        problem = parse_body(body, (size_t)raw, n, n_runs, &h);
+    if (!problem)
+        for (Py_ssize_t i = 0; i < n_dest; i++) {
+            const Dest *d = &dests[i];
+            if (d->b > d->a)
+                decode_run(&h, d->run, starts[d->run], d->a, d->b, d->out, d->kinds, as_float, scratch);
+        }
+    Py_END_ALLOW_THREADS
+    if (problem) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        goto done;
+    }
+    result = strings_section(&h, body, raw, n);
+done:
+    free(body), free(scratch);
+    return result;
+}
+
 /* decode(stream, raw_size, crc, runs, dests, as_float) -> None, or the body's strings section (bytes)
  *   when a row is a str: ``dests`` is a list of (run, a, b, out, kinds_out or None): rows [a, b) of
  *   run ``run`` go to ``out`` (int64 or float64 buffer of b - a items) and ``kinds_out`` (uint8).
@@ -684,8 +755,6 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     Py_buffer rb = {0};
     PyObject *result = NULL;
-    uint8_t *body = NULL;
-    uint64_t *scratch = NULL;
     int64_t *starts = NULL;
     Py_ssize_t n_dest = PyList_GET_SIZE(dl), made = 0;
     Dest *dests = calloc((size_t)(n_dest ? n_dest : 1), sizeof(Dest));
@@ -697,24 +766,8 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
         goto done;
     int64_t n_runs = rb.len / 8, n = 0, longest = 0;
     const int64_t *runs = rb.buf;
-    starts = malloc((size_t)(n_runs ? n_runs : 1) * 8);
-    if (!starts) {
-        PyErr_NoMemory();
+    if (!(starts = run_starts(runs, n_runs, raw, &n, &longest)))
         goto done;
-    }
-    for (int64_t k = 0; k < n_runs; k++) {
-        if (runs[k] <= 0 || runs[k] >= MAX_ROWS || n >= MAX_ROWS) {
-            PyErr_SetString(PyExc_ValueError, "decode: the runs are not valid");
-            goto done;
-        }
-        starts[k] = n;
-        n += runs[k];
-        longest = runs[k] > longest ? runs[k] : longest;
-    }
-    if (raw < HEADER || raw > ((Py_ssize_t)1 << 40)) {
-        PyErr_SetString(PyExc_ValueError, "decode: the raw size is not valid");
-        goto done;
-    }
     for (; made < n_dest; made++) {
         Dest *d = &dests[made];
         PyObject *ko = Py_None, *oo;
@@ -733,33 +786,7 @@ static PyObject *decode(PyObject *Py_UNUSED(self), PyObject *args)
         d->out = d->view.buf;
         d->kinds = ko != Py_None ? d->kview.buf : NULL;
     }
-    body = malloc((size_t)raw);
-    scratch = malloc((size_t)(longest ? longest : 1) * 8);
-    if (!body || !scratch) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    const char *problem = NULL;
-    Body h;
-    Py_BEGIN_ALLOW_THREADS
-    if (inflate_checked(stream.buf, (size_t)stream.len, (uint32_t)crc, body, (size_t)raw, &problem) == 0)
-        problem = parse_body(body, (size_t)raw, n, n_runs, &h);
-    if (!problem)
-        for (Py_ssize_t i = 0; i < n_dest; i++) {
-            Dest *d = &dests[i];
-            if (d->b > d->a)
-                decode_run(&h, d->run, starts[d->run], d->a, d->b, d->out, d->kinds, as_float, scratch);
-        }
-    Py_END_ALLOW_THREADS
-    if (problem) {
-        PyErr_SetString(PyExc_ValueError, problem);
-        goto done;
-    }
-    int has_str = h.kinds ? memchr(h.kinds, STR, (size_t)n) != NULL : (h.kind == STR && n > 0);
-    if (has_str || h.strings_at != (size_t)raw)
-        result = PyBytes_FromStringAndSize((const char *)body + h.strings_at, raw - (Py_ssize_t)h.strings_at);
-    else
-        result = Py_NewRef(Py_None);
+    result = decode_dests(&stream, raw, crc, n_runs, starts, n, longest, dests, n_dest, as_float);
 done:
     for (Py_ssize_t i = 0; i < made && dests; i++) {
         if (dests[i].view.obj)
@@ -767,10 +794,76 @@ done:
         if (dests[i].kview.obj)
             PyBuffer_Release(&dests[i].kview);
     }
-    free(dests), free(body), free(scratch), free(starts);
+    free(dests), free(starts);
     PyBuffer_Release(&stream);
     if (rb.obj)
         PyBuffer_Release(&rb);
+    return result;
+}
+
+/* decode_into(stream, raw_size, crc, runs, dests, outs, as_float) -> None, or the strings section
+ *   like decode(). ``dests``: a C-contiguous int64 array of rows (run, a, b, out, at): rows [a, b) of
+ *   run ``run`` go to items [at, at + b - a) of ``outs[out]`` (writable buffers of 8-byte items; the
+ *   loaders' 2-D blocks). One array instead of a tuple and a view per destination: a load of many
+ *   entities asks for thousands of them, and building those in Python cost more than decoding. */
+static PyObject *decode_into(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer stream, rb = {0}, db = {0};
+    Py_ssize_t raw;
+    unsigned long crc;
+    PyObject *ro, *dobj, *ol;
+    int as_float;
+    if (!PyArg_ParseTuple(args, "y*nkOOO!p", &stream, &raw, &crc, &ro, &dobj, &PyList_Type, &ol, &as_float))
+        return NULL;
+    PyObject *result = NULL;
+    int64_t *starts = NULL;
+    Dest *targets = NULL;
+    Py_ssize_t n_out = PyList_GET_SIZE(ol), opened = 0;
+    Py_buffer *outs = calloc((size_t)(n_out ? n_out : 1), sizeof(Py_buffer));
+    if (!outs) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (get_buffer(ro, &rb, "runs", 0, 8) < 0 || get_buffer(dobj, &db, "dests", 0, 8) < 0)
+        goto done;
+    for (; opened < n_out; opened++)
+        if (get_buffer(PyList_GET_ITEM(ol, opened), &outs[opened], "out", 1, 8) < 0)
+            goto done;
+    int64_t n_runs = rb.len / 8, n = 0, longest = 0, n_dest = db.len / 40;
+    const int64_t *runs = rb.buf, *dest = db.buf;
+    if (db.len % 40) {
+        PyErr_SetString(PyExc_ValueError, "decode_into: dests is not rows of (run, a, b, out, at)");
+        goto done;
+    }
+    if (!(starts = run_starts(runs, n_runs, raw, &n, &longest)))
+        goto done;
+    for (int64_t i = 0; i < n_dest; i++) {
+        const int64_t *d = dest + 5 * i;
+        if (d[0] < 0 || d[0] >= n_runs || d[1] < 0 || d[1] > d[2] || d[2] > runs[d[0]] || d[3] < 0 || d[3] >= n_out
+            || d[4] < 0 || d[4] > outs[d[3]].len / 8 - (d[2] - d[1])) {
+            PyErr_SetString(PyExc_ValueError, "decode: a destination does not fit its run");
+            goto done;
+        }
+    }
+    if (!(targets = calloc((size_t)(n_dest ? n_dest : 1), sizeof(Dest)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t i = 0; i < n_dest; i++) {
+        const int64_t *d = dest + 5 * i;
+        targets[i].run = d[0], targets[i].a = d[1], targets[i].b = d[2];
+        targets[i].out = (uint64_t *)outs[d[3]].buf + d[4];
+    }
+    result = decode_dests(&stream, raw, crc, n_runs, starts, n, longest, targets, n_dest, as_float);
+done:
+    for (Py_ssize_t i = 0; i < opened; i++)
+        PyBuffer_Release(&outs[i]);
+    free(outs), free(targets), free(starts);
+    PyBuffer_Release(&stream);
+    if (rb.obj)
+        PyBuffer_Release(&rb);
+    if (db.obj)
+        PyBuffer_Release(&db);
     return result;
 }
 
@@ -1066,6 +1159,7 @@ static PyMethodDef methods[] = {
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode_many", encode_many, METH_VARARGS, "Encode the columns of a segment (see the module source)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
+    {"decode_into", decode_into, METH_VARARGS, "Decode runs of one stream into rows of blocks (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},
     {"decode_columns_v2", v2_decode_columns, METH_VARARGS, "Read, inflate and decode format 1/2 columns (see _ccodec_v2.c)."},
     {NULL, NULL, 0, NULL},
