@@ -35,8 +35,7 @@ def info_command(
             if json_out:
                 typer.echo(json.dumps(m, indent=2, sort_keys=True))
                 return
-            host = m.get("host") or {}
-            stats = m.get("stats") or {}
+            host, stats = _object(m.get("host")), _object(m.get("stats"))
             lo, hi = trace.time_span()
             size = os.path.getsize(path) if os.path.exists(path) else 0
             values = stats.get("values") or 0
@@ -53,27 +52,30 @@ def info_command(
                 f"{stats.get('dropped_records', 0)})",
                 f"size         {size} bytes" + (f", {size / values:.3f} bytes per value" if values else ""),
             ]
-            if m.get("imported_from"):
+            if _object(m.get("imported_from")):
                 lines.append(f"imported     from {m['imported_from'].get('source')}")
-            if m.get("command"):
-                if "argv" in m["command"]:
-                    argv = shlex.join(m["command"]["argv"]).replace("\n", "\\n")
+            command = _object(m.get("command"))
+            if command:
+                if isinstance(command.get("argv"), list):
+                    argv = shlex.join(map(str, command["argv"])).replace("\n", "\\n")
                     argv = argv if len(argv) <= 160 else argv[:157] + "..."
                 else:
-                    argv = f"(pid {m['command'].get('pid')}; command line not kept (--no-cmdline))"
-                lines.append(f"command      {argv} -> exit {m['command'].get('exit_status')}")
-            redaction = m.get("redaction") or {}
+                    argv = f"(pid {command.get('pid')}; command line not kept (--no-cmdline))"
+                lines.append(f"command      {argv} -> exit {command.get('exit_status')}")
+            redaction = _object(m.get("redaction"))
             if redaction.get("argv_values_redacted") or redaction.get("reader_values_redacted"):
                 lines.append(f"redacted     {redaction.get('argv_values_redacted', 0)} value(s) of the command line, "
                              f"{redaction.get('reader_values_redacted', 0)} of reader settings "
                              f"(shown as {redaction.get('marker', '***')})")
-            if m.get("slurm"):
+            if _object(m.get("slurm")):
                 lines.append(f"slurm        job {m['slurm'].get('job_id')}")
-            for gpu in m.get("gpus") or []:
+            for gpu in _objects(m.get("gpus")):
                 lines.append(f"gpu          {gpu.get('index')}: {gpu.get('name')} {gpu.get('uuid')}")
-            for reader in m.get("readers") or []:
+            for reader in _objects(m.get("readers")):
+                fields_of = _object(reader.get("caps")).get("fields")
                 lines.append(f"reader       {reader.get('label')}: {reader.get('name')} source={reader.get('source') or '-'} "
-                             f"version={reader.get('version') or '-'} fields={len((reader.get('caps') or {}).get('fields', []))}")
+                             f"version={reader.get('version') or '-'} "
+                             f"fields={len(fields_of) if isinstance(fields_of, list) else 0}")
             by_source: dict[str, list[str]] = {}
             for source, entity in trace.entities():
                 by_source.setdefault(source, []).append(entity)
@@ -132,3 +134,13 @@ def register(app: typer.Typer) -> None:
     app.command("info", cls=Command)(info_command)
     app.command("check", cls=Command)(check_command)
     app.command("upgrade", cls=Command)(upgrade_command)
+
+
+def _object(value) -> dict:
+    """A manifest entry that should be an object: itself, or empty when it is something else
+    (the manifest is the trace's to say; a wrong type there is shown as missing, not a traceback)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -92,18 +92,48 @@ def _fork() -> int:
 
 
 def _walk(path: str, done=lambda: None) -> None:
+    """Every object reachable by name, as the readers reach them (``group[name]``), its attributes
+    and its small string datasets; an object that fails is passed over, not the end of the walk
+    (h5py's ``visititems`` stops at the first failure, and would leave the objects after it to
+    hang the reader)."""
     import h5py
 
-    def visit(_name, obj) -> None:
+    def look(obj) -> None:
         done()
-        for key in obj.attrs:
-            obj.attrs[key]
+        for key in _keys(obj.attrs):
+            _quietly(lambda: obj.attrs[key])
         if isinstance(obj, h5py.Dataset):
             obj.shape, obj.dtype, obj.chunks
             if obj.dtype.kind == "O" and obj.size <= 1:
                 obj[()]
 
+    def walk(group, depth: int) -> None:
+        for key in _keys(group):
+            obj = _quietly(lambda: group[key])
+            if obj is None:
+                continue
+            _quietly(lambda: look(obj))
+            if isinstance(obj, h5py.Group) and depth < 32:
+                walk(obj, depth + 1)
+
     with h5py.File(path, "r") as h5:
-        for key in h5.attrs:
-            h5.attrs[key]
-        h5.visititems(visit)
+        _quietly(lambda: look(h5))
+        walk(h5, 0)
+
+
+def _keys(container) -> list:
+    """The names in a group or attribute set, as many as can be listed."""
+    names = []
+    try:
+        for name in container:
+            names.append(name)
+    except Exception:  # a damaged link table: the names before the damage are still looked at
+        pass
+    return names
+
+
+def _quietly(read):
+    try:
+        return read()
+    except Exception:  # damage the readers report themselves, typed; the walk looks for hangs
+        return None

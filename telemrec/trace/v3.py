@@ -204,8 +204,12 @@ class V3Reader:
         if problem is None and len(runs):
             seg_of_run = np.repeat(np.arange(len(seg)), seg[:, C.SEG_RUNS])
             tables = np.array([e.table for e in self.catalog.entities], np.int64)
-            if (tables[runs[:, C.RUN_ENTITY]] != seg[seg_of_run, C.SEG_TABLE]).any():
+            ent = runs[:, C.RUN_ENTITY]
+            same = seg_of_run[1:] == seg_of_run[:-1]
+            if (tables[ent] != seg[seg_of_run, C.SEG_TABLE]).any():
                 problem = "a run names an entity of another table"
+            elif (ent[1:][same] <= ent[:-1][same]).any():
+                problem = "a segment's runs are not in ascending entity order"  # swapped, they would trade rows
         if problem is None and len(streams):
             widths = np.array([len(t.columns) for t in self.catalog.tables], np.int64)
             seg_of_stream = np.repeat(np.arange(len(seg)), seg[:, C.SEG_STREAMS])
@@ -364,13 +368,19 @@ class V3Reader:
         return time
 
     def time_span(self) -> tuple[int | None, int | None]:
-        """(first, last) wall_ns over all records, from the index (each segment's wall range)."""
-        seg = self.index.segments
-        records = [t for t, table in enumerate(self.catalog.tables) if table.kind == C.RECORDS]
-        mine = seg[np.isin(seg[:, C.SEG_TABLE], records) & (seg[:, C.SEG_ROW_HI] > seg[:, C.SEG_ROW_LO])]
-        if not len(mine):
-            return None, None
-        return int(mine[:, C.SEG_WALL_LO].min()), int(mine[:, C.SEG_WALL_HI].max())
+        """(first, last) wall_ns over all records: from the sources' time tables (a row is made for
+        records only), one column each, not entity by entity. Not from the index's segment wall
+        ranges: those only narrow a read, and nothing checks them at open."""
+        from telemrec.trace._v3entity import read_rows
+
+        lo = hi = None
+        for source in sorted(self.catalog.time_entities):
+            time = self.entities_time(source)
+            if time.rows:
+                wall = read_rows(self, time.eid, 1, 0, time.rows).ints
+                a, b = int(wall.min()), int(wall.max())
+                lo, hi = (a, b) if lo is None else (min(lo, a), max(hi, b))
+        return lo, hi
 
     def entities(self) -> dict:
         if self._entities is None:

@@ -74,3 +74,53 @@ def test_a_repeated_frame_of_an_old_journal_ends_it_there(tmp_path):
     with telemrec.open_trace(str(tmp_path / "ok" / "trace.h5"), recover=False) as trace:
         whole = sum(1 for _ in trace.records())
     assert repeated == whole  # the frames before the repeated one: its records are not read twice
+
+
+def test_an_object_past_one_that_fails_is_still_looked_at_first(tmp_path):
+    """h5py's visititems stops at the first object that fails; the first look walks on, so an object
+    after it that makes HDF5 loop is found there, not by the reader that would hang on it."""
+    path = _mutant(tmp_path, "v2/node_exporter.h5", "zero-large:11000035")
+    began = time.monotonic()
+    with pytest.raises(TraceCorruptError, match="stuck for 3 s on one object"):
+        _read_all(path)
+    assert time.monotonic() - began < 30
+
+
+def test_the_time_span_does_not_come_from_the_index_s_wall_ranges(tmp_path):
+    """A re-sealed index whose segment wall range was zeroed: the records' instants are unchanged,
+    and so is the span (it is read from the sources' time tables)."""
+    path = _mutant(tmp_path, "v3/psutil_process_tree.h5", "index-edit:11000004")
+    with telemrec.open_trace(os.path.join(SAMPLES, "v3/psutil_process_tree.h5")) as trace:
+        expected = trace.time_span()
+    with telemrec.open_trace(path) as trace:
+        assert trace.time_span() == expected
+        walls = [r.wall_ns for r in trace.records()]
+    assert expected == (min(walls), max(walls))
+
+
+def test_a_segment_whose_runs_are_out_of_entity_order_is_refused():
+    """Two runs swapped in a re-sealed segment header would trade their rows' entities."""
+    import numpy as np
+
+    from telemrec.trace import _catalog as C
+    from telemrec.trace._segments import Segment
+
+    cat = C.Catalog()
+    for item in (["source", "s"], ["table", "records", 0], ["entity", 0, "a"], ["entity", 0, "b"]):
+        cat.apply(item)
+    header = {"table": 0, "rows": [0, 3], "seq": [0, 3], "wall": [1, 3], "entities": [1, 0], "counts": [1, 2],
+              "streams": [], "run_kinds": [], "values": 0, "final": True}
+    with pytest.raises(TraceCorruptError, match="ascending"):
+        Segment.from_header(header, 0, cat)
+    header["entities"] = [0, 1]
+    assert Segment.from_header(header, 0, cat).entities.tolist() == [0, 1]
+    assert np.array_equal(Segment.from_header(header, 0, cat).counts, [1, 2])
+
+
+def test_info_shows_a_manifest_entry_of_the_wrong_type_as_missing(tmp_path):
+    import subprocess
+    import sys
+
+    path = _mutant(tmp_path, "v3/nvml_synthetic.h5", "manifest-edit:11000021")  # gpus[0] is 7
+    out = subprocess.run([sys.executable, "-m", "telemrec", "info", path], capture_output=True, text=True)
+    assert out.returncode == 0 and "Traceback" not in out.stderr and "time span" in out.stdout
