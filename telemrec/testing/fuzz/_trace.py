@@ -317,7 +317,7 @@ def index_edit(data: bytes, lay: dict, rng: random.Random, workdir: str):
             array = np.insert(array, row, array[row], axis=0)
         else:
             new = {"+1": old + 1, "-1": old - 1, "negative": -abs(old) - 1, "huge": 2**62 + 3, "zero": 0}[op]
-            array[row, col] = new
+            array[row, col] = (new + 2**63) % 2**64 - 2**63  # as int64 arithmetic wraps (NO_WALL - 1)
             strict = not (op in ("+1", "-1") and (name, col) in _SOFT_INDEX_COLUMNS)
         encoded = encode_index(array)
         catalog["index"][name] = [int(blob.shape[0]), len(encoded), zlib.crc32(encoded), int(array.shape[0])]
