@@ -101,21 +101,20 @@ def _from_checkpoint(path: str, name: str | None) -> JournalState | None:
     slot = _journal.read_slot(path)
     if slot is None:
         return None
-    frame, after = _journal.read_frame_at(path, *slot, verify=True)
+    ((frame, after),) = _journal.read_frames_at(path, [slot], verify=True)
     obj = frame.obj if frame is not None and frame.kind == _journal.JSON_FRAME else {}
     if obj.get("t") != "checkpoint" or journal_frame_problem(obj, 3):
         return None
     state = JournalState(path, name=name or path)
     state.scan.version = 3
-    last = -1
+    refs = obj["frames"]
+    if any(not a < b for (a, _), (b, _) in zip(refs, refs[1:])) or (refs and refs[-1][0] >= slot[0]):
+        return None  # listed in file order, all before the checkpoint
     try:
-        for offset, ordinal in obj["frames"]:
-            listed, _ = _journal.read_frame_at(path, offset, ordinal, verify=False) if last < offset < slot[0] \
-                else (None, 0)
+        for listed, _ in _journal.read_frames_at(path, refs, verify=False):
             if listed is None:
                 return None
             _apply(state, listed)
-            last = offset
     except TraceCorruptError:
         return None
     state.scan.valid_bytes, state.scan.ordinal = after, slot[1] + 1

@@ -23,7 +23,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from telemrec.errors import TraceCorruptError, TraceWriteError, UnsupportedFormatVersionError
 from telemrec.record import RawRecord
@@ -202,16 +202,18 @@ def read_slot(path: str) -> tuple[int, int] | None:
     return offset, ordinal
 
 
-def read_frame_at(path: str, offset: int, ordinal: int, *, verify: bool) -> tuple[Frame | None, int]:
-    """The version 3 frame numbered ``ordinal`` at ``offset`` and the offset after it; (None, 0) when
-    it is not there whole."""
+def read_frames_at(path: str, refs: Iterable[tuple[int, int]], *, verify: bool) -> Iterator[tuple[Frame | None, int]]:
+    """For each (offset, ordinal) of ``refs``: the version 3 frame with that number there and the
+    offset after it, or (None, 0) when it is not there whole; the journal opened once for all."""
     with _open(path) as f:
         size = os.fstat(f.fileno()).st_size
-        if not FIRST_FRAME_V3 <= offset < size:
-            return None, 0
-        f.seek(offset)
-        frame, _ = _read_frame(f, offset, size, verify, ordinal)
-        return frame, (f.tell() if frame is not None else 0)
+        for offset, ordinal in refs:
+            if not FIRST_FRAME_V3 <= offset < size:
+                yield None, 0
+                continue
+            f.seek(offset)
+            frame, _ = _read_frame(f, offset, size, verify, ordinal)
+            yield frame, (f.tell() if frame is not None else 0)
 
 
 @dataclass
