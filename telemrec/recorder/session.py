@@ -236,6 +236,7 @@ def record(req: RecordRequest, *, console: Console | None = None, install_signal
             if signum == signal.SIGTERM:  # a terminal's Ctrl-C reaches the command itself
                 command.signal(signal.SIGTERM)
             stopping.begin(f"signal {signal.Signals(signum).name}")
+            recorder.nudge()
 
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -292,7 +293,11 @@ def _run(req: RecordRequest, recorder: Recorder, writer: TraceWriter, command: C
             if stopping.expired(now) and command is not None and command.alive():
                 console.warn(f"the command did not exit within --grace {req.grace:g} s: stopping it")
                 recorder.stop()
-            step = 0.5 if deadline is None else min(0.5, max(0.0, deadline - now))
+            # a live display refreshes twice a second; otherwise nothing needs this thread until a
+            # signal (nudge), the end, or the next look for missed ticks to warn about
+            step = 0.5 if (console.tty and not console.quiet) or stopping.reason is not None else 5.0
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - now))
             if recorder.wait(step):
                 if stopping.reason == "duration reached":
                     reason = stopping.reason
