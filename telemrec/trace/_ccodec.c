@@ -356,10 +356,99 @@ static int get_buffer(PyObject *obj, Py_buffer *view, const char *what, int writ
     return 0;
 }
 
+/* The strings section of a body from a column's str values (``_streams.strings_section``):
+ * u32 count, u32 repeats[count], u32 lengths[count], then the UTF-8 (surrogatepass) of the first
+ * value of each run of equal consecutive str rows. ``strs`` an object array of n (None: no str). */
+static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject *strs)
+{
+    if (strs == Py_None)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    Py_buffer ob = {0};
+    if (PyObject_GetBuffer(strs, &ob, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    PyObject *out = NULL, *runs = NULL, *first = NULL;
+    if (!ob.format || strcmp(ob.format, "O") != 0 || ob.itemsize != (Py_ssize_t)sizeof(PyObject *) ||
+        ob.len / ob.itemsize != n) {
+        PyErr_SetString(PyExc_ValueError, "encode_many: a column's strings are not an object array of its rows");
+        goto done;
+    }
+    PyObject **items = ob.buf;
+    Py_ssize_t count = 0, total = 0;
+    PyObject *last = NULL;
+    runs = PyList_New(0);   /* the encoded first value of each run */
+    first = PyList_New(0);  /* and its repeat count, as ints */
+    if (!runs || !first)
+        goto done;
+    uint32_t repeat = 0;
+    for (Py_ssize_t r = 0; r <= n; r++) {
+        PyObject *v = NULL;
+        if (r < n) {
+            if (kinds[r] != STR)
+                continue;
+            v = items[r];
+            if (!v || !PyUnicode_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "encode_many: a str row's value is not a str");
+                goto done;
+            }
+            if (last && (v == last || PyUnicode_Compare(v, last) == 0)) {
+                repeat++;
+                continue;
+            }
+            if (PyErr_Occurred())
+                goto done;
+        }
+        if (last) {
+            PyObject *k = PyLong_FromUnsignedLong(repeat);
+            int bad = !k || PyList_Append(first, k) < 0;
+            Py_XDECREF(k);
+            if (bad)
+                goto done;
+        }
+        if (!v)
+            break;
+        PyObject *b = PyUnicode_AsEncodedString(v, "utf-8", "surrogatepass");
+        if (!b || PyList_Append(runs, b) < 0) {
+            Py_XDECREF(b);
+            goto done;
+        }
+        total += PyBytes_GET_SIZE(b);
+        Py_DECREF(b);
+        last = v, repeat = 1, count++;
+    }
+    if (!count) {
+        out = PyBytes_FromStringAndSize(NULL, 0);
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, 4 + 8 * count + total);
+    if (!out)
+        goto done;
+    uint8_t *w = (uint8_t *)PyBytes_AS_STRING(out);
+    uint32_t c32 = (uint32_t)count;
+    memcpy(w, &c32, 4);  /* little-endian hosts only, as the rest of this codec */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint32_t rep = (uint32_t)PyLong_AsUnsignedLong(PyList_GET_ITEM(first, i));
+        uint32_t len = (uint32_t)PyBytes_GET_SIZE(PyList_GET_ITEM(runs, i));
+        memcpy(w + 4 + 4 * i, &rep, 4);
+        memcpy(w + 4 + 4 * count + 4 * i, &len, 4);
+    }
+    uint8_t *at = w + 4 + 8 * count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *b = PyList_GET_ITEM(runs, i);
+        memcpy(at, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+        at += PyBytes_GET_SIZE(b);
+    }
+done:
+    Py_XDECREF(runs);
+    Py_XDECREF(first);
+    PyBuffer_Release(&ob);
+    return out;
+}
+
 /* encode_many(columns, runs, level) -> [None | (stream, encoding, scale, width, raw_size, kinds_mask, crc32)]
  * The columns of one segment in one call, each a compressed stream: ``columns`` a list of
  * (kinds, values, strings), kinds uint8[n], values int64[n] packed (an INT row's int, a FLOAT
- * row's bits), strings the body's strings section (bytes, empty when no row is a str); runs
+ * row's bits), strings the body's strings section (bytes, empty when no row is a str) or the
+ * column's str values (an object array of n, or None), of which it is made here; runs
  * int64[r], rows per run. A column whose rows are all absent gives None (it gets no stream). */
 static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
 {
@@ -389,7 +478,9 @@ static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
         Py_buffer kb = {0}, vb = {0}, sb = {0};
         if (get_buffer(ko, &kb, "kinds", 0, 1) < 0)
             goto fail;
-        if (get_buffer(vo, &vb, "values", 0, 8) < 0 || PyObject_GetBuffer(so, &sb, PyBUF_SIMPLE) < 0) {
+        PyObject *section = PyBytes_Check(so) ? Py_NewRef(so) : strings_section_of(kb.buf, kb.len, so);
+        if (!section || get_buffer(vo, &vb, "values", 0, 8) < 0 || PyObject_GetBuffer(section, &sb, PyBUF_SIMPLE) < 0) {
+            Py_XDECREF(section);
             PyBuffer_Release(&kb);
             if (vb.obj)
                 PyBuffer_Release(&vb);
@@ -437,6 +528,7 @@ static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
         PyBuffer_Release(&kb);
         PyBuffer_Release(&vb);
         PyBuffer_Release(&sb);
+        Py_DECREF(section);
         if (!entry)
             goto fail;
         PyList_SET_ITEM(out, i, entry);
@@ -1055,10 +1147,11 @@ done:
     return out;
 }
 
-/* fill_table(fields, index, kinds, values) -> (rows done, {field: [(row, str), ...]})
+/* fill_table(fields, index, kinds, values) -> (rows done, {field: [str or None] * n})
  * Typed columns from records' field dicts, whatever names each holds (some fields absent in some
  * rows): ``index`` maps a field name to its row of the outputs [k, n], which the caller zeroes
- * (ABSENT); each str value is listed by field number as (row, str).
+ * (ABSENT); the str values of a field holding any are a list of n by field number, None in the
+ * rows without one.
  * Stops at the first record that is not a dict or names a field ``index`` does not have (a new
  * field: the caller learns it and takes the slow path, dropping the outputs). */
 static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
@@ -1068,7 +1161,7 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(fields), k = PyDict_GET_SIZE(index), done = 0;
     Py_buffer kb = {0}, vb = {0};
-    PyObject *strs = NULL, *result = NULL;
+    PyObject *strs = NULL, *result = NULL, **col_strs = NULL;
     if (get_buffer(ko, &kb, "kinds", 1, 1) < 0 || get_buffer(vo, &vb, "values", 1, 8) < 0)
         goto done;
     if (kb.len != k * n || vb.len != 8 * k * n) {
@@ -1076,7 +1169,8 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
         goto done;
     }
     strs = PyDict_New();
-    if (!strs)
+    col_strs = calloc(k ? k : 1, sizeof(PyObject *));
+    if (!strs || !col_strs)
         goto done;
     uint8_t *kinds = kb.buf;
     int64_t *values = vb.buf;
@@ -1119,19 +1213,17 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
             } else if (t == &PyUnicode_Type) {
                 kinds[at] = STR;
                 values[at] = 0;
-                PyObject *fk = PyLong_FromSsize_t(f), *item = Py_BuildValue("(nO)", done, value);
-                PyObject *list = fk ? PyDict_GetItemWithError(strs, fk) : NULL;
-                int bad = !fk || !item || PyErr_Occurred();
-                if (!bad && !list) {
-                    list = PyList_New(0);
-                    bad = !list || PyDict_SetItem(strs, fk, list) < 0;
-                    Py_XDECREF(list);
+                if (!col_strs[f]) {  /* a list of n, None where a row holds no str */
+                    col_strs[f] = PyList_New(n);
+                    if (!col_strs[f])
+                        goto done;
+                    for (Py_ssize_t i = 0; i < n; i++) {
+                        Py_INCREF(Py_None);
+                        PyList_SET_ITEM(col_strs[f], i, Py_None);
+                    }
                 }
-                bad = bad || PyList_Append(list, item) < 0;
-                Py_XDECREF(fk);
-                Py_XDECREF(item);
-                if (bad)
-                    goto done;
+                Py_INCREF(value);
+                Py_SETREF(PyList_GET_ITEM(col_strs[f], done), value);
             } else if (value == Py_None) {
                 kinds[at] = NONE;
                 values[at] = 0;
@@ -1144,8 +1236,21 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
         if (!known)
             break;
     }
+    for (Py_ssize_t f = 0; f < k; f++) {
+        if (col_strs[f]) {
+            PyObject *fk = PyLong_FromSsize_t(f);
+            int bad = !fk || PyDict_SetItem(strs, fk, col_strs[f]) < 0;
+            Py_XDECREF(fk);
+            if (bad)
+                goto done;
+        }
+    }
     result = Py_BuildValue("(nO)", done, strs);
 done:
+    if (col_strs)
+        for (Py_ssize_t f = 0; f < k; f++)
+            Py_XDECREF(col_strs[f]);
+    free(col_strs);
     Py_XDECREF(strs);
     if (kb.obj)
         PyBuffer_Release(&kb);

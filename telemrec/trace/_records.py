@@ -262,13 +262,10 @@ class TableWriter:
         n_meta = len(table.meta)
         used = present.any(axis=1)
         for f in np.flatnonzero(used).tolist():
-            col_strs = None
             found = strs.get(f)
-            if found:
-                col_strs = np.full(n, None, object)
-                rows, texts = zip(*found)
-                col_strs[list(rows)] = texts
-            columns[n_meta + f] = packed_column(kinds[f], values[f], col_strs)
+            if found is not None:
+                found = np.array(found, object)
+            columns[n_meta + f] = packed_column(kinds[f], values[f], found)
         return int(np.count_nonzero(present))
 
     def _learn_rows(self, ent: _Entity, rows: list, held: np.ndarray) -> None:

@@ -152,13 +152,20 @@ def _int(value) -> int:
     return value
 
 
+def _c_strings(strs):
+    """A column's str values as encode_many takes them (it makes the strings section itself)."""
+    if strs is None or strs.flags.c_contiguous:
+        return strs
+    return np.ascontiguousarray(strs)
+
+
 def _encoded_columns(piece: Piece, level: int):
     """(column number, column, stream, info, CRC-32) of each column with a value in some row: in one
     C call when the codec is compiled (a segment of a few ticks has tens of short columns)."""
     present = [(c, col) for c, col in enumerate(piece.columns) if col is not None]
     if _ccodec is not None:
-        done = _ccodec.encode_many([(col.kinds, packed(col), _streams.strings_section(col.kinds, col.strs))
-                                    for _, col in present], piece.counts, level)
+        done = _ccodec.encode_many([(col.kinds, packed(col), _c_strings(col.strs)) for _, col in present],
+                                   piece.counts, level)
         for (c, col), out in zip(present, done):
             if out is not None:  # None: every row absent, no stream
                 stream, encoding, scale, width, raw, kinds, crc = out

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(_ccodec is None, reason="the compiled codec is n
 VALUES = st.one_of(
     st.integers(-(2**63), 2**63 - 1), st.integers(-1000, 1000),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.25, 1.5, 12.75, -0.0, float("nan")]),
-    st.none(), st.sampled_from(["", "busy", "ok", "é\u2603"]))
+    st.none(), st.sampled_from(["", "busy", "ok", "é\u2603", "lone \ud800 surrogate"]))
 
 
 @st.composite
@@ -57,6 +57,9 @@ def test_the_compiled_encoder_writes_the_numpy_codecs_bodies(case, level):
         assert out is None  # every row absent: no stream
         return
     stream, encoding, scale, width, raw, kinds, crc = out
+    # the writer hands the str values and the encoder makes the strings section itself
+    (made,) = _ccodec.encode_many([(col.kinds, packed(col), col.strs)], runs, level)
+    assert made == out
     body, info = _streams.encode_body(col, runs)
     assert zlib.decompress(stream) == body
     assert (encoding, scale, width, kinds, raw) == (info.encoding, info.scale, info.width, info.kinds, info.raw_size)
@@ -69,3 +72,13 @@ def test_columns_that_do_not_fit_their_runs_are_refused():
         _ccodec.encode_many([(col.kinds, packed(col), b"")], np.array([2], np.int64), 6)
     with pytest.raises(TypeError):
         _ccodec.encode_many([col.kinds], np.array([3], np.int64), 6)
+
+
+def test_str_values_the_encoder_cannot_take_are_refused():
+    kinds = np.array([4, 4], np.uint8)  # STR rows
+    values = np.zeros(2, np.int64)
+    runs = np.array([2], np.int64)
+    for strs, error in ((np.array(["a", 7], object), TypeError), (np.array(["a"], object), ValueError),
+                        (np.array(["a", "b"]), ValueError)):  # a non-str value; too few rows; not objects
+        with pytest.raises(error):
+            _ccodec.encode_many([(kinds, values, strs)], runs, 6)
