@@ -35,12 +35,13 @@ enum { NCPU = 10, NVMEM = 10, NSWAP = 5, NSTATS = 4, NSYSTEM = 35, NDISK = 9, NN
 static PyObject *s_mono_ns, *s_wall_ns, *s_entity, *s_fields, *s_source, *s_source_version, *s_error;
 static long clock_ticks;
 
+
 typedef struct {
     char *data;
-    size_t len;
+    size_t len, cap;
 } Buf;
 
-/* the whole file; 0 on success */
+/* the whole file into buf (grown as needed); 0 on success */
 static int read_all(PyObject *file, Buf *buf) {
     int fd, kept = PyLong_Check(file);
     if (kept) {
@@ -54,8 +55,8 @@ static int read_all(PyObject *file, Buf *buf) {
     }
     if (fd < 0)
         return -1;
-    size_t cap = 8192, len = 0;
-    char *data = malloc(cap);
+    size_t cap = buf->data ? buf->cap : 8192, len = 0;
+    char *data = buf->data ? buf->data : malloc(cap);
     int rc = -1;
     while (data != NULL) {
         ssize_t n = pread(fd, data + len, cap - len - 1, (off_t)len);
@@ -76,12 +77,11 @@ static int read_all(PyObject *file, Buf *buf) {
     }
     if (!kept)
         close(fd);
-    if (rc < 0) {
-        free(data);
-        return -1;
-    }
-    data[len] = '\0';
     buf->data = data;
+    buf->cap = cap;
+    if (rc < 0)
+        return -1;
+    data[len] = '\0';
     buf->len = len;
     return 0;
 }
@@ -281,11 +281,10 @@ static int parse_memory(const Buf *meminfo, const Buf *vmstat, System *s) {
 
 /* glibc's sysconf(_SC_NPROCESSORS_ONLN) is the count of this list's ranges ("0-3,8"); other
    forms are left to sysconf itself */
-static long online_count(PyObject *file) {
-    Buf b;
+static long online_count(PyObject *file, Buf *b) {
     long count = 0;
-    if (file != Py_None && read_all(file, &b) == 0) {
-        const char *p = b.data, *end = b.data + b.len;
+    if (file != Py_None && read_all(file, b) == 0) {
+        const char *p = b->data, *end = b->data + b->len;
         while (p < end && *p != '\n') {
             const char *q = p;
             uint64_t lo, hi;
@@ -312,7 +311,6 @@ static long online_count(PyObject *file) {
         odd:
             count = 0;
         }
-        free(b.data);
     }
     return count > 0 ? count : sysconf(_SC_NPROCESSORS_ONLN);
 }
@@ -354,9 +352,29 @@ static int count_tokens(const char *p, const char *end, const char **tok, size_t
     return n;
 }
 
+/* {key: None} for each keys tuple last seen: a copy of it is a dict sized for its fields at once */
+static PyObject *template_keys[4], *templates[4];
+
+static PyObject *template_for(PyObject *keys) {
+    int slot = 0;
+    while (slot < 3 && template_keys[slot] != keys && template_keys[slot] != NULL)
+        slot++;
+    if (template_keys[slot] != keys) {
+        PyObject *t = PyDict_New();
+        for (Py_ssize_t i = 0; t != NULL && i < PyTuple_GET_SIZE(keys); i++)
+            if (PyDict_SetItem(t, PyTuple_GET_ITEM(keys, i), Py_None) < 0)
+                Py_CLEAR(t);
+        if (t == NULL)
+            return NULL;
+        Py_XSETREF(templates[slot], t);
+        Py_XSETREF(template_keys[slot], Py_NewRef(keys));
+    }
+    return templates[slot];
+}
+
 /* {keys[i]: values[i]}, the values stolen (all of them, also on failure) */
 static PyObject *fields_dict(PyObject *keys, PyObject **values, Py_ssize_t n) {
-    PyObject *d = PyDict_New();
+    PyObject *t = template_for(keys), *d = t ? PyDict_Copy(t) : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (d != NULL && (values[i] == NULL || PyDict_SetItem(d, PyTuple_GET_ITEM(keys, i), values[i]) < 0))
             Py_CLEAR(d);
@@ -515,13 +533,19 @@ static PyObject *sample(PyObject *module, PyObject *const *args, Py_ssize_t narg
     PyObject *files = args[0], *out = args[11], *result = NULL, *disks = NULL, *nets = NULL, *records = NULL;
     PyTypeObject *type = (PyTypeObject *)args[6];
     PyObject *const *common = args + 7; /* mono, wall, source, version */
-    Buf buf[F_ONLINE] = {{NULL, 0}};
+    /* the buffers kept from call to call (pages already mapped, warmer); a call made meanwhile
+       (another thread's, while this one runs Python code) has its own */
+    static Buf kept[NFILES];
+    static int busy;
+    Buf own[NFILES] = {{NULL, 0, 0}}, *buf = busy ? own : kept;
+    int mine = !busy;
+    busy = 1;
     System s = {0};
     for (int i = 0; i < F_ONLINE; i++)
         if (read_all(PyTuple_GET_ITEM(files, i), &buf[i]) < 0)
             goto python;
     if (parse_stat(&buf[F_STAT], per_cpu, &s) < 0 || parse_memory(&buf[F_MEMINFO], &buf[F_VMSTAT], &s) < 0 ||
-        getloadavg(s.load, 3) != 3 || (s.logical = online_count(PyTuple_GET_ITEM(files, F_ONLINE))) < 1 ||
+        getloadavg(s.load, 3) != 3 || (s.logical = online_count(PyTuple_GET_ITEM(files, F_ONLINE), &buf[F_ONLINE])) < 1 ||
         (s.affinity = affinity_count()) < 0 || !plain_ascii(&buf[F_DISKSTATS]) || !plain_ascii(&buf[F_NETDEV]))
         goto python;
     if ((disks = disk_table(&buf[F_DISKSTATS], keys[2])) == NULL || (nets = net_table(&buf[F_NETDEV], keys[3])) == NULL)
@@ -574,8 +598,11 @@ python:
     if (!PyErr_Occurred())
         result = Py_NewRef(Py_False);
 done:
-    for (int i = 0; i < F_ONLINE; i++)
-        free(buf[i].data);
+    if (mine)
+        busy = 0;
+    else
+        for (int i = 0; i < NFILES; i++)
+            free(own[i].data);
     PyMem_Free(s.percpu);
     Py_XDECREF(disks);
     Py_XDECREF(nets);

@@ -93,6 +93,7 @@ class SystemLevel:
         self._keys = (SYSTEM_FIELDS, CPU_FIELDS, DISK_FIELDS, NET_FIELDS)
         self._disks: dict[str, str | None] = {}
         self._nics: dict[str, str] = {}
+        self.compiled_ticks = 0  # ticks the compiled path read (the rest: the Python path)
 
     @property
     def compiled(self) -> bool:
@@ -123,6 +124,7 @@ class SystemLevel:
         c = self._c
         if c is not None and c.sample(self._files, self._keys, self._per_cpu, self._disks, self._disk_entity,
                                       self._nics, RawRecord, mono, wall, self._source, self._version, records):
+            self.compiled_ticks += 1
             return
         self.read_py(records, mono, wall)
 
