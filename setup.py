@@ -82,7 +82,8 @@ if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIO
                                 ["telemrec/readers/_cprocfs.c", "telemrec/readers/_cprocfs_refresh.c"],
                                 depends=["telemrec/readers/_cprocfs.h"], extra_compile_args=["-O2", "-fvisibility=hidden"],
                                 optional=True))
-    extensions.append(Extension("telemrec.readers._csystem", ["telemrec/readers/_csystem.c"],
+    extensions.append(Extension("telemrec.readers._csystem", ["telemrec/readers/_csystem.c", "telemrec/readers/_csystem_parse.c"],
+                                depends=["telemrec/readers/_csystem.h"],
                                 extra_compile_args=["-O2", "-fvisibility=hidden"], optional=True))
 
 setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas, "build_ext": BuildExtNamingLibraries})
