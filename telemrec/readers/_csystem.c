@@ -64,7 +64,15 @@ static PyObject *u64_fields(PyObject *keys, const uint64_t *v, Py_ssize_t n) {
     return fields_dict(keys, values, n);
 }
 
-static PyObject *ascii_str(const char *p, size_t n) { return PyUnicode_DecodeASCII(p, (Py_ssize_t)n, "strict"); }
+/* table[name] = the fields of v (a repeated name: the last values, in the first's place, as psutil's dict) */
+static int table_set(PyObject *table, const char *name, size_t len, PyObject *keys, const uint64_t *v, Py_ssize_t n) {
+    PyObject *key = PyUnicode_DecodeASCII(name, (Py_ssize_t)len, "strict");
+    PyObject *fields = key ? u64_fields(keys, v, n) : NULL;
+    int rc = fields == NULL ? -1 : PyDict_SetItem(table, key, fields);
+    Py_XDECREF(key);
+    Py_XDECREF(fields);
+    return rc;
+}
 
 /* psutil's disk_io_counters(perdisk=True) as {name: fields}; NULL without an exception: not a plain case */
 static PyObject *disk_table(const Buf *b, PyObject *keys) {
@@ -99,11 +107,8 @@ static PyObject *disk_table(const Buf *b, PyObject *keys) {
         if (v[2] > UINT64_MAX / 512 || v[3] > UINT64_MAX / 512)
             goto odd;
         v[2] *= 512, v[3] *= 512;
-        PyObject *key = ascii_str(tok[name], tlen[name]), *fields = key ? u64_fields(keys, v, NDISK) : NULL;
-        if (fields == NULL || PyDict_SetItem(table, key, fields) < 0) /* a repeated name: the last, in the first's place */
+        if (table_set(table, tok[name], tlen[name], keys, v, NDISK) < 0)
             Py_CLEAR(table);
-        Py_XDECREF(key);
-        Py_XDECREF(fields);
         continue;
     odd:
         Py_CLEAR(table);
@@ -134,11 +139,8 @@ static PyObject *net_table(const Buf *b, PyObject *keys) {
         while (ne > ns && is_space(ne[-1]))
             ne--;
         uint64_t v[NNET] = {f[8], f[0], f[9], f[1], f[2], f[10], f[3], f[11]};
-        PyObject *key = ascii_str(ns, (size_t)(ne - ns)), *fields = key ? u64_fields(keys, v, NNET) : NULL;
-        if (fields == NULL || PyDict_SetItem(table, key, fields) < 0)
+        if (table_set(table, ns, (size_t)(ne - ns), keys, v, NNET) < 0)
             Py_CLEAR(table);
-        Py_XDECREF(key);
-        Py_XDECREF(fields);
         continue;
     odd:
         Py_CLEAR(table);
