@@ -10,6 +10,8 @@
   ``--as nvml`` fails with ReplayUnavailableError and a hint.
 - ``telemrec.readers._cprocfs``: the procfs process collector's per-tick hot path (C,
   Linux); optional: without it ``telemrec/readers/_procfs_native.py`` does the same in Python.
+- ``telemrec.readers._csystem``: the psutil reader's system level in one call a tick (C, Linux);
+  optional: without it ``telemrec/readers/_psutil_system.py`` reads it through psutil.
 - ``schemas/`` (the manifest schemas, kept at the top of the repository) ship
   inside the wheel as ``telemrec/schemas``.
 """
@@ -80,5 +82,8 @@ if sys.platform.startswith("linux") and not os.environ.get("TELEMREC_NO_EXTENSIO
                                 ["telemrec/readers/_cprocfs.c", "telemrec/readers/_cprocfs_refresh.c"],
                                 depends=["telemrec/readers/_cprocfs.h"], extra_compile_args=["-O2", "-fvisibility=hidden"],
                                 optional=True))
+    extensions.append(Extension("telemrec.readers._csystem", ["telemrec/readers/_csystem.c", "telemrec/readers/_csystem_parse.c"],
+                                depends=["telemrec/readers/_csystem.h"],
+                                extra_compile_args=["-O2", "-fvisibility=hidden"], optional=True))
 
 setup(ext_modules=extensions, cmdclass={"build_py": BuildPyWithSchemas, "build_ext": BuildExtNamingLibraries})

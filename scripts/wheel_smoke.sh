@@ -80,6 +80,7 @@ venv = os.path.realpath(sys.argv[1])
 assert os.path.realpath(telemrec.__file__).startswith(venv), telemrec.__file__
 assert importlib.util.find_spec("telemrec.trace._ccodec"), "no compiled codec in the wheel"
 assert importlib.util.find_spec("telemrec.readers._cprocfs"), "no compiled procfs collector in the wheel"
+assert importlib.util.find_spec("telemrec.readers._csystem"), "no compiled system level in the wheel"
 assert field_table()[100].name == "DCGM_FI_DEV_SM_CLOCK"  # the field table is package data
 assert load_schema()["properties"]
 print("telemrec", telemrec.__version__, "from", os.path.dirname(telemrec.__file__))

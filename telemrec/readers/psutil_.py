@@ -80,7 +80,8 @@ from telemrec.readers._options import (bool_option, choice_option, int_option, l
 from telemrec.readers._processes import (PROCESS_FIELDS, PROCESS_IO, PROCESS_TUPLES, USS, ProcessCollector,
                                          UssBudget, Vanished)
 from telemrec.readers._procfs_native import native
-from telemrec.readers._procfs_system import Memory, ProcStat
+from telemrec.readers._psutil_system import (CPU_STATS, CPU_TIMES, DEVICE_FIELDS, DISK_IO, LOADAVG, NET_IO,
+                                             SWAP_MEMORY, SYSTEM_FIELDS, VIRTUAL_MEMORY, SystemLevel)
 from telemrec.redaction import MASK
 from telemrec.readers.base import BaseReader
 from telemrec.record import RawRecord, ReaderCaps, ReaderConfig
@@ -112,15 +113,6 @@ OPTIONS = {
 COLLECTORS = ("procfs", "psutil")
 DEFAULT_USS_BUDGET = 0.0002
 
-CPU_TIMES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
-VIRTUAL_MEMORY = ("total", "available", "used", "free", "active", "inactive", "buffers", "cached", "shared", "slab")
-SWAP_MEMORY = ("total", "used", "free", "sin", "sout")
-CPU_STATS = ("ctx_switches", "interrupts", "soft_interrupts", "syscalls")
-DISK_IO = ("read_count", "write_count", "read_bytes", "write_bytes", "read_time", "write_time",
-           "read_merged_count", "write_merged_count", "busy_time")
-NET_IO = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout", "dropin", "dropout")
-LOADAVG = ("getloadavg.1m", "getloadavg.5m", "getloadavg.15m")
-
 COLLECTOR = ("tick.wall_seconds", "tick.cpu_seconds", "tick.processes")
 
 def _regex_option(name: str, value: Any):
@@ -135,16 +127,6 @@ def _regex_option(name: str, value: Any):
     except re.error as exc:
         raise UsageError(f"option {name}={value!r} is not a regular expression ({exc})",
                          f"Pass e.g. -O {name}='^(loop|ram)\\d+$', or -O {name}= to keep every device.") from None
-
-
-def _keys(prefix: str, attrs: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(f"{prefix}.{a}" for a in attrs)
-
-
-SYSTEM_FIELDS = (*_keys("cpu_times", CPU_TIMES), *_keys("virtual_memory", VIRTUAL_MEMORY),
-                 *_keys("swap_memory", SWAP_MEMORY), *_keys("cpu_stats", CPU_STATS), *LOADAVG,
-                 "cpu_count.logical", "cpu_count.affinity", "boot_time")
-DEVICE_FIELDS = (*_keys("disk_io_counters", DISK_IO), *_keys("net_io_counters", NET_IO))
 
 
 def _describe() -> tuple[dict[str, str], dict[str, str], frozenset[str]]:
@@ -306,6 +288,7 @@ class PsutilReader(BaseReader):
         self._default_root = procfs_root
         self._identity: dict[str, Any] = {}
         self._collector: ProcessCollector | None = None
+        self._system_level: SystemLevel | None = None
         self._caps: ReaderCaps | None = None
 
     # -- availability and metadata -------------------------------------------------
@@ -391,9 +374,8 @@ class PsutilReader(BaseReader):
             self._collector = self._make_collector(ps)
         self._uss_plan = UssBudget(self._uss_budget) if self._uss else None
         self._native = native()
-        # <root>/stat, meminfo and vmstat once a tick for what psutil reads from them several times
-        self._proc_stat = ProcStat(self._root, type(ps.cpu_times()))
-        self._memory = Memory(self._root, ps)
+        self._system_level = (SystemLevel(ps, self._root, self._per_cpu, self._disk_exclude, "psutil",
+                                          self._identity["psutil_version"]) if self._system else None)
 
     def _make_collector(self, ps: Any) -> ProcessCollector:
         redact = self._cmdline == "redacted"
@@ -449,6 +431,8 @@ class PsutilReader(BaseReader):
         }
 
     def _close(self) -> None:
+        if self._system_level is not None:
+            self._system_level.close()
         if self._collector is not None:
             self._collector.close()
 
@@ -463,7 +447,7 @@ class PsutilReader(BaseReader):
         ps.PROCFS_PATH = self._root
         try:
             if self._system:
-                self._read_system(ps, records, mono, wall)
+                self._system_level.read(records, mono, wall)
             if self._collector is not None:
                 members = self._read_processes(records, mono, wall)
         finally:
@@ -476,51 +460,6 @@ class PsutilReader(BaseReader):
 
     def _record(self, mono: int, wall: int, entity: str, fields: dict, error: str | None) -> RawRecord:
         return RawRecord(mono, wall, entity, fields, "psutil", self._identity["psutil_version"], error)
-
-    @staticmethod
-    def _call(problems: list[str], label: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # one failing call must not cost the rest of the tick
-            problems.append(f"{label}: {type(exc).__name__}: {exc}")
-            return None
-
-    def _read_system(self, ps: Any, records: list[RawRecord], mono: int, wall: int) -> None:
-        problems: list[str] = []
-        fields: dict[str, Any] = {}
-        stat, memory = self._proc_stat, self._memory
-        stat.load()
-        memory.load()
-        for call, attrs, fn in (("cpu_times", CPU_TIMES, stat.cpu_times),
-                                ("virtual_memory", VIRTUAL_MEMORY, memory.virtual_memory),
-                                ("swap_memory", SWAP_MEMORY, memory.swap_memory),
-                                ("cpu_stats", CPU_STATS, stat.cpu_stats)):
-            value = self._call(problems, call, fn)
-            for attr in attrs:
-                fields[f"{call}.{attr}"] = getattr(value, attr, None)
-        load = self._call(problems, "getloadavg", ps.getloadavg) or (None, None, None)
-        fields.update(zip(LOADAVG, load))
-        fields["cpu_count.logical"] = self._call(problems, "cpu_count", ps.cpu_count, logical=True)
-        fields["cpu_count.affinity"] = (self._call(problems, "sched_getaffinity", lambda: len(os.sched_getaffinity(0)))
-                                        if hasattr(os, "sched_getaffinity") else None)
-        fields["boot_time"] = self._call(problems, "boot_time", stat.boot_time)
-        devices: list[RawRecord] = []
-        if self._per_cpu:
-            for i, times in enumerate(self._call(problems, "cpu_times(percpu=True)", stat.per_cpu_times) or ()):
-                devices.append(self._record(mono, wall, f"cpu{i}",
-                                            {f"cpu_times.{a}": getattr(times, a, None) for a in CPU_TIMES}, None))
-        for label, fn, kwarg, prefix, attrs in (
-                ("disk_io_counters", ps.disk_io_counters, "perdisk", "disk", DISK_IO),
-                ("net_io_counters", ps.net_io_counters, "pernic", "net", NET_IO)):
-            table = self._call(problems, label, fn, **{kwarg: True, "nowrap": False}) or {}
-            for name, counters in table.items():
-                if prefix == "disk" and self._disk_exclude is not None and self._disk_exclude.search(name):
-                    continue
-                devices.append(self._record(mono, wall, f"{prefix}:{name}",
-                                            {f"{label}.{a}": getattr(counters, a, None) for a in attrs}, None))
-        records.append(self._record(mono, wall, "system", fields, "; ".join(problems) or None))
-        records.extend(devices)
-
 
     # -- processes -------------------------------------------------------------------
     def _read_processes(self, records: list[RawRecord], mono: int, wall: int) -> int:
