@@ -159,37 +159,41 @@ def _c_strings(strs):
     return np.ascontiguousarray(strs)
 
 
-def _encoded_columns(piece: Piece, level: int):
-    """(column number, column, stream, info, CRC-32) of each column with a value in some row: in one
-    C call when the codec is compiled (a segment of a few ticks has tens of short columns)."""
+def _encoded_columns(piece: Piece, level: int) -> list[tuple]:
+    """(column number, column, stream, CRC-32, raw size, encoding, scale, width, kinds mask) of each
+    column with a value in some row: in one C call when the codec is compiled (a segment of a few
+    ticks has tens of short columns)."""
     present = [(c, col) for c, col in enumerate(piece.columns) if col is not None]
     if _ccodec is not None:
         done = _ccodec.encode_many([(col.kinds, packed(col), _c_strings(col.strs)) for _, col in present],
                                    piece.counts, level)
-        for (c, col), out in zip(present, done):
-            if out is not None:  # None: every row absent, no stream
-                stream, encoding, scale, width, raw, kinds, crc = out
-                yield c, col, stream, _streams.StreamInfo(encoding, scale, width, kinds, raw), crc
-        return
+        # None: every row absent, no stream
+        return [(c, col, out[0], out[6], out[4], out[1], out[2], out[3], out[5])
+                for (c, col), out in zip(present, done) if out is not None]
+    found = []
     for c, col in present:
         if col.kinds.any():
             stream, info = encode_column(col, piece.counts, level)
-            yield c, col, stream, info, zlib.crc32(stream)
+            found.append((c, col, stream, zlib.crc32(stream), info.raw_size, info.encoding, info.scale, info.width,
+                          info.kinds))
+    return found
 
 
 def encode_piece(piece: Piece, final: bool, level: int | None = None) -> tuple[Segment, list[bytes]]:
     """The streams of a piece (columns with a value in some row), and its segment (offsets from 0)."""
     data, rows, run_kinds = [], [], {}
     offset = 0
-    starts = np.concatenate([[0], np.cumsum(piece.counts[:-1])]).astype(np.int64)
+    starts = None
     level = (LEVEL if final else PROVISIONAL_LEVEL) if level is None else level
-    for c, col, stream, info, crc in _encoded_columns(piece, level):
-        if info.kinds & (info.kinds - 1):  # rows of several kinds: say which each run holds
+    for c, col, stream, crc, raw, encoding, scale, width, kinds in _encoded_columns(piece, level):
+        if kinds & (kinds - 1):  # rows of several kinds: say which each run holds
+            if starts is None:
+                starts = np.cumsum(piece.counts) - piece.counts
             run_kinds[len(rows)] = np.bitwise_or.reduceat(np.left_shift(1, col.kinds.astype(np.int64)), starts)
         data.append(stream)
-        rows.append((c, offset, len(stream), crc, info.raw_size, info.encoding, info.scale,
-                     info.width, info.kinds, -1))
-        offset += len(stream)
+        size = len(stream)
+        rows.append((c, offset, size, crc, raw, encoding, scale, width, kinds, -1))
+        offset += size
     streams = np.array(rows, np.int64).reshape(-1, len(STREAM_FIELDS))
     seg = Segment(piece.table, piece.row_lo, piece.row_hi, piece.seq_lo, piece.seq_hi, piece.wall_lo, piece.wall_hi,
                   piece.entities.copy(), piece.counts.copy(), streams, final, piece.values, run_kinds or None)
