@@ -59,6 +59,7 @@ class ProcfsCollector:
         self._children_files: bool | None = None
         self._last_pid_fd: int | None = None
         self._last_pid = b""
+        self._last: list[tuple[int, tuple[str, ...]]] | None = None  # the last tick's members and levels
 
     @property
     def compiled(self) -> bool:
@@ -70,6 +71,7 @@ class ProcfsCollector:
         return self._files.open_files
 
     def close(self) -> None:
+        self._last = None
         for pid in list(self._states):
             self._drop(pid)
         self._seen.clear()
@@ -84,8 +86,13 @@ class ProcfsCollector:
         self._memo = {}
         states = [st for st in self._states.values() if not st.gone]
         self._quiet = {st.pid: fields for st, fields in zip(states, self._native.poll(states)) if fields is not None}
-        members: dict[int, list[str]] = {}
         created = self._pids_allocated()
+        if not created and self._last is not None:
+            readings = self._steady(uid)
+            if readings is not None:
+                self._drop_unread()
+                return readings, len(readings)
+        members: dict[int, list[str]] = {}
         if target is not None:
             for pid in self._walk(target, created):
                 members[pid] = ["process"]
@@ -113,9 +120,35 @@ class ProcfsCollector:
                         continue
             reading.levels = levels
             readings.append(reading)
+        self._last = [(r.pid, tuple(r.levels)) for r in readings] if len(readings) == len(members) else None
+        self._drop_unread()
+        return readings, len(members)
+
+    def _steady(self, uid: int | None) -> list[ProcessReading] | None:
+        """The members when no pid was handed out since the last tick: the last tick's, with the
+        same levels, as long as each is still there and keeps its real uid, and no other process
+        changed its owner. A tree only loses members when one exits (its children are re-parented);
+        it gains them only by new pids. None: something changed, and the full walk and scan decide
+        (what was read here is kept for them)."""
+        readings = []
+        for pid, levels in self._last:
+            reading = self._read(pid)
+            if reading is None:
+                return None
+            real = reading.fields["uids.real"]
+            if "user" in levels and real is not None and real != uid:
+                return None
+            reading.levels = list(levels)
+            readings.append(reading)
+        if uid is not None:
+            for pid, info in self._seen.items():
+                if self._recheck(pid, info, uid) is not info:
+                    return None
+        return readings
+
+    def _drop_unread(self) -> None:
         for pid in [pid for pid, st in self._states.items() if st.gone or st.tick != self._tick]:
             self._drop(pid)
-        return readings, len(members)
 
     # -- the process level -----------------------------------------------------------------
     def _walk(self, target: int, created: bool) -> list[int]:

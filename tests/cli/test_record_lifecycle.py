@@ -153,8 +153,8 @@ def test_piped_output_ends_with_one_summary_line(tmp_path, cli):
 
 
 def test_missed_ticks_are_reported_while_recording(tmp_path, cli):
-    # at 1 kHz a psutil tick (several ms here) cannot keep up
-    proc = cli("record", "-i", "0.001", "-d", "1.5", "-o", str(tmp_path / "t.h5"))
+    # at 1 kHz a psutil tick reading every process of the user (a few ms here) cannot keep up
+    proc = cli("record", "-i", "0.001", "-d", "1.5", "-O", "levels=system,user", "-o", str(tmp_path / "t.h5"))
     assert proc.returncode == 0, proc.stderr
     warning = next(line for line in proc.stderr.splitlines() if "ticks missed" in line)
     assert warning.startswith("telemrec: warning: psutil: ") and "--interval 0.001 s" in warning

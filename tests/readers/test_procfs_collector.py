@@ -579,3 +579,41 @@ def test_no_new_pid_no_new_process(fake_root):
         assert members(100) == [100, 102]
     finally:
         collector.close()
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_without_new_pids_the_last_members_stand_until_one_changes(fake_root, compiled):
+    """No pid handed out since the last tick: the last members and levels are read again, until
+    one exits, changes its real uid, or another process changes its owner; then the walk and the
+    scan decide, as they would have."""
+    os.symlink(str(os.getpid()), fake_root / "self")
+    last_pid = fake_root / "sys" / "kernel" / "ns_last_pid"
+    last_pid.parent.mkdir(parents=True)
+    last_pid.write_text("500\n")
+    fake_process(fake_root, 100, uid=1000, children=(101,))
+    fake_process(fake_root, 101, ppid=100, uid=1000, children=(102,))
+    fake_process(fake_root, 102, ppid=101, uid=1000)
+    other = fake_process(fake_root, 200, uid=0)
+    collector = ProcfsCollector(str(fake_root), fd_budget=0, compiled=compiled)  # regular files cannot say ESRCH
+    try:
+        def members():
+            return {r.pid: r.levels for r in collector.collect(100, 1000, b"")[0]}
+
+        tree = {100: ["process", "user"], 101: ["process", "user"], 102: ["process", "user"]}
+        assert members() == tree
+        assert members() == tree
+        d = fake_root / "101"  # 101 runs and gives up the user's uid (setresuid keeps the owner here)
+        (d / "status").write_text((d / "status").read_text().replace("Uid:\t1000\t1000\t1000\t1000",
+                                                                     "Uid:\t1001\t1001\t1001\t1001"))
+        (d / "task" / "101" / "schedstat").write_text("999 0 9\n")
+        assert members() == {**tree, 101: ["process"]}
+        assert members() == {**tree, 101: ["process"]}
+        shutil.rmtree(fake_root / "102")
+        assert members() == {100: ["process", "user"], 101: ["process"]}
+        if os.getuid() == 0:
+            os.chown(other, 1000, 1000)  # 200 becomes the user
+            (other / "status").write_text((other / "status").read_text().replace("Uid:\t0\t0\t0\t0",
+                                                                                 "Uid:\t1000\t1000\t1000\t1000"))
+            assert members() == {100: ["process", "user"], 101: ["process"], 200: ["user"]}
+    finally:
+        collector.close()

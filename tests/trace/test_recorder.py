@@ -110,3 +110,29 @@ def test_a_finite_reader_ends_the_recording(tmp_path):
     writer.close()
     with open_trace(path) as trace:
         assert [r.fields["n"] for r in trace.records()] == list(range(1, 8))
+
+
+def _nice(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])  # field 19 of stat: nice
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="per-thread nice values are a Linux feature")
+def test_the_writer_yields_the_cpu_to_sampling_and_nothing_wakes_between_flushes(tmp_path):
+    reader = CountingReader()
+    reader.open(ReaderConfig(interval=0.01))
+    writer = TraceWriter(tmp_path / "t.h5", import_manifest("test"))
+    rec = Recorder([ReaderSlot("counting", reader, reader.config)], writer, interval=0.01, flush_every=60)
+    rec.start()
+    try:
+        time.sleep(0.3)
+        ids = {t.name: t.native_id for t in threading.enumerate()}
+        assert _nice(ids["telemrec-writer"]) >= _nice(ids["telemrec-counting"]) + 1
+        assert rec.stats.ticks > 5 and rec.stats.records >= rec.stats.ticks - 1  # counted as they are queued
+        assert rec.stats.flushes == 0 and rec.queued > 5, "the writer waits for its flush, not for each batch"
+    finally:
+        rec.join()
+    assert rec.queued == 0 and rec.stats.flushes == 1
+    writer.close(stats=rec.stats.to_dict())
+    with open_trace(tmp_path / "t.h5") as trace:
+        assert len(list(trace.records())) == rec.stats.records
