@@ -60,6 +60,7 @@ class ProcfsCollector:
         self._last_pid_fd: int | None = None
         self._last_pid = b""
         self._last: list[tuple[int, tuple[str, ...]]] | None = None  # the last tick's members and levels
+        self._foreign: list[tuple[int, _Seen]] = []  # the user level's others (not the user's, no kernel thread)
 
     @property
     def compiled(self) -> bool:
@@ -90,7 +91,8 @@ class ProcfsCollector:
         if not created and self._last is not None:
             readings = self._steady(uid)
             if readings is not None:
-                self._drop_unread()
+                if len(self._states) != len(readings):  # else every state was read at this tick
+                    self._drop_unread()
                 return readings, len(readings)
         members: dict[int, list[str]] = {}
         if target is not None:
@@ -121,6 +123,8 @@ class ProcfsCollector:
             reading.levels = levels
             readings.append(reading)
         self._last = [(r.pid, tuple(r.levels)) for r in readings] if len(readings) == len(members) else None
+        self._foreign = [(pid, info) for pid, info in self._seen.items()
+                         if uid is not None and not info.kthread and info.real_uid != uid]
         self._drop_unread()
         return readings, len(members)
 
@@ -130,20 +134,26 @@ class ProcfsCollector:
         changed its owner. A tree only loses members when one exits (its children are re-parented);
         it gains them only by new pids. None: something changed, and the full walk and scan decide
         (what was read here is kept for them)."""
+        quiet, states, memo, tick = self._quiet, self._states, self._memo, self._tick
         readings = []
         for pid, levels in self._last:
-            reading = self._read(pid)
-            if reading is None:
-                return None
-            real = reading.fields["uids.real"]
-            if "user" in levels and real is not None and real != uid:
-                return None
-            reading.levels = list(levels)
-            readings.append(reading)
-        if uid is not None:
-            for pid, info in self._seen.items():
-                if self._recheck(pid, info, uid) is not info:
+            fields = quiet.get(pid)
+            st = states.get(pid)
+            if fields is not None and st is not None:  # it has not run: not even its uid can have changed
+                st.tick = tick
+                reading = memo[pid] = ProcessReading(pid, dict(fields), list(st.problems), list(levels))
+            else:
+                reading = self._read(pid)
+                if reading is None:
                     return None
+                real = reading.fields["uids.real"]
+                if "user" in levels and real is not None and real != uid:
+                    return None
+                reading.levels = list(levels)
+            readings.append(reading)
+        for pid, info in self._foreign:
+            if self._recheck(pid, info, uid) is not info:
+                return None
         return readings
 
     def _drop_unread(self) -> None:

@@ -1147,17 +1147,69 @@ done:
     return out;
 }
 
-/* fill_table(fields, index, kinds, values) -> (rows done, {field: [str or None] * n})
+/* fill_table's summary of a table's filled outputs (see there) */
+static PyObject *held_fields(const uint8_t *kinds, Py_ssize_t n, Py_ssize_t k, PyObject *counts, Py_ssize_t done,
+                             PyObject *strs)
+{
+    Py_ssize_t m = PyList_GET_SIZE(counts), present = 0, at = 0;
+    PyObject *marks = PyBytes_FromStringAndSize(NULL, m * k), *used = PyList_New(0), *result = NULL;
+    if (!marks || !used)
+        goto done;
+    uint8_t *mk = (uint8_t *)PyBytes_AS_STRING(marks);
+    for (Py_ssize_t j = 0; j < m; j++) {
+        Py_ssize_t c = PyLong_AsSsize_t(PyList_GET_ITEM(counts, j));
+        if (c < 0 || at + c > n) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "fill_table: counts do not sum to the rows");
+            goto done;
+        }
+        for (Py_ssize_t f = 0; f < k; f++) {
+            const uint8_t *row = kinds + f * n + at;
+            Py_ssize_t held = 0;
+            for (Py_ssize_t r = 0; r < c; r++)
+                held += row[r] != ABSENT;
+            mk[j * k + f] = held > 0;
+            present += held;
+        }
+        at += c;
+    }
+    if (at != n) {
+        PyErr_SetString(PyExc_ValueError, "fill_table: counts do not sum to the rows");
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < k; f++) {
+        int any = 0;
+        for (Py_ssize_t j = 0; j < m && !any; j++)
+            any = mk[j * k + f];
+        if (any) {
+            PyObject *num = PyLong_FromSsize_t(f);
+            int bad = !num || PyList_Append(used, num) < 0;
+            Py_XDECREF(num);
+            if (bad)
+                goto done;
+        }
+    }
+    result = Py_BuildValue("(nOOOn)", done, strs, marks, used, present);
+done:
+    Py_XDECREF(marks);
+    Py_XDECREF(used);
+    return result;
+}
+
+/* fill_table(fields, index, kinds, values[, counts]) -> (rows done, {field: [str or None] * n}[, marks, used, present])
  * Typed columns from records' field dicts, whatever names each holds (some fields absent in some
  * rows): ``index`` maps a field name to its row of the outputs [k, n], which the caller zeroes
  * (ABSENT); the str values of a field holding any are a list of n by field number, None in the
- * rows without one.
+ * rows without one. With ``counts`` (rows of each entity in turn, summing to n) and every row done,
+ * also: marks, bytes [entities, k], 1 where the entity holds the field in some row; used, the
+ * field numbers some row holds, ascending; present, the number of values present.
  * Stops at the first record that is not a dict or names a field ``index`` does not have (a new
  * field: the caller learns it and takes the slow path, dropping the outputs). */
 static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *fields, *index, *ko, *vo;
-    if (!PyArg_ParseTuple(args, "O!O!OO", &PyList_Type, &fields, &PyDict_Type, &index, &ko, &vo))
+    PyObject *fields, *index, *ko, *vo, *counts = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!OO|O!", &PyList_Type, &fields, &PyDict_Type, &index, &ko, &vo,
+                          &PyList_Type, &counts))
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(fields), k = PyDict_GET_SIZE(index), done = 0;
     Py_buffer kb = {0}, vb = {0};
@@ -1244,6 +1296,10 @@ static PyObject *fill_table(PyObject *Py_UNUSED(self), PyObject *args)
             if (bad)
                 goto done;
         }
+    }
+    if (counts && done == n) {
+        result = held_fields(kinds, n, k, counts, done, strs);
+        goto done;
     }
     result = Py_BuildValue("(nO)", done, strs);
 done:

@@ -241,32 +241,30 @@ class TableWriter:
         n, k = len(fields), len(table.fields)
         kinds = np.zeros((k, n), np.uint8)
         values = np.zeros((k, n), np.int64)
+        counts = [len(idx) for _, idx in members]
         try:
-            done, strs = _ccodec.fill_table(fields, table.field_index, kinds, values)
+            out = _ccodec.fill_table(fields, table.field_index, kinds, values, counts)
         except (TypeError, OverflowError) as exc:
             raise RecordError(str(exc), "Field values are float, int (int64), str or None; convert booleans to "
                                         "int and numpy scalars with .item().") from None
-        if done != n:
+        if out[0] != n:
             return None  # a new field: learnt on the grouped path
-        present = kinds != ABSENT
-        counts = [len(idx) for _, idx in members]
-        starts = np.cumsum([0] + counts[:-1])
-        # the fields each entity holds in these rows: only an entity holding one new to it is learnt
-        held = np.logical_or.reduceat(present, starts, axis=1).T if k else np.zeros((len(members), 0), bool)
-        marks = held.tobytes()
+        _, strs, marks, used, present = out
+        # the fields each entity holds in these rows (marks): only an entity holding one new to it is learnt
+        start = 0
         for j, (ent, _) in enumerate(members):
             mark = marks[j * k:(j + 1) * k]
             if mark != ent.mark:
-                self._learn_rows(ent, fields[starts[j]:starts[j] + counts[j]], held[j])
+                self._learn_rows(ent, fields[start:start + counts[j]], np.frombuffer(mark, np.bool_))
                 ent.mark = mark
+            start += counts[j]
         n_meta = len(table.meta)
-        used = present.any(axis=1)
-        for f in np.flatnonzero(used).tolist():
+        for f in used:
             found = strs.get(f)
             if found is not None:
                 found = np.array(found, object)
             columns[n_meta + f] = packed_column(kinds[f], values[f], found)
-        return int(np.count_nonzero(present))
+        return present
 
     def _learn_rows(self, ent: _Entity, rows: list, held: np.ndarray) -> None:
         """Learn the fields an entity holds in ``rows`` that it did not before, in the order they

@@ -82,3 +82,33 @@ def test_str_values_the_encoder_cannot_take_are_refused():
                         (np.array(["a", "b"]), ValueError)):  # a non-str value; too few rows; not objects
         with pytest.raises(error):
             _ccodec.encode_many([(kinds, values, strs)], runs, 6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), VALUES, max_size=4), min_size=1, max_size=30),
+       st.data())
+def test_fill_table_types_rows_and_says_which_fields_each_entity_holds(rows, data):
+    """What the writer's fast path takes from one C pass: each row's kinds and packed values,
+    the str values by field, and which fields each entity (a run of rows) holds."""
+    index = {"a": 0, "b": 1, "c": 2, "d": 3}
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(rows) - 1), max_size=5)))) if len(rows) > 1 else []
+    counts = np.diff([0, *cuts, len(rows)]).tolist()
+    kinds, values = np.zeros((4, len(rows)), np.uint8), np.zeros((4, len(rows)), np.int64)
+    done, strs, marks, used, present = _ccodec.fill_table(rows, index, kinds, values, counts)
+    assert done == len(rows)
+    for f, name in enumerate("abcd"):
+        col = column_of_values([row.get(name) for row in rows])
+        held = np.array([name in row for row in rows])
+        assert (kinds[f] == np.where(held, col.kinds, 0)).all()
+        assert (values[f][held] == packed(col)[held]).all()
+        texts = [row[name] if isinstance(row.get(name), str) else None for row in rows]
+        assert strs.get(f) == (texts if any(t is not None for t in texts) else None)
+    starts = np.cumsum([0] + counts[:-1])
+    expected = np.logical_or.reduceat(kinds != 0, starts, axis=1).T
+    assert marks == expected.tobytes()
+    assert used == np.flatnonzero((kinds != 0).any(axis=1)).tolist()
+    assert present == int(np.count_nonzero(kinds))
+    assert _ccodec.fill_table(rows, {"a": 0}, np.zeros((1, len(rows)), np.uint8), np.zeros((1, len(rows)), np.int64),
+                              counts)[0] <= len(rows)  # a field the index lacks stops the pass
+    with pytest.raises(ValueError):
+        _ccodec.fill_table(rows, index, kinds, values, [len(rows) + 1])
