@@ -88,7 +88,9 @@ class Recorder:
         self._wake = threading.Event()
         self._drain = threading.Event()
         self._queued_records = 0
+        self._queued_batches = 0
         self._drain_records = 20_000
+        self._drain_batches = max(1, queue_limit // 2)  # long before the queue is full and batches dropped
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._writer_thread: threading.Thread | None = None
@@ -239,8 +241,10 @@ class Recorder:
             with self._lock:
                 self.stats.dropped_records += n
             return 0
-        self._queued_records += n  # approximate across readers' threads: it only paces the writer
-        if self._queued_records >= self._drain_records:
+        # approximate across readers' threads: they only pace the writer
+        self._queued_records += n
+        self._queued_batches += 1
+        if self._queued_records >= self._drain_records or self._queued_batches >= self._drain_batches:
             self._drain.set()
         return n
 
@@ -267,7 +271,7 @@ class Recorder:
         while not done:
             if self._drain.wait(max(0.01, next_flush - time.monotonic())):
                 self._drain.clear()  # before draining: what is queued meanwhile is taken, or wakes it again
-            self._queued_records = 0
+            self._queued_records = self._queued_batches = 0
             try:
                 while True:
                     try:

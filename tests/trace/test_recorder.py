@@ -136,3 +136,12 @@ def test_the_writer_yields_the_cpu_to_sampling_and_nothing_wakes_between_flushes
     writer.close(stats=rec.stats.to_dict())
     with open_trace(tmp_path / "t.h5") as trace:
         assert len(list(trace.records())) == rec.stats.records
+
+
+def test_a_small_queue_is_drained_before_it_fills(tmp_path):
+    """The writer waits for its flush, but not until a queue of a few batches is full and drops them."""
+    rec, writer = run(CountingReader(), tmp_path / "t.h5", 1.0, interval=0.005, queue_limit=8, flush_every=30)
+    writer.close(stats=rec.stats.to_dict())
+    assert rec.stats.ticks > 100 and rec.stats.dropped_records == 0
+    with open_trace(tmp_path / "t.h5") as trace:
+        assert len(list(trace.records())) == rec.stats.records == rec.stats.ticks
