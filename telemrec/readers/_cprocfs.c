@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 PyObject *s_stat, *s_statm, *s_fields, *s_ran, *s_pid, *s_cmdline;
-static PyObject *s_fds, *s_quick, *s_levels, *s_problems, *s_error,
+static PyObject *s_fds, *s_quick, *s_levels, *s_problems, *s_error, *s_tick,
     *s_space, *s_mono_ns, *s_wall_ns, *s_entity, *s_source, *s_source_version, *s_levels_key;
 
 typedef struct {
@@ -329,11 +329,73 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+/* steady(last, quiet, states, memo, tick, cls) -> (readings, todo)
+   The steady path's readings of the members that have not run (``quiet``: pid -> their cached
+   fields): for each (pid, levels) of ``last``, cls(pid, a copy of the fields, a copy of the Proc's
+   problems, the levels as a list), also put in ``memo``, the Proc's tick set. The others are None
+   in ``readings`` and their positions listed in ``todo``, for the Python path. */
+static PyObject *steady(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2]) ||
+        !PyDict_Check(args[3]) || !PyCallable_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "steady(last: list, quiet: dict, states: dict, memo: dict, tick, cls)");
+        return NULL;
+    }
+    PyObject *last = args[0], *quiet = args[1], *states = args[2], *memo = args[3], *tick = args[4], *cls = args[5];
+    Py_ssize_t n = PyList_GET_SIZE(last);
+    PyObject *readings = PyList_New(n), *todo = PyList_New(0);
+    if (readings == NULL || todo == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(last, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "steady(): last holds (pid, levels) pairs");
+            goto fail;
+        }
+        PyObject *pid = PyTuple_GET_ITEM(item, 0), *levels = PyTuple_GET_ITEM(item, 1);
+        PyObject *fields = PyDict_GetItemWithError(quiet, pid);
+        PyObject *st = fields ? PyDict_GetItemWithError(states, pid) : NULL;
+        if (PyErr_Occurred())
+            goto fail;
+        if (fields == NULL || st == NULL || !PyDict_Check(fields)) {
+            PyObject *at = PyLong_FromSsize_t(i);
+            int bad = at == NULL || PyList_Append(todo, at) < 0;
+            Py_XDECREF(at);
+            if (bad)
+                goto fail;
+            PyList_SET_ITEM(readings, i, Py_NewRef(Py_None));
+            continue;
+        }
+        PyObject *copy = NULL, *problems = NULL, *kept = NULL, *lv = NULL, *reading = NULL;
+        int ok = PyObject_SetAttr(st, s_tick, tick) == 0 && (copy = PyDict_Copy(fields)) != NULL &&
+                 (problems = PyObject_GetAttr(st, s_problems)) != NULL &&
+                 (kept = PySequence_List(problems)) != NULL && (lv = PySequence_List(levels)) != NULL &&
+                 (reading = PyObject_CallFunctionObjArgs(cls, pid, copy, kept, lv, NULL)) != NULL &&
+                 PyDict_SetItem(memo, pid, reading) == 0;
+        Py_XDECREF(copy);
+        Py_XDECREF(problems);
+        Py_XDECREF(kept);
+        Py_XDECREF(lv);
+        if (!ok) {
+            Py_XDECREF(reading);
+            goto fail;
+        }
+        PyList_SET_ITEM(readings, i, reading);
+    }
+    return Py_BuildValue("(NN)", readings, todo);
+fail:
+    Py_XDECREF(readings);
+    Py_XDECREF(todo);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"poll", (PyCFunction)poll, METH_O,
      "poll(states) -> list: each Proc's cached fields if its files read back as last time, else None"},
     {"refresh", (PyCFunction)(void (*)(void))cprocfs_refresh, METH_FASTCALL,
      "refresh(st, consts) -> fields of a process that ran, read and parsed, or None for the Python path"},
+    {"steady", (PyCFunction)(void (*)(void))steady, METH_FASTCALL,
+     "steady(last, quiet, states, memo, tick, cls) -> (readings, todo): the readings of members that have not run"},
     {"records", (PyCFunction)(void (*)(void))records, METH_FASTCALL,
      "records(cls, readings, mono, wall, source, version, out): append one record per reading to out"},
     {NULL, NULL, 0, NULL},
@@ -348,7 +410,7 @@ PyMODINIT_FUNC PyInit__cprocfs(void) {
     } names[] = {
         {&s_cmdline, "cmdline"},
         {&s_fds, "fds"}, {&s_quick, "quick"}, {&s_stat, "stat"}, {&s_statm, "statm"}, {&s_fields, "fields"}, {&s_ran, "ran"},
-        {&s_pid, "pid"}, {&s_levels, "levels"}, {&s_problems, "problems"}, {&s_error, "error"},
+        {&s_pid, "pid"}, {&s_levels, "levels"}, {&s_problems, "problems"}, {&s_error, "error"}, {&s_tick, "tick"},
         {&s_space, " "}, {&s_mono_ns, "mono_ns"}, {&s_wall_ns, "wall_ns"}, {&s_entity, "entity"},
         {&s_source, "source"}, {&s_source_version, "source_version"}, {&s_levels_key, "levels"},
     };

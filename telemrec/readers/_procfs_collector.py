@@ -134,23 +134,18 @@ class ProcfsCollector:
         changed its owner. A tree only loses members when one exits (its children are re-parented);
         it gains them only by new pids. None: something changed, and the full walk and scan decide
         (what was read here is kept for them)."""
-        quiet, states, memo, tick = self._quiet, self._states, self._memo, self._tick
-        readings = []
-        for pid, levels in self._last:
-            fields = quiet.get(pid)
-            st = states.get(pid)
-            if fields is not None and st is not None:  # it has not run: not even its uid can have changed
-                st.tick = tick
-                reading = memo[pid] = ProcessReading(pid, dict(fields), list(st.problems), list(levels))
-            else:
-                reading = self._read(pid)
-                if reading is None:
-                    return None
-                real = reading.fields["uids.real"]
-                if "user" in levels and real is not None and real != uid:
-                    return None
-                reading.levels = list(levels)
-            readings.append(reading)
+        readings, todo = self._native.steady(self._last, self._quiet, self._states, self._memo, self._tick,
+                                             ProcessReading)
+        for i in todo:  # members that ran (or are not known): read, and their real uid checked
+            pid, levels = self._last[i]
+            reading = self._read(pid)
+            if reading is None:
+                return None
+            real = reading.fields["uids.real"]
+            if "user" in levels and real is not None and real != uid:
+                return None
+            reading.levels = list(levels)
+            readings[i] = reading
         for pid, info in self._foreign:
             if self._recheck(pid, info, uid) is not info:
                 return None

@@ -16,6 +16,9 @@ pure-Python equivalents below, which give the same results (tests hold both to i
   own): a process that ran since the last tick, its files read and parsed and its fields
   built as that path would, for the common case (the same name, command line, threads and
   start time, every file read without a problem); None sends it to the Python path.
+- ``steady(last, quiet, states, memo, tick, cls)``: the collector's steady path (no pid handed
+  out since the last tick) for the members that have not run: their readings from the fields the
+  poll kept, with their last levels; the positions of the others, for the Python path.
 - ``records(cls, readings, mono, wall, source, version, out)``: one record per reading,
   ``levels`` joined into its fields, appended to ``out``.
 """
@@ -85,6 +88,21 @@ def poll_py(states: list) -> list:
     return out
 
 
+def steady_py(last: list, quiet: dict, states: dict, memo: dict, tick: int, cls) -> tuple[list, list]:
+    readings: list[Any] = []
+    todo: list[int] = []
+    for i, (pid, levels) in enumerate(last):
+        fields, st = quiet.get(pid), states.get(pid)
+        if fields is None or st is None:
+            todo.append(i)
+            readings.append(None)
+            continue
+        st.tick = tick
+        reading = memo[pid] = cls(pid, dict(fields), list(st.problems), list(levels))
+        readings.append(reading)
+    return readings, todo
+
+
 def records_py(cls, readings: list, mono: int, wall: int, source: str, version: str, out: list) -> None:
     for r in readings:
         fields = r.fields
@@ -100,8 +118,9 @@ class Native:
             from telemrec.readers import _cprocfs
 
             self.poll, self.records, self.refresh = _cprocfs.poll, _cprocfs.records, _cprocfs.refresh
+            self.steady = _cprocfs.steady
         else:
-            self.poll, self.records, self.refresh = poll_py, records_py, None
+            self.poll, self.records, self.refresh, self.steady = poll_py, records_py, None, steady_py
         self.compiled = compiled
 
 

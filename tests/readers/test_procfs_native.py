@@ -129,6 +129,30 @@ def test_records_are_built_alike_compiled_and_in_python():
         rec.entity = "pid:1"
 
 
+def test_the_steady_path_builds_readings_alike_compiled_and_in_python():
+    from telemrec.readers._procfs_process import Proc
+
+    def run(flag):
+        states = {pid: Proc(pid, f"/proc/{pid}/", None) for pid in (7, 8, 9)}
+        states[9].problems = ["create_time: ValueError: x"]
+        cached = {7: {"a": 1, "name": "x"}, 9: {"a": 2.5, "name": "z"}}
+        memo: dict = {}
+        last = [(7, ("process", "user")), (8, ("process",)), (9, ("user",)), (11, ("user",))]
+        readings, todo = _procfs_native.native(flag).steady(last, cached, states, memo, 5, ProcessReading)
+        readings[0].fields["levels"] = "mutated"  # a copy: the cached fields stay as they were
+        return readings, todo, memo, cached, {pid: st.tick for pid, st in states.items()}
+
+    compiled, python = run(True), run(False)
+    assert compiled == python
+    readings, todo, memo, cached, ticks = compiled
+    assert todo == [1, 3] and readings[1] is None and readings[3] is None  # 8 ran, 11 is not known
+    assert readings[2] == ProcessReading(9, {"a": 2.5, "name": "z"}, ["create_time: ValueError: x"], ["user"])
+    assert memo == {7: readings[0], 9: readings[2]} and cached[7] == {"a": 1, "name": "x"}
+    assert ticks == {7: 5, 8: 0, 9: 5}
+    with pytest.raises(TypeError):
+        _procfs_native.native(True).steady([7], {}, {}, {}, 1, ProcessReading)
+
+
 def _set(d, name, old, new):
     (d / name).write_text((d / name).read_text().replace(old, new))
 
