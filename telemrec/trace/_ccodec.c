@@ -356,6 +356,15 @@ static int get_buffer(PyObject *obj, Py_buffer *view, const char *what, int writ
     return 0;
 }
 
+/* list.append(int(value)); -1 on failure */
+static int append_size(PyObject *list, Py_ssize_t value)
+{
+    PyObject *num = PyLong_FromSsize_t(value);
+    int bad = !num || PyList_Append(list, num) < 0;
+    Py_XDECREF(num);
+    return bad ? -1 : 0;
+}
+
 /* The strings section of a body from a column's str values (``_streams.strings_section``):
  * u32 count, u32 repeats[count], u32 lengths[count], then the UTF-8 (surrogatepass) of the first
  * value of each run of equal consecutive str rows. ``strs`` an object array of n (None: no str). */
@@ -397,13 +406,8 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
             if (PyErr_Occurred())
                 goto done;
         }
-        if (last) {
-            PyObject *k = PyLong_FromUnsignedLong(repeat);
-            int bad = !k || PyList_Append(first, k) < 0;
-            Py_XDECREF(k);
-            if (bad)
-                goto done;
-        }
+        if (last && append_size(first, repeat) < 0)
+            goto done;
         if (!v)
             break;
         PyObject *b = PyUnicode_AsEncodedString(v, "utf-8", "surrogatepass");
@@ -1181,13 +1185,8 @@ static PyObject *held_fields(const uint8_t *kinds, Py_ssize_t n, Py_ssize_t k, P
         int any = 0;
         for (Py_ssize_t j = 0; j < m && !any; j++)
             any = mk[j * k + f];
-        if (any) {
-            PyObject *num = PyLong_FromSsize_t(f);
-            int bad = !num || PyList_Append(used, num) < 0;
-            Py_XDECREF(num);
-            if (bad)
-                goto done;
-        }
+        if (any && append_size(used, f) < 0)
+            goto done;
     }
     result = Py_BuildValue("(nOOOn)", done, strs, marks, used, present);
 done:
