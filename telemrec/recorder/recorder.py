@@ -279,10 +279,10 @@ class Recorder:
                     except queue.Empty:
                         break
                     if kind == "rec":
+                        before = writer.values  # the writer counts them as it takes them
                         writer.write(payload)
-                        values = sum(len(r.fields) for r in payload)
                         with self._lock:
-                            self.stats.values += values
+                            self.stats.values += writer.values - before
                     elif kind == "done":
                         done = True
                 if done or time.monotonic() >= next_flush:
