@@ -78,12 +78,13 @@ class SystemLevel:
                  compiled: bool | None = None) -> None:
         self._ps, self._root, self._per_cpu, self._exclude = ps, root, per_cpu, disk_exclude
         self._source, self._version = source, version
-        self._stat = ProcStat(root, type(ps.cpu_times()))
+        cpu_class = type(ps.cpu_times())
+        self._stat = ProcStat(root, cpu_class)
         self._memory = Memory(root, ps)
         self._c = _compiled_module(ps, compiled)
         self._fds: list[int] = []
         self._files: tuple = ()
-        if self._c is not None and len(self._stat._cls._fields) != len(CPU_TIMES):
+        if self._c is not None and len(cpu_class._fields) != len(CPU_TIMES):
             self._c = None  # an old kernel's fewer columns: psutil's own tuples
         if self._c is not None:
             self._files = tuple(self._file(path) for path in (*(f"{root}/{name}" for name in _FILES), _ONLINE))

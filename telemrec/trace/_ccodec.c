@@ -375,7 +375,8 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
     Py_buffer ob = {0};
     if (PyObject_GetBuffer(strs, &ob, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return NULL;
-    PyObject *out = NULL, *runs = NULL, *first = NULL;
+    PyObject *out = NULL, *runs = NULL;
+    uint32_t *repeats = NULL;
     if (!ob.format || strcmp(ob.format, "O") != 0 || ob.itemsize != (Py_ssize_t)sizeof(PyObject *) ||
         ob.len / ob.itemsize != n) {
         PyErr_SetString(PyExc_ValueError, "encode_many: a column's strings are not an object array of its rows");
@@ -384,11 +385,13 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
     PyObject **items = ob.buf;
     Py_ssize_t count = 0, total = 0;
     PyObject *last = NULL;
-    runs = PyList_New(0);   /* the encoded first value of each run */
-    first = PyList_New(0);  /* and its repeat count, as ints */
-    if (!runs || !first)
+    runs = PyList_New(0);  /* the encoded first value of each run; its rows in repeats */
+    repeats = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(uint32_t));
+    if (!runs || !repeats) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
         goto done;
-    uint32_t repeat = 0;
+    }
     for (Py_ssize_t r = 0; r <= n; r++) {
         PyObject *v = NULL;
         if (r < n) {
@@ -400,14 +403,12 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
                 goto done;
             }
             if (last && (v == last || PyUnicode_Compare(v, last) == 0)) {
-                repeat++;
+                repeats[count - 1]++;
                 continue;
             }
             if (PyErr_Occurred())
                 goto done;
         }
-        if (last && append_size(first, repeat) < 0)
-            goto done;
         if (!v)
             break;
         PyObject *b = PyUnicode_AsEncodedString(v, "utf-8", "surrogatepass");
@@ -417,7 +418,7 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
         }
         total += PyBytes_GET_SIZE(b);
         Py_DECREF(b);
-        last = v, repeat = 1, count++;
+        last = v, repeats[count++] = 1;
     }
     if (!count) {
         out = PyBytes_FromStringAndSize(NULL, 0);
@@ -430,9 +431,8 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
     uint32_t c32 = (uint32_t)count;
     memcpy(w, &c32, 4);  /* little-endian hosts only, as the rest of this codec */
     for (Py_ssize_t i = 0; i < count; i++) {
-        uint32_t rep = (uint32_t)PyLong_AsUnsignedLong(PyList_GET_ITEM(first, i));
         uint32_t len = (uint32_t)PyBytes_GET_SIZE(PyList_GET_ITEM(runs, i));
-        memcpy(w + 4 + 4 * i, &rep, 4);
+        memcpy(w + 4 + 4 * i, &repeats[i], 4);
         memcpy(w + 4 + 4 * count + 4 * i, &len, 4);
     }
     uint8_t *at = w + 4 + 8 * count;
@@ -443,7 +443,7 @@ static PyObject *strings_section_of(const uint8_t *kinds, Py_ssize_t n, PyObject
     }
 done:
     Py_XDECREF(runs);
-    Py_XDECREF(first);
+    PyMem_Free(repeats);
     PyBuffer_Release(&ob);
     return out;
 }

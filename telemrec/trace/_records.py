@@ -19,7 +19,7 @@ import numpy as np
 
 from telemrec.errors import RecordError
 from telemrec.trace import _catalog as C
-from telemrec.trace._codec import ABSENT, INT
+from telemrec.trace._codec import INT
 from telemrec.trace._segments import _ccodec
 from telemrec.trace._tables import Piece, choose_table, column_of_values, packed_column, place_blocks
 
