@@ -2,6 +2,7 @@
 
     python benchmarks/bench_process.py [--runs 3] [--duration 35] [--warmup 10] [--processes 90]
                                        [--parts side,wrap,100hz] [--skip-jumper] [--skip-atop] [--json OUT]
+                                       [--baseline OTHER/venv/bin/telemrec]
 
 Part ``side`` (issue 13's main target): the recorders run side by side, at the same time
 and on the same processes, at 1 Hz; for each, the CPU time (user + system, all its
@@ -25,6 +26,8 @@ Part ``100hz``: the same wrapping a 20-process tree at 100 Hz for 12 s, one coll
 after the other (target: 0 missed ticks on an idle machine).
 
 Each part prints the load average before and after: the machine may be shared.
+``--baseline`` adds another telemrec (an earlier release's CLI) with its defaults to every part,
+in the same run: beside the others in ``side`` and ``wrap``, after them in ``100hz``.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ monitor.stop()
 print(monitor.n_measurements, monitor.n_missed_measurements, flush=True)
 """
 
+BASELINE = "telemrec baseline"  # a telemrec: not one of the peers the ratios are taken against
 ATOP_HINT = "atop is not installed: `apt-get install atop` (Debian/Ubuntu) adds it; its rows are skipped"
 
 
@@ -275,6 +279,11 @@ def part_side(cmd, args, workdir: str) -> dict:
                      for i, (_, options) in enumerate(SIDE_VARIANTS)]
         for rec, (label, _) in zip(recorders, SIDE_VARIANTS):
             rec.name = label
+        if args.baseline:
+            rec = telemrec_recorder([args.baseline], "side-baseline", workdir, 1.0, total,
+                                    ["levels=system,process,user", f"pid={tree.pid}"])
+            rec.name = BASELINE
+            recorders.append(rec)
         if not args.skip_jumper:
             recorders.append(Recorder("JUmPER 0.4.1 thread monitor",
                                       [sys.executable, "-c", JUMPER_HOST, str(tree.pid), str(total)],
@@ -295,14 +304,20 @@ def part_wrap(cmd, args, workdir: str) -> dict:
                                    ["levels=system,process", f"processes={processes}"],
                                    command=tree_argv(50, total + 30))
                  for processes in ("procfs", "psutil")]
+    if args.baseline:
+        recorders.append(telemrec_recorder([args.baseline], "wrap baseline", workdir, 1.0, total,
+                                           ["levels=system,process"], command=tree_argv(50, total + 30)))
     return measure(recorders, args.warmup, args.duration, 1.0)
 
 
 def part_100hz(cmd, args, workdir: str) -> dict:
     out = {}
-    for processes in ("procfs", "psutil"):
-        rec = telemrec_recorder(cmd, f"100hz {processes}", workdir, 0.01, 14.0,
-                                ["levels=system,process", f"processes={processes}"], command=tree_argv(20, 60))
+    runs = [(cmd, p, f"processes={p}") for p in ("procfs", "psutil")]
+    if args.baseline:
+        runs.append(([args.baseline], "baseline", "processes=procfs"))
+    for command, label, option in runs:
+        rec = telemrec_recorder(command, f"100hz {label}", workdir, 0.01, 14.0,
+                                ["levels=system,process", option], command=tree_argv(20, 60))
         result = measure([rec], 3.0, 10.0, 0.01)
         out[rec.name] = {**result["rows"][rec.name], "load_before": result["load_before"],
                          "load_after": result["load_after"]}
@@ -370,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-jumper", action="store_true")
     parser.add_argument("--skip-atop", action="store_true")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--baseline", metavar="TELEMREC",
+                        help="another telemrec CLI (e.g. an earlier release's venv/bin/telemrec) run with the "
+                             "defaults in every part, in the same run")
     parser.add_argument("--tree", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
