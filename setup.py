@@ -54,11 +54,11 @@ extensions = []
 if os.name == "posix" and not os.environ.get("TELEMREC_NO_EXTENSIONS"):
     extensions.append(Extension(
         "telemrec.trace._ccodec",
-        ["telemrec/trace/_ccodec.c", "telemrec/trace/_ccodec_v2.c"] + [f"{LIBDEFLATE}/lib/{name}.c" for name in (
+        ["telemrec/trace/_ccodec.c", "telemrec/trace/_ccodec_v2.c", "telemrec/trace/_ccodec_segment.c"] + [f"{LIBDEFLATE}/lib/{name}.c" for name in (
             "deflate_decompress", "zlib_decompress", "deflate_compress", "zlib_compress", "adler32", "crc32",
             "utils", "x86/cpu_features", "arm/cpu_features")],
         include_dirs=[LIBDEFLATE, "telemrec/trace"],
-        depends=["telemrec/trace/_ccodec_common.h"],
+        depends=["telemrec/trace/_ccodec_common.h", "telemrec/trace/_ccodec_stream.h"],
         # SSE arithmetic on 32-bit x86 too: x87's extended precision could round differently from NumPy
         extra_compile_args=["-O3", "-fno-strict-aliasing"] + (
             ["-msse2", "-mfpmath=sse"] if platform.machine() in ("i386", "i686") else []),

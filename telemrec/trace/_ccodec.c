@@ -18,6 +18,7 @@
 
 #include "libdeflate.h"
 #include "_ccodec_common.h"
+#include "_ccodec_stream.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -448,6 +449,84 @@ done:
     return out;
 }
 
+/* One column of a segment as its stream (encode_many's work for one column; _ccodec_segment.c
+ * shares it): 1 with *out filled (out->buf and out->run_masks malloc'ed, the caller frees them),
+ * 0 when every row is absent (no stream), -1 with an exception set. ``strs`` the body's strings
+ * section (bytes) or the column's str values (an object array, or None). With ``want_masks``,
+ * a stream whose rows hold several kinds gets each run's kinds (bits 1 << kind) in run_masks. */
+int ccodec_encode_column(PyObject *ko, PyObject *vo, PyObject *so, const int64_t *runs, int64_t n_runs, int level,
+                         int want_masks, EncodedStream *out)
+{
+    memset(out, 0, sizeof(*out));
+    Py_buffer kb = {0}, vb = {0}, sb = {0};
+    if (get_buffer(ko, &kb, "kinds", 0, 1) < 0)
+        return -1;
+    PyObject *section = PyBytes_Check(so) ? Py_NewRef(so) : strings_section_of(kb.buf, kb.len, so);
+    if (!section || get_buffer(vo, &vb, "values", 0, 8) < 0 || PyObject_GetBuffer(section, &sb, PyBUF_SIMPLE) < 0) {
+        Py_XDECREF(section);
+        PyBuffer_Release(&kb);
+        if (vb.obj)
+            PyBuffer_Release(&vb);
+        return -1;
+    }
+    const uint8_t *kinds = kb.buf;
+    int64_t n = kb.len;
+    int result = -1;
+    int bad = vb.len / 8 != n || n >= MAX_ROWS || check_runs(runs, n_runs, n) < 0;
+    int any = 0;
+    for (int64_t r = 0; !bad && r < n && !any; r++)
+        any = kinds[r] != ABSENT;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "encode_many: kinds, values and runs do not fit together");
+    } else if (!any) {
+        result = 0;
+    } else {
+        Encoded e;
+        int failed;
+        uint8_t *buf = NULL;
+        size_t size = 0;
+        Py_BEGIN_ALLOW_THREADS
+        failed = encode_body(kinds, vb.buf, n, runs, n_runs, sb.buf, (size_t)sb.len, &e);
+        if (!failed) {
+            struct libdeflate_compressor *c = compressor(level);
+            size_t bound = c ? libdeflate_zlib_compress_bound(c, e.body_size) : 0;
+            buf = c ? malloc(bound) : NULL;
+            size = buf ? libdeflate_zlib_compress(c, e.body, e.body_size, buf, bound) : 0;
+            failed = size == 0;
+            free(e.body);
+            if (!failed) {
+                out->buf = buf, out->size = size, out->crc = libdeflate_crc32(0, buf, size);
+                out->raw = e.body_size, out->encoding = e.encoding, out->scale = e.scale, out->width = e.width;
+                out->mask = e.mask;
+                if (want_masks && (e.mask & (e.mask - 1))) {
+                    out->run_masks = malloc((size_t)(n_runs ? n_runs : 1) * sizeof(int64_t));
+                    failed = out->run_masks == NULL;
+                    for (int64_t k = 0, row = 0; !failed && k < n_runs; k++) {
+                        int64_t m = 0;
+                        for (int64_t end = row + runs[k]; row < end; row++)
+                            m |= (int64_t)1 << kinds[row];
+                        out->run_masks[k] = m;
+                    }
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (failed) {
+            free(buf);
+            free(out->run_masks);
+            memset(out, 0, sizeof(*out));
+            PyErr_NoMemory();
+        } else {
+            result = 1;
+        }
+    }
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&sb);
+    Py_DECREF(section);
+    return result;
+}
+
 /* encode_many(columns, runs, level) -> [None | (stream, encoding, scale, width, raw_size, kinds_mask, crc32)]
  * The columns of one segment in one call, each a compressed stream: ``columns`` a list of
  * (kinds, values, strings), kinds uint8[n], values int64[n] packed (an INT row's int, a FLOAT
@@ -465,7 +544,6 @@ static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     Py_ssize_t count = PyList_GET_SIZE(columns);
     PyObject *out = PyList_New(count);
-    int64_t n_runs = rb.len / 8;
     if (!out || level < 0 || level > 12) {
         if (out)
             PyErr_SetString(PyExc_ValueError, "encode_many: level outside 0-12");
@@ -479,62 +557,20 @@ static PyObject *encode_many(PyObject *Py_UNUSED(self), PyObject *args)
                 PyErr_SetString(PyExc_TypeError, "encode_many: a column is not (kinds, values, strings)");
             goto fail;
         }
-        Py_buffer kb = {0}, vb = {0}, sb = {0};
-        if (get_buffer(ko, &kb, "kinds", 0, 1) < 0)
+        EncodedStream st;
+        int got = ccodec_encode_column(ko, vo, so, rb.buf, rb.len / 8, level, 0, &st);
+        if (got < 0)
             goto fail;
-        PyObject *section = PyBytes_Check(so) ? Py_NewRef(so) : strings_section_of(kb.buf, kb.len, so);
-        if (!section || get_buffer(vo, &vb, "values", 0, 8) < 0 || PyObject_GetBuffer(section, &sb, PyBUF_SIMPLE) < 0) {
-            Py_XDECREF(section);
-            PyBuffer_Release(&kb);
-            if (vb.obj)
-                PyBuffer_Release(&vb);
-            goto fail;
+        PyObject *entry = Py_NewRef(Py_None);
+        if (got) {
+            Py_DECREF(entry);
+            PyObject *stream = PyBytes_FromStringAndSize((const char *)st.buf, (Py_ssize_t)st.size);
+            free(st.buf);
+            entry = stream ? Py_BuildValue("(NiiiniI)", stream, st.encoding, st.scale, st.width, (Py_ssize_t)st.raw,
+                                           st.mask, (unsigned int)st.crc) : NULL;
+            if (!entry)
+                goto fail;
         }
-        int64_t n = kb.len;
-        PyObject *entry = NULL;
-        int bad = vb.len / 8 != n || n >= MAX_ROWS || check_runs(rb.buf, n_runs, n) < 0;
-        int any = 0;
-        for (int64_t r = 0; !bad && r < n && !any; r++)
-            any = ((const uint8_t *)kb.buf)[r] != ABSENT;
-        if (bad) {
-            PyErr_SetString(PyExc_ValueError, "encode_many: kinds, values and runs do not fit together");
-        } else if (!any) {
-            entry = Py_NewRef(Py_None);
-        } else {
-            Encoded e;
-            int failed;
-            uint8_t *buf = NULL;
-            size_t size = 0;
-            uint32_t crc = 0;
-            Py_BEGIN_ALLOW_THREADS
-            failed = encode_body(kb.buf, vb.buf, n, rb.buf, n_runs, sb.buf, (size_t)sb.len, &e);
-            if (!failed) {
-                struct libdeflate_compressor *c = compressor(level);
-                size_t bound = c ? libdeflate_zlib_compress_bound(c, e.body_size) : 0;
-                buf = c ? malloc(bound) : NULL;
-                size = buf ? libdeflate_zlib_compress(c, e.body, e.body_size, buf, bound) : 0;
-                failed = size == 0;
-                free(e.body);
-                if (!failed)
-                    crc = libdeflate_crc32(0, buf, size);
-            }
-            Py_END_ALLOW_THREADS
-            if (failed) {
-                PyErr_NoMemory();
-            } else {
-                PyObject *stream = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)size);
-                if (stream)
-                    entry = Py_BuildValue("(NiiiniI)", stream, e.encoding, e.scale, e.width, (Py_ssize_t)e.body_size,
-                                          e.mask, (unsigned int)crc);
-            }
-            free(buf);
-        }
-        PyBuffer_Release(&kb);
-        PyBuffer_Release(&vb);
-        PyBuffer_Release(&sb);
-        Py_DECREF(section);
-        if (!entry)
-            goto fail;
         PyList_SET_ITEM(out, i, entry);
     }
     PyBuffer_Release(&rb);
@@ -1318,6 +1354,7 @@ static PyMethodDef methods[] = {
     {"fill_table", fill_table, METH_VARARGS, "Typed columns from field dicts of differing names (see the module source)."},
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode_many", encode_many, METH_VARARGS, "Encode the columns of a segment (see the module source)."},
+    {"segment_streams", ccodec_segment_streams, METH_VARARGS, "A segment's streams and their header text (see _ccodec_segment.c)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
     {"decode_into", decode_into, METH_VARARGS, "Decode runs of one stream into rows of blocks (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},

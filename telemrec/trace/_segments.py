@@ -200,6 +200,28 @@ def encode_piece(piece: Piece, final: bool, level: int | None = None) -> tuple[S
     return seg, data
 
 
+def provisional_frame(piece: Piece, level: int = PROVISIONAL_LEVEL) -> tuple[bytes, list[bytes]] | None:
+    """A provisional segment of ``piece`` as the journal keeps it: its header's JSON text and its
+    streams, the bytes ``encode_piece`` and ``Segment.header()`` give (JSON as the journal encodes
+    it), made in one C call (``_ccodec.segment_streams``); None where the codec is not compiled.
+    A flush journals a segment per table; made here, each costs no Segment, stream table or header
+    dict, which cost more than encoding its few rows."""
+    if _ccodec is None:
+        return None
+    streams, run_kinds, data = _ccodec.segment_streams(
+        [(c, col.kinds, packed(col), _c_strings(col.strs)) for c, col in enumerate(piece.columns) if col is not None],
+        piece.counts, level)
+    head = b'{"table":%d,"rows":[%d,%d],"seq":[%d,%d],"wall":[%d,%d],"entities":%s,"counts":%s,"streams":%s,' \
+           b'"run_kinds":%s,"values":%d,"final":false}' % (
+               piece.table, piece.row_lo, piece.row_hi, piece.seq_lo, piece.seq_hi, piece.wall_lo, piece.wall_hi,
+               _int_list(piece.entities), _int_list(piece.counts), streams, run_kinds, piece.values)
+    return head, [data]
+
+
+def _int_list(values: np.ndarray) -> bytes:
+    return ("[" + ",".join(map(str, values.tolist())) + "]").encode()
+
+
 def read_stream(read: Callable[[int, int], bytes], row: np.ndarray, runs: np.ndarray, what: str) -> Column:
     """Read, check, inflate and decode one stream (``row`` of a stream table)."""
     offset, size, crc, raw = (int(v) for v in row[1:5])

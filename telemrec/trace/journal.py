@@ -105,9 +105,10 @@ class JournalWriter:
         payload = bytes([JSON_FRAME]) + zlib.compress(_encoder.encode(obj).encode("utf-8"), 3)
         return self._frame([payload])
 
-    def append_segment(self, header: dict[str, Any], streams: list[bytes]) -> int:
-        """A segment frame; returns the file offset of its first stream byte."""
-        head = _encoder.encode(header).encode("utf-8")
+    def append_segment(self, header: dict[str, Any] | bytes, streams: list[bytes]) -> int:
+        """A segment frame (``header`` a dict, or its JSON text); returns the file offset of its first
+        stream byte."""
+        head = header if isinstance(header, bytes) else _encoder.encode(header).encode("utf-8")
         parts = [bytes([SEGMENT_FRAME]) + _SEGMENT_HEAD.pack(len(head)) + head, *streams]
         start = self.bytes_written + FRAME_HEAD_SIZE + len(parts[0])
         self._frame(parts)

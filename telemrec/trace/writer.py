@@ -24,7 +24,7 @@ from telemrec.errors import TraceWriteError
 from telemrec.record import RawRecord
 from telemrec.trace import _catalog as C
 from telemrec.trace import journal as _journal
-from telemrec.trace._segments import FLUSH_LEVEL, encode_piece
+from telemrec.trace._segments import FLUSH_LEVEL, PROVISIONAL_LEVEL, encode_piece, provisional_frame
 from telemrec.trace._records import TableWriter
 from telemrec.trace._tables import Piece, merge_pieces
 
@@ -182,6 +182,11 @@ class TraceWriter:
             state.frames[-MERGE_FANIN:] = [self._journal.last_frame]
 
     def _append(self, piece: Piece, final: bool, level: int | None = None) -> None:
+        if not final:  # journalled only, and superseded: no Segment to keep
+            frame = provisional_frame(piece, PROVISIONAL_LEVEL if level is None else level)
+            if frame is not None:
+                self._journal.append_segment(*frame)
+                return
         segment, streams = encode_piece(piece, final, level)
         body = self._journal.append_segment(segment.header(), streams)
         if final:

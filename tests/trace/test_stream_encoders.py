@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemrec.trace import _streams
-from telemrec.trace._segments import _ccodec
-from telemrec.trace._tables import column_of_values, packed
+from telemrec.trace._segments import FLUSH_LEVEL, PROVISIONAL_LEVEL, _ccodec, encode_piece, provisional_frame
+from telemrec.trace._tables import Piece, column_of_values, packed, packed_column
+from telemrec.trace.journal import _encoder
 
 if os.environ.get("TELEMREC_REQUIRE_COMPILED") and _ccodec is None:
     pytest.fail("TELEMREC_REQUIRE_COMPILED is set but telemrec.trace._ccodec was not built", pytrace=False)
@@ -112,3 +113,30 @@ def test_fill_table_types_rows_and_says_which_fields_each_entity_holds(rows, dat
                               counts)[0] <= len(rows)  # a field the index lacks stops the pass
     with pytest.raises(ValueError):
         _ccodec.fill_table(rows, index, kinds, values, [len(rows) + 1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), columns()), min_size=1, max_size=6), st.data())
+def test_a_provisional_segment_frame_is_what_the_segment_and_its_header_give(cols, data):
+    """The writer journals provisional segments from one C call; the journal must hold the bytes
+    the Segment path gives: the header's JSON (mixed-kind runs, all-absent and missing columns
+    included) and the streams."""
+    n = data.draw(st.integers(1, 40))
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=5)))) if n > 1 else []
+    counts = np.diff([0, *cuts, n]).astype(np.int64)
+    columns_ = []
+    for case in cols:  # each column cut or repeated to n rows
+        if case is None:
+            columns_.append(None)
+            continue
+        col = case[0]
+        at = np.arange(n) % len(col)
+        columns_.append(packed_column(col.kinds[at].copy(), packed(col)[at].copy(),
+                                      None if col.strs is None else col.strs[at].copy()))
+    piece = Piece(3, 10, 10 + n, np.arange(len(counts), dtype=np.int64) * 2 + 1, counts, columns_, 100, 100 + n,
+                  -5, 2**62, data.draw(st.integers(0, 10**6)))
+    level = data.draw(st.sampled_from([FLUSH_LEVEL, PROVISIONAL_LEVEL]))
+    head, streams = provisional_frame(piece, level)
+    segment, expected = encode_piece(piece, False, level)
+    assert head == _encoder.encode(segment.header()).encode()
+    assert b"".join(streams) == b"".join(expected)
