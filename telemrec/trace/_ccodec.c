@@ -1355,6 +1355,7 @@ static PyMethodDef methods[] = {
     {"build_records", build_records, METH_VARARGS, "Build records from columns (see the module source)."},
     {"encode_many", encode_many, METH_VARARGS, "Encode the columns of a segment (see the module source)."},
     {"segment_streams", ccodec_segment_streams, METH_VARARGS, "A segment's streams and their header text (see _ccodec_segment.c)."},
+    {"gather_columns", ccodec_gather_columns, METH_VARARGS, "Rows of every column of pieces, gathered (see _ccodec_segment.c)."},
     {"decode", decode, METH_VARARGS, "Check, inflate and decode runs of one stream (see the module source)."},
     {"decode_into", decode_into, METH_VARARGS, "Decode runs of one stream into rows of blocks (see the module source)."},
     {"decode_v2", v2_decode, METH_VARARGS, "Decode format 1/2 chunks (see _ccodec_v2.c)."},

@@ -1,4 +1,5 @@
-/* One column's stream, shared by _ccodec.c (which encodes it) and _ccodec_segment.c. Include after Python.h. */
+/* What _ccodec.c shares with _ccodec_segment.c (the writer's per-flush work): one column's stream,
+ * and the functions the module table names. Include after Python.h. */
 #ifndef TELEMREC_CCODEC_STREAM_H
 #define TELEMREC_CCODEC_STREAM_H
 
@@ -15,5 +16,6 @@ typedef struct {
 int ccodec_encode_column(PyObject *ko, PyObject *vo, PyObject *so, const int64_t *runs, int64_t n_runs, int level,
                          int want_masks, EncodedStream *out);
 PyObject *ccodec_segment_streams(PyObject *self, PyObject *args);
+PyObject *ccodec_gather_columns(PyObject *self, PyObject *args);
 
 #endif

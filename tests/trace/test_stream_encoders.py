@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from telemrec.trace import _streams
 from telemrec.trace._segments import FLUSH_LEVEL, PROVISIONAL_LEVEL, _ccodec, encode_piece, provisional_frame
-from telemrec.trace._tables import Piece, column_of_values, packed, packed_column
+from telemrec.trace._tables import Piece, column_of_values, gather_compiled, gather_numpy, merge_pieces, packed, packed_column
 from telemrec.trace.journal import _encoder
 
 if os.environ.get("TELEMREC_REQUIRE_COMPILED") and _ccodec is None:
@@ -124,19 +124,56 @@ def test_a_provisional_segment_frame_is_what_the_segment_and_its_header_give(col
     n = data.draw(st.integers(1, 40))
     cuts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=5)))) if n > 1 else []
     counts = np.diff([0, *cuts, n]).astype(np.int64)
-    columns_ = []
-    for case in cols:  # each column cut or repeated to n rows
-        if case is None:
-            columns_.append(None)
-            continue
-        col = case[0]
-        at = np.arange(n) % len(col)
-        columns_.append(packed_column(col.kinds[at].copy(), packed(col)[at].copy(),
-                                      None if col.strs is None else col.strs[at].copy()))
-    piece = Piece(3, 10, 10 + n, np.arange(len(counts), dtype=np.int64) * 2 + 1, counts, columns_, 100, 100 + n,
-                  -5, 2**62, data.draw(st.integers(0, 10**6)))
+    piece = Piece(3, 10, 10 + n, np.arange(len(counts), dtype=np.int64) * 2 + 1, counts, _resized(cols, n), 100,
+                  100 + n, -5, 2**62, data.draw(st.integers(0, 10**6)))
     level = data.draw(st.sampled_from([FLUSH_LEVEL, PROVISIONAL_LEVEL]))
     head, streams = provisional_frame(piece, level)
     segment, expected = encode_piece(piece, False, level)
     assert head == _encoder.encode(segment.header()).encode()
     assert b"".join(streams) == b"".join(expected)
+
+
+def _resized(cols: list, n: int) -> list:
+    """The drawn columns (or None) cut or repeated to n rows."""
+    out = []
+    for case in cols:
+        if case is None:
+            out.append(None)
+            continue
+        col = case[0]
+        at = np.arange(n) % len(col)
+        out.append(packed_column(col.kinds[at].copy(), packed(col)[at].copy(),
+                                 None if col.strs is None else col.strs[at].copy()))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.one_of(st.none(), columns()), max_size=5), st.integers(1, 30),
+                          st.lists(st.integers(0, 6), min_size=1, max_size=4, unique=True)), min_size=1, max_size=5))
+def test_merging_pieces_in_c_gathers_what_numpy_does(drawn):
+    """A merge of the writer's pieces (each entity's rows one run again) gathers every column in one C
+    pass: the same kinds, values and str objects as NumPy's concatenate-and-take, whatever columns
+    each piece lacks (shorter column lists, None columns)."""
+    pieces, row = [], 0
+    for cols, n, entities in drawn:
+        entities = sorted(entities)[:n]
+        counts = np.diff(np.linspace(0, n, len(entities) + 1).astype(np.int64))
+        keep = counts > 0
+        entities, counts = np.array(entities, np.int64)[keep], counts[keep]
+        pieces.append(Piece(0, row, row + n, entities, counts, _resized(cols, n)))
+        row += n
+    merged = merge_pieces(pieces)
+    width = max(len(p.columns) for p in pieces)
+    gather = np.concatenate([np.arange(p.rows) for p in pieces]) if len(pieces) == 1 else None
+    if gather is None:  # the order merge_pieces takes: by entity, then piece
+        runs = [(e, i, start, c) for i, p in enumerate(pieces)
+                for e, start, c in zip(p.entities.tolist(), (np.cumsum(p.counts) - p.counts).tolist(), p.counts.tolist())]
+        bases = np.cumsum([0] + [p.rows for p in pieces[:-1]])
+        gather = np.concatenate([np.arange(c) + bases[i] + start for e, i, start, c in sorted(runs)])
+    expected, got = gather_numpy(pieces, width, gather), gather_compiled(pieces, width, gather)
+    for want, have, mine in zip(expected, got, merged.columns if len(pieces) > 1 else got):
+        assert (want is None) == (have is None) == (mine is None)
+        if want is not None:
+            for col in (have, mine):
+                assert col.kinds.tolist() == want.kinds.tolist() and packed(col).tolist() == packed(want).tolist()
+                assert (None if col.strs is None else list(col.strs)) == (None if want.strs is None else list(want.strs))
