@@ -13,13 +13,14 @@ of both), else a new table (``_tables.choose_table``).
 
 from __future__ import annotations
 
-from operator import attrgetter, itemgetter, methodcaller
+from operator import attrgetter, methodcaller
 
 import numpy as np
 
 from telemrec.errors import RecordError
 from telemrec.trace import _catalog as C
-from telemrec.trace._codec import INT
+from telemrec.trace._codec import INT, NONE, STR
+from telemrec.trace._columns import Column
 from telemrec.trace._segments import _ccodec
 from telemrec.trace._tables import Piece, choose_table, column_of_values, packed_column, place_blocks
 
@@ -153,11 +154,14 @@ class TableWriter:
         except (TypeError, ValueError, OverflowError):
             raise RecordError("a record's mono_ns or wall_ns is not an int64", "Timestamps are int64 nanoseconds.") \
                 from None
-        sources = np.array([e.source for e in self._entities], np.int64)[codes]
-        tidx = np.empty(n, np.int64)
-        for s in np.unique(sources).tolist():
-            mask = sources == s
-            tidx[mask] = self._source_list[s].assign(mono[mask], wall[mask])
+        if len(self._source_list) == 1:  # one reader's records: no source to pick out
+            tidx = self._source_list[0].assign(mono, wall)
+        else:
+            sources = np.array([e.source for e in self._entities], np.int64)[codes]
+            tidx = np.empty(n, np.int64)
+            for s in np.unique(sources).tolist():
+                mask = sources == s
+                tidx[mask] = self._source_list[s].assign(mono[mask], wall[mask])
         order = np.argsort(codes, kind="stable")
         ordered = codes[order]
         cuts = [0, *(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist(), n]
@@ -214,20 +218,19 @@ class TableWriter:
                      wall: np.ndarray) -> Piece:
         table = self.catalog.tables[tid]
         n_meta = len(table.meta)
-        subs = [[recs[idx[0]]] if len(idx) == 1 else list(itemgetter(*idx.tolist())(recs)) for _, idx in members]
-        every = [r for sub in subs for r in sub]
+        order = np.concatenate([idx for _, idx in members]) if len(members) > 1 else members[0][1]
+        every = list(map(recs.__getitem__, order.tolist()))  # entity after entity
         total = len(every)
         fields = list(map(_FIELDS, every))
         columns: list = [None] * (n_meta + len(table.fields))
         values = self._fast_columns(table, members, fields, columns) if _ccodec is not None else None
         if values is None:
-            values = self._grouped_columns(table, members, subs, fields, columns)
-        order = np.concatenate([idx for _, idx in members])
+            values = self._grouped_columns(table, members, every, fields, columns)
         seq = order.astype(np.int64) + seq0
         columns[0] = packed_column(np.full(total, INT, np.uint8), seq, None)
         columns[1] = packed_column(np.full(total, INT, np.uint8), tidx[order], None)
-        columns[2] = column_of_values(list(map(_VERSION, every)), "source_version")
-        columns[3] = column_of_values(list(map(_ERROR, every)), "error")
+        columns[2] = _meta_column(list(map(_VERSION, every)), "source_version")
+        columns[3] = _meta_column(list(map(_ERROR, every)), "error")
         walls = wall[order]
         rows_before = self._table_rows.get(tid, 0)
         self._table_rows[tid] = rows_before + total
@@ -277,12 +280,13 @@ class TableWriter:
                 seen.add(keys)
                 self._learn(ent, keys)
 
-    def _grouped_columns(self, table, members: list, subs: list, fields: list, columns: list) -> int:
+    def _grouped_columns(self, table, members: list, every: list, fields: list, columns: list) -> int:
         """Records whose field names differ: rows of every entity that share a key layout are typed
         together, one pass per field and layout."""
         groups: dict[tuple, tuple[list, list]] = {}
         at = 0
-        for (ent, _), sub in zip(members, subs):
+        for ent, idx in members:
+            sub = every[at:at + len(idx)]
             mine = fields[at:at + len(sub)]
             for keys, start, stop in _runs_of_equal(list(map(tuple, mine))):
                 if keys != ent.keys:
@@ -322,6 +326,18 @@ class TableWriter:
         src.base = src.rows
         src.mono, src.wall = [], []
         return piece
+
+
+def _meta_column(values: list, what: str) -> Column:
+    """A record column (source version, error) of a table's rows: most often one str, or None, in
+    every row, made without typing each value."""
+    first = values[0]
+    if (first is None or type(first) is str) and values.count(first) == len(values):
+        n = len(values)
+        if first is None:
+            return packed_column(np.full(n, NONE, np.uint8), np.zeros(n, np.int64), None)
+        return packed_column(np.full(n, STR, np.uint8), np.zeros(n, np.int64), np.full(n, first, object))
+    return column_of_values(values, what)
 
 
 def _runs_of_equal(layouts: list[tuple]):

@@ -27,6 +27,7 @@ except ImportError:  # not built (setup.py): NumPy merges the same
 
 _KIND_OF = {float: FLOAT, int: INT, str: STR, type(None): NONE}
 _EMPTY_OBJ = np.zeros(0, object)
+_STR_OR_NONE = {str, type(None)}
 
 
 def absent(n: int) -> Column:
@@ -55,6 +56,11 @@ def column_of_values(values, what: str = "a field") -> Column:
             return packed_column(np.full(n, STR, np.uint8), np.zeros(n, np.int64), strs)
         if t is type(None):
             return packed_column(np.full(n, NONE, np.uint8), np.zeros(n, np.int64), None)
+    if types == _STR_OR_NONE:  # e.g. a table's errors: a few rows with one
+        strs = np.empty(n, object)
+        strs[:] = values
+        kinds = np.where(np.equal(strs, None), NONE, STR).astype(np.uint8)
+        return packed_column(kinds, np.zeros(n, np.int64), strs)
     bad = types - _KIND_OF.keys()
     if bad:
         raise RecordError(f"{what} has a value of type {sorted(t.__name__ for t in bad)[0]}; allowed: float, int, str, None",
