@@ -2,16 +2,17 @@
 
     python benchmarks/bench_process.py [--runs 3] [--duration 35] [--warmup 10] [--processes 90]
                                        [--parts side,wrap,100hz] [--skip-jumper] [--skip-atop] [--json OUT]
-                                       [--baseline OTHER/venv/bin/telemrec]
+                                       [--baseline OTHER/venv/bin/telemrec] [--variants]
 
 Part ``side`` (issue 13's main target): the recorders run side by side, at the same time
 and on the same processes, at 1 Hz; for each, the CPU time (user + system, all its
 threads, from ``/proc/PID/task/*/schedstat``) spent between the end of the warm-up and
 the end of the window, divided by the samples it took in that window:
 
-- ``telemrec record -O levels=system,process,user -O pid=<tree>`` with the procfs process
-  collector (the default) and with the psutil one, each with USS as configured by default
-  (budgeted), every tick (the behaviour before the procfs collector) and off;
+- ``telemrec record -O levels=system,process,user -O pid=<tree>``, with its defaults (the
+  procfs process collector, USS budgeted); with ``--variants`` also the psutil collector, and
+  each with USS every tick (the behaviour before the procfs collector) and off: four more
+  recorders at once, two of them heavy, which load the machine the others share;
 - JUmPER 0.4.1's thread monitor (``PerformanceMonitor``: user, process and system levels,
   its process level pointed at the same tree), in a Python process of its own;
 - ``atop -w FILE 1`` (Debian ``atop``; skipped with a hint when it is not installed).
@@ -20,14 +21,15 @@ The processes: a tree (a root, four Python workers that wake every 100 ms to com
 and write a little, each with two ``sleep`` children, and ``sleep`` processes) sized so
 that this user owns about ``--processes`` processes in all, besides whatever else runs.
 
-Part ``wrap``: ``telemrec record -O levels=system,process -- <50-process tree>``, procfs
-and psutil collectors side by side (target: <= 2 ms per sample at 1 Hz).
+Part ``wrap``: ``telemrec record -O levels=system,process -- <50-process tree>``, the procfs
+and the psutil collector one after the other, each alone with its tree, as a job runs it
+(target: <= 2 ms per sample at 1 Hz).
 Part ``100hz``: the same wrapping a 20-process tree at 100 Hz for 12 s, one collector
 after the other (target: 0 missed ticks on an idle machine).
 
 Each part prints the load average before and after: the machine may be shared.
 ``--baseline`` adds another telemrec (an earlier release's CLI) with its defaults to every part,
-in the same run: beside the others in ``side`` and ``wrap``, after them in ``100hz``.
+in the same run: beside the others in ``side``, after them in ``wrap`` and ``100hz``.
 """
 
 from __future__ import annotations
@@ -274,10 +276,11 @@ def part_side(cmd, args, workdir: str) -> dict:
     total = args.warmup + args.duration + 5
     tree = start_tree(size, total + 30)
     try:
+        variants = SIDE_VARIANTS if args.variants else SIDE_VARIANTS[:1]
         recorders = [telemrec_recorder(cmd, f"side-{i}", workdir, 1.0, total,
                                        ["levels=system,process,user", f"pid={tree.pid}", *options])
-                     for i, (_, options) in enumerate(SIDE_VARIANTS)]
-        for rec, (label, _) in zip(recorders, SIDE_VARIANTS):
+                     for i, (_, options) in enumerate(variants)]
+        for rec, (label, _) in zip(recorders, variants):
             rec.name = label
         if args.baseline:
             rec = telemrec_recorder([args.baseline], "side-baseline", workdir, 1.0, total,
@@ -299,6 +302,8 @@ def part_side(cmd, args, workdir: str) -> dict:
 
 
 def part_wrap(cmd, args, workdir: str) -> dict:
+    """Each recorder alone with its tree, one after the other: the target is what wrapping a job
+    costs, not what it costs beside a heavier recorder."""
     total = args.warmup + args.duration + 5
     recorders = [telemrec_recorder(cmd, f"wrap {processes}", workdir, 1.0, total,
                                    ["levels=system,process", f"processes={processes}"],
@@ -307,7 +312,12 @@ def part_wrap(cmd, args, workdir: str) -> dict:
     if args.baseline:
         recorders.append(telemrec_recorder([args.baseline], "wrap baseline", workdir, 1.0, total,
                                            ["levels=system,process"], command=tree_argv(50, total + 30)))
-    return measure(recorders, args.warmup, args.duration, 1.0)
+    out: dict = {"rows": {}}
+    for rec in recorders:
+        result = measure([rec], args.warmup, args.duration, 1.0)
+        out["rows"][rec.name] = {**result["rows"][rec.name], "load_before": result["load_before"],
+                                 "load_after": result["load_after"]}
+    return out
 
 
 def part_100hz(cmd, args, workdir: str) -> dict:
@@ -355,13 +365,14 @@ def print_side(i: int, res: dict) -> None:
 
 
 def print_wrap(res: dict) -> None:
-    print(f"\n### wrapping a 50-process tree, levels=system,process, 1 Hz: load {res['load_before']} -> "
-          f"{res['load_after']}\n")
-    print("| collector | CPU ms/sample | samples | members (median) | sampling thread ms (median) | target |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("\n### wrapping a 50-process tree, levels=system,process, 1 Hz, one recorder after the other\n")
+    print("| collector | CPU ms/sample | samples | members (median) | sampling thread ms (median) | target "
+          "| load before -> after |")
+    print("|---|---:|---:|---:|---:|---|---|")
     for name, r in res["rows"].items():
         print(f"| {name} | {_ms(r['ms_per_sample'])} | {r['samples']:.0f} | {r.get('processes_median') or '-'} | "
-              f"{_ms(r.get('tick_cpu_median_ms'))} | <= {TARGET_WRAP_MS} ms |")
+              f"{_ms(r.get('tick_cpu_median_ms'))} | <= {TARGET_WRAP_MS} ms | {r['load_before']} -> "
+              f"{r['load_after']} |")
 
 
 def print_100hz(res: dict) -> None:
@@ -388,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="TELEMREC",
                         help="another telemrec CLI (e.g. an earlier release's venv/bin/telemrec) run with the "
                              "defaults in every part, in the same run")
+    parser.add_argument("--variants", action="store_true",
+                        help="side: also the psutil collector and USS every tick and off (four more recorders)")
     parser.add_argument("--tree", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
