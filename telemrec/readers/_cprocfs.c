@@ -7,7 +7,8 @@
    the process has not run and its last fields hold. See _procfs_native.py.
    records(cls, readings, mono, wall, source, version, out): one RawRecord per reading
    (fields with ``levels`` added, entity ``pid:<n>``, error from reading.error()), built
-   without the frozen dataclass's __init__ (object.__setattr__ per field).
+   without the frozen dataclass's __init__ (object.__setattr__ per field); a reading of a
+   Proc's kept fields gets the last record's fields where they are the same (shared_fields).
    refresh(st, consts): a process that ran, in _cprocfs_refresh.c.
 
    _procfs_native.py holds the pure-Python equivalents, used where this module is not
@@ -23,7 +24,7 @@
 
 PyObject *s_stat, *s_statm, *s_fields, *s_ran, *s_pid, *s_cmdline;
 static PyObject *s_fds, *s_quick, *s_levels, *s_problems, *s_error, *s_tick,
-    *s_space, *s_mono_ns, *s_wall_ns, *s_entity, *s_source, *s_source_version, *s_levels_key;
+    *s_space, *s_mono_ns, *s_wall_ns, *s_entity, *s_source, *s_source_version, *s_levels_key, *s_proc, *s_record;
 
 typedef struct {
     int fd;
@@ -267,6 +268,37 @@ static int set_slot(PyObject *obj, PyObject *name, PyObject *value) {
     return PyObject_GenericSetAttr(obj, name, value);
 }
 
+/* The fields of a record of a reading of kept fields (``proc`` its Proc): the last record's,
+   where made from the same fields with the same levels (Proc.record), else a copy with ``levels``,
+   kept as Proc.record. New reference. */
+static PyObject *shared_fields(PyObject *proc, PyObject *fields, PyObject *joined) {
+    PyObject *cached = PyObject_GetAttr(proc, s_record);
+    if (cached == NULL)
+        return NULL;
+    if (PyTuple_Check(cached) && PyTuple_GET_SIZE(cached) == 3 && PyTuple_GET_ITEM(cached, 0) == fields) {
+        int same = PyUnicode_Compare(PyTuple_GET_ITEM(cached, 1), joined);
+        if (same == 0) {
+            PyObject *out = Py_NewRef(PyTuple_GET_ITEM(cached, 2));
+            Py_DECREF(cached);
+            return out;
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(cached);
+            return NULL;
+        }
+    }
+    Py_DECREF(cached);
+    PyObject *copy = PyDict_Copy(fields), *entry = NULL;
+    if (copy == NULL || PyDict_SetItem(copy, s_levels_key, joined) < 0 ||
+        (entry = PyTuple_Pack(3, fields, joined, copy)) == NULL || PyObject_SetAttr(proc, s_record, entry) < 0) {
+        Py_XDECREF(copy);
+        Py_XDECREF(entry);
+        return NULL;
+    }
+    Py_DECREF(entry);
+    return copy;
+}
+
 static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 7) {
@@ -284,7 +316,7 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyList_GET_ITEM(readings, i);
         PyObject *pid = NULL, *fields = NULL, *levels = NULL, *joined = NULL, *problems = NULL, *error = NULL,
-                 *entity = NULL, *rec = NULL;
+                 *entity = NULL, *rec = NULL, *proc = NULL, *own = NULL;
         int ok = 0;
         if ((pid = PyObject_GetAttr(r, s_pid)) == NULL || (fields = PyObject_GetAttr(r, s_fields)) == NULL ||
             (levels = PyObject_GetAttr(r, s_levels)) == NULL || (problems = PyObject_GetAttr(r, s_problems)) == NULL)
@@ -293,8 +325,15 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
             PyErr_SetString(PyExc_TypeError, "a reading's fields must be a dict");
             goto next;
         }
-        if ((joined = PyUnicode_Join(s_space, levels)) == NULL || PyDict_SetItem(fields, s_levels_key, joined) < 0)
+        if ((joined = PyUnicode_Join(s_space, levels)) == NULL || (proc = PyObject_GetAttr(r, s_proc)) == NULL)
             goto next;
+        if (proc == Py_None) {
+            if (PyDict_SetItem(fields, s_levels_key, joined) < 0)
+                goto next;
+            own = Py_NewRef(fields);
+        } else if ((own = shared_fields(proc, fields, joined)) == NULL) {
+            goto next;
+        }
         int has_problems = PyObject_IsTrue(problems);
         if (has_problems < 0)
             goto next;
@@ -309,7 +348,7 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
         if ((rec = type->tp_alloc(type, 0)) == NULL)
             goto next;
         if (set_slot(rec, s_mono_ns, mono) < 0 || set_slot(rec, s_wall_ns, wall) < 0 ||
-            set_slot(rec, s_entity, entity) < 0 || set_slot(rec, s_fields, fields) < 0 ||
+            set_slot(rec, s_entity, entity) < 0 || set_slot(rec, s_fields, own) < 0 ||
             set_slot(rec, s_source, source) < 0 || set_slot(rec, s_source_version, version) < 0 ||
             set_slot(rec, s_error, error) < 0 || PyList_Append(out, rec) < 0)
             goto next;
@@ -323,6 +362,8 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
         Py_XDECREF(error);
         Py_XDECREF(entity);
         Py_XDECREF(rec);
+        Py_XDECREF(proc);
+        Py_XDECREF(own);
         if (!ok)
             return NULL;
     }
@@ -331,8 +372,8 @@ static PyObject *records(PyObject *module, PyObject *const *args, Py_ssize_t nar
 
 /* steady(last, quiet, states, memo, tick, cls) -> (readings, todo)
    The steady path's readings of the members that have not run (``quiet``: pid -> their cached
-   fields): for each (pid, levels) of ``last``, cls(pid, a copy of the fields, a copy of the Proc's
-   problems, the levels as a list), also put in ``memo``, the Proc's tick set. The others are None
+   fields): for each (pid, levels) of ``last``, cls(pid, the fields (not copied), a copy of the
+   Proc's problems, the levels as a list, the Proc), also put in ``memo``, the Proc's tick set. The others are None
    in ``readings`` and their positions listed in ``todo``, for the Python path. */
 static PyObject *steady(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -366,13 +407,12 @@ static PyObject *steady(PyObject *module, PyObject *const *args, Py_ssize_t narg
             PyList_SET_ITEM(readings, i, Py_NewRef(Py_None));
             continue;
         }
-        PyObject *copy = NULL, *problems = NULL, *kept = NULL, *lv = NULL, *reading = NULL;
-        int ok = PyObject_SetAttr(st, s_tick, tick) == 0 && (copy = PyDict_Copy(fields)) != NULL &&
+        PyObject *problems = NULL, *kept = NULL, *lv = NULL, *reading = NULL;
+        int ok = PyObject_SetAttr(st, s_tick, tick) == 0 &&
                  (problems = PyObject_GetAttr(st, s_problems)) != NULL &&
                  (kept = PySequence_List(problems)) != NULL && (lv = PySequence_List(levels)) != NULL &&
-                 (reading = PyObject_CallFunctionObjArgs(cls, pid, copy, kept, lv, NULL)) != NULL &&
+                 (reading = PyObject_CallFunctionObjArgs(cls, pid, fields, kept, lv, st, NULL)) != NULL &&
                  PyDict_SetItem(memo, pid, reading) == 0;
-        Py_XDECREF(copy);
         Py_XDECREF(problems);
         Py_XDECREF(kept);
         Py_XDECREF(lv);
@@ -413,6 +453,7 @@ PyMODINIT_FUNC PyInit__cprocfs(void) {
         {&s_pid, "pid"}, {&s_levels, "levels"}, {&s_problems, "problems"}, {&s_error, "error"}, {&s_tick, "tick"},
         {&s_space, " "}, {&s_mono_ns, "mono_ns"}, {&s_wall_ns, "wall_ns"}, {&s_entity, "entity"},
         {&s_source, "source"}, {&s_source_version, "source_version"}, {&s_levels_key, "levels"},
+        {&s_proc, "proc"}, {&s_record, "record"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

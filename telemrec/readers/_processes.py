@@ -49,12 +49,23 @@ class Vanished(Exception):
 
 @dataclass(slots=True)
 class ProcessReading:
-    """One process at one tick: its fields (without ``levels``), the failed calls, and its levels."""
+    """One process at one tick: its fields (without ``levels``), the failed calls, and its levels.
+
+    ``proc``: set where ``fields`` is not a copy but what the collector keeps of a process that has
+    not run (its ``Proc``): records of successive ticks then share one dict (``records``), so it must
+    not change: who changes ``fields`` takes ``own_fields()``."""
 
     pid: int
     fields: dict[str, Any]
     problems: list[str]
     levels: list[str] = field(default_factory=list)
+    proc: Any = field(default=None, compare=False, repr=False)
+
+    def own_fields(self) -> dict[str, Any]:
+        """``fields``, copied first where they are shared (``proc``), to be changed."""
+        if self.proc is not None:
+            self.fields, self.proc = dict(self.fields), None
+        return self.fields
 
     @property
     def key(self) -> tuple[int, Any]:

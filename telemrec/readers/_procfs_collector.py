@@ -329,7 +329,7 @@ class ProcfsCollector:
         st.tick = self._tick
         fields = self._quiet.get(pid)
         if fields is not None:
-            reading = self._memo[pid] = ProcessReading(pid, dict(fields), list(st.problems))
+            reading = self._memo[pid] = ProcessReading(pid, fields, list(st.problems), proc=st)
             return reading
         try:
             reading = self._files.read(st)

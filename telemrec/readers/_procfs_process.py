@@ -57,7 +57,7 @@ class Proc:
 
     __slots__ = ("pid", "prefix", "ino", "fds", "start", "create_time", "stat", "comm", "split", "threads", "statm",
                  "tids", "gate", "slow", "problems", "argv", "parsed", "fields", "children", "ran", "tick", "gone",
-                 "quick", "full")
+                 "quick", "full", "record")
 
     def __init__(self, pid: int, prefix: str, ino: int | None):
         self.pid, self.prefix, self.ino = pid, prefix, ino
@@ -88,6 +88,9 @@ class Proc:
         # (stat, statm, status, io, cmdline fds, the gate's fds) while all are kept open and the last
         # read had no problems: what the compiled refresh reads when the process ran
         self.full: tuple | None = None
+        # (fields, levels joined, the record's fields): the last record's fields while the process
+        # has not run, handed to the next record as they are (records(): no copy a tick)
+        self.record: tuple | None = None
 
 
 class ProcessFiles:

@@ -474,7 +474,7 @@ class PsutilReader(BaseReader):
                 readings = [r for r in readings if r.pid not in gone]
         if self._cmdline == "dropped":
             for r in readings:
-                r.fields.pop("cmdline", None)
+                r.own_fields().pop("cmdline", None)
                 r.problems = [p for p in r.problems if not p.startswith("cmdline:")]
         self._native.records(RawRecord, readings, mono, wall, "psutil", self._identity["psutil_version"], records)
         return found
@@ -496,7 +496,7 @@ class PsutilReader(BaseReader):
             cpu1 = time.thread_time_ns()
             plan.charge(reading, cpu1 - cpu0, now)  # the read and what led to it
             cpu0 = cpu1
-            reading.fields[USS] = value
+            reading.own_fields()[USS] = value
             if problem:
                 reading.problems.append(problem)
         return gone

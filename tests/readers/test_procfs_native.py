@@ -129,6 +129,40 @@ def test_records_are_built_alike_compiled_and_in_python():
         rec.entity = "pid:1"
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_records_of_a_process_that_has_not_run_share_one_dict_until_it_changes(compiled):
+    """A member that does not run gives the same fields tick after tick: its records share the
+    dict made for the first (no copy a member a tick); new levels or new kept fields (it ran) make
+    another; nothing changes a dict a record holds."""
+    from telemrec.readers._procfs_process import Proc
+
+    st, kept = Proc(7, "/proc/7/", None), {"a": 1, "name": "x"}
+
+    def tick(levels=("process",), fields=kept) -> RawRecord:
+        out: list = []
+        reading = ProcessReading(7, fields, [], list(levels), st)
+        _procfs_native.native(compiled).records(RawRecord, [reading], 1, 2, "psutil", "7.0", out)
+        return out[0]
+
+    first, second = tick(), tick()
+    assert second.fields is first.fields == {"a": 1, "name": "x", "levels": "process"}
+    assert kept == {"a": 1, "name": "x"}  # what the collector keeps is not changed
+    other = tick(("process", "user"))
+    assert other.fields is not first.fields and other.fields["levels"] == "process user"
+    assert first.fields["levels"] == "process"
+    ran = tick(("process", "user"), {"a": 2, "name": "x"})
+    assert ran.fields == {"a": 2, "name": "x", "levels": "process user"} and ran.fields is not other.fields
+    assert tick(("process", "user"), st.record[0]).fields is ran.fields
+    # a reading whose fields are changed (USS read, cmdline dropped) takes its own copy first
+    reading = ProcessReading(7, kept, [], ["process"], st)
+    reading.own_fields()["memory_full_info.uss"] = 4096
+    assert kept == {"a": 1, "name": "x"} and reading.proc is None
+    out: list = []
+    _procfs_native.native(compiled).records(RawRecord, [reading], 1, 2, "psutil", "7.0", out)
+    assert out[0].fields == {"a": 1, "name": "x", "memory_full_info.uss": 4096, "levels": "process"}
+    assert first.fields == {"a": 1, "name": "x", "levels": "process"}
+
+
 def test_the_steady_path_builds_readings_alike_compiled_and_in_python():
     from telemrec.readers._procfs_process import Proc
 
@@ -139,7 +173,10 @@ def test_the_steady_path_builds_readings_alike_compiled_and_in_python():
         memo: dict = {}
         last = [(7, ("process", "user")), (8, ("process",)), (9, ("user",)), (11, ("user",))]
         readings, todo = _procfs_native.native(flag).steady(last, cached, states, memo, 5, ProcessReading)
-        readings[0].fields["levels"] = "mutated"  # a copy: the cached fields stay as they were
+        # the kept fields themselves, not a copy: who changes them takes a copy
+        assert readings[0].fields is cached[7] and readings[0].proc is states[7]
+        readings[0].own_fields()["levels"] = "mutated"
+        assert readings[0].proc is None and readings[0].fields is not cached[7]
         return readings, todo, memo, cached, {pid: st.tick for pid, st in states.items()}
 
     compiled, python = run(True), run(False)
