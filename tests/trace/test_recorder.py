@@ -145,3 +145,23 @@ def test_a_small_queue_is_drained_before_it_fills(tmp_path):
     assert rec.stats.ticks > 100 and rec.stats.dropped_records == 0
     with open_trace(tmp_path / "t.h5") as trace:
         assert len(list(trace.records())) == rec.stats.records == rec.stats.ticks
+
+
+def test_the_stop_gate_holds_sampling_threads_until_the_stop_then_lets_every_one_through():
+    from telemrec.recorder.recorder import _StopGate
+
+    gate = _StopGate()
+    t0 = time.monotonic()
+    assert gate.wait(0.05) is False and time.monotonic() - t0 >= 0.04  # closed: the timeout passes
+    woke: list = []
+    threads = [threading.Thread(target=lambda: woke.append(gate.wait(30))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    gate.open()
+    gate.open()  # stop() and join() both open it
+    for t in threads:
+        t.join(5)
+    assert woke == [True, True, True] and time.monotonic() - t0 < 2
+    assert gate.wait(30) is True  # open: at once
