@@ -260,22 +260,28 @@ PyObject *ccodec_gather_columns(PyObject *Py_UNUSED(self), PyObject *args)
         }
         uint8_t *k_out = (uint8_t *)kb.buf + c * total;
         int64_t *v_out = (int64_t *)vb.buf + c * total;
+        /* the numbers without the GIL: a merge of a 100 Hz recording's rows takes milliseconds,
+           which a sampling thread must not wait for */
+        Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t j = 0; j < total; j++) {
             int64_t src = gather[j];
             int32_t p = owner[src];
-            Part *part = &parts[p];
+            const Part *part = &parts[p];
             int64_t off = src - base[p];
-            if (!part->has) {
+            if (part->has) {
+                k_out[j] = ((const uint8_t *)part->kinds.buf)[off];
+                v_out[j] = ((const int64_t *)part->values.buf)[off];
+            } else {
                 k_out[j] = 0, v_out[j] = 0;
-                continue;
             }
-            k_out[j] = ((const uint8_t *)part->kinds.buf)[off];
-            v_out[j] = ((const int64_t *)part->values.buf)[off];
-            if (out_strs && part->has_strs) {
-                PyObject *v = ((PyObject **)part->strs.buf)[off];
-                if (v == NULL)
-                    v = Py_None;
-                Py_XSETREF(out_strs[j], Py_NewRef(v));
+        }
+        Py_END_ALLOW_THREADS
+        for (Py_ssize_t j = 0; out_strs && j < total; j++) {
+            int64_t src = gather[j];
+            int32_t p = owner[src];
+            if (parts[p].has_strs) {
+                PyObject *v = ((PyObject **)parts[p].strs.buf)[src - base[p]];
+                Py_XSETREF(out_strs[j], Py_NewRef(v ? v : Py_None));
             }
         }
         if (out_strs)
