@@ -138,6 +138,23 @@ def test_selection_over_chunk_and_merge_boundaries(data, records, chunk_rows, me
     assert_same(chosen, expected)
 
 
+def test_an_entity_whose_records_hold_no_field_lists_none_and_a_field_selection_leaves_it_out():
+    """Found by the property test above: an entity that only ever reported an error (no fields)
+    shares a table with one that holds field "0"; it lists no fields (not its table's), so
+    selecting "0" leaves it out, error records and all."""
+    records = [RawRecord(0, 0, "00", {}, "0", "", ""), RawRecord(0, 0, "0", {}, "0", "", None),
+               RawRecord(0, 0, "0", {"0": None}, "0", "", None)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t.h5")
+        write(path, records, chunk_rows=1)
+        with open_trace(path) as trace:
+            entities = {key: trace.entity(*key) for key in trace.entities()}
+            assert {key: list(ent.fields) for key, ent in entities.items()} == {("0", "0"): ["0"], ("0", "00"): []}
+            chosen = [r for b in iter_records(entities, fields=["0"]) for r in b]
+            assert_same([r for b in iter_records(entities) for r in b], records)
+    assert_same(chosen, [records[2]])
+
+
 def _cli(*args):
     return [sys.executable, "-m", "telemrec", *args]
 

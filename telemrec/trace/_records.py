@@ -210,7 +210,7 @@ class TableWriter:
                 ent.fieldset.add(f)
                 ent.order.append(f)
                 changed = True
-        if changed:
+        if changed or ent.keys is None:  # a new entity's list, even empty (none: every field of its table)
             cat.set_entity_fields(ent.eid, ent.order)
         ent.keys = keys
 
