@@ -19,8 +19,7 @@ import numpy as np
 
 from telemrec.errors import RecordError
 from telemrec.trace import _catalog as C
-from telemrec.trace._codec import INT, NONE, STR
-from telemrec.trace._columns import Column
+from telemrec.trace._codec import INT
 from telemrec.trace._segments import _ccodec
 from telemrec.trace._tables import Piece, choose_table, column_of_values, packed_column, place_blocks
 
@@ -229,8 +228,8 @@ class TableWriter:
         seq = order.astype(np.int64) + seq0
         columns[0] = packed_column(np.full(total, INT, np.uint8), seq, None)
         columns[1] = packed_column(np.full(total, INT, np.uint8), tidx[order], None)
-        columns[2] = _meta_column(list(map(_VERSION, every)), "source_version")
-        columns[3] = _meta_column(list(map(_ERROR, every)), "error")
+        columns[2] = column_of_values(list(map(_VERSION, every)), "source_version")
+        columns[3] = column_of_values(list(map(_ERROR, every)), "error")
         walls = wall[order]
         rows_before = self._table_rows.get(tid, 0)
         self._table_rows[tid] = rows_before + total
@@ -326,18 +325,6 @@ class TableWriter:
         src.base = src.rows
         src.mono, src.wall = [], []
         return piece
-
-
-def _meta_column(values: list, what: str) -> Column:
-    """A record column (source version, error) of a table's rows: most often one str, or None, in
-    every row, made without typing each value."""
-    first = values[0]
-    if (first is None or type(first) is str) and values.count(first) == len(values):
-        n = len(values)
-        if first is None:
-            return packed_column(np.full(n, NONE, np.uint8), np.zeros(n, np.int64), None)
-        return packed_column(np.full(n, STR, np.uint8), np.zeros(n, np.int64), np.full(n, first, object))
-    return column_of_values(values, what)
 
 
 def _runs_of_equal(layouts: list[tuple]):
